@@ -1,0 +1,67 @@
+"""Errors raised by tmdflow.
+
+Every error names the problem and what to do about it.  Each class has a stable numeric
+``exit_code`` (used by the CLI as the process exit status and by later workflow layers to
+decide on recovery), in the spirit of aiida-quantumespresso's numbered exit codes.
+"""
+
+from __future__ import annotations
+
+
+class TmdflowError(Exception):
+    """Base class.  ``str(err)`` is the full message: problem + remedy."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str, remedy: str = "") -> None:
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(problem if not remedy else f"{problem}\n  -> {remedy}")
+
+
+class InputError(TmdflowError):
+    """Bad user input (formula, lattice constant, vacuum, preset ...), found before any run."""
+
+    exit_code = 2
+
+
+class StructureSymmetryError(InputError):
+    """A generated or supplied structure does not have the expected space group."""
+
+    exit_code = 3
+
+
+class ExecutableNotFound(TmdflowError):
+    """pw.x, ld1.x, bands.x or the MPI launcher cannot be found."""
+
+    exit_code = 10
+
+
+class PseudopotentialError(TmdflowError):
+    """A pseudopotential is missing, of the wrong kind, or failed validation."""
+
+    exit_code = 20
+
+
+class CalculationFailed(TmdflowError):
+    """An external code ran but failed (non-zero exit, crash, error message in output)."""
+
+    exit_code = 30
+
+
+class ScfNotConverged(CalculationFailed):
+    """pw.x stopped without reaching self-consistency."""
+
+    exit_code = 31
+
+
+class OutputParseError(TmdflowError):
+    """Output files are missing or not in the expected format."""
+
+    exit_code = 40
+
+
+class AnalysisError(TmdflowError):
+    """The band data cannot answer the question asked (e.g. no K point in the k list)."""
+
+    exit_code = 50
