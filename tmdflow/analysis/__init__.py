@@ -1,0 +1,1 @@
+"""Physics analysis of band data: spin splittings, valley offsets, gaps."""

@@ -1,0 +1,1 @@
+"""Quantum ESPRESSO adapter: pw.x (scf, bands) and bands.x (spin texture)."""

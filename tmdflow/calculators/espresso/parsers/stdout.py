@@ -1,0 +1,114 @@
+"""pw.x text output: version, convergence, timing, errors and (verbosity='high') eigenvalues."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ....bands import BandData
+from ....errors import OutputParseError
+from ....units import BOHR_ANGSTROM
+
+_NUM = re.compile(r"-?\d+\.\d+(?:[eEdD][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class PwStdout:
+    qe_version: str | None
+    job_done: bool
+    converged: bool | None  # None when no SCF loop ran (bands/nscf)
+    n_iterations: int | None
+    wall_seconds: float | None
+    error: str | None  # "routine: message" of a QE error, if any
+    walltime_exceeded: bool
+    n_electrons: float | None
+    spinor: bool
+    bands: BandData | None
+
+
+def parse_duration(text: str) -> float:
+    """QE clock strings: '50.82s', '1m12.46s', '1h 2m', '2h30m' -> seconds."""
+    total = 0.0
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text):
+        total += float(value) * {"h": 3600, "m": 60, "s": 1}[unit]
+    return total
+
+
+def _vectors(text: str, name: str) -> np.ndarray | None:
+    rows = []
+    for i in (1, 2, 3):
+        m = re.search(rf"{name}\({i}\)\s*=\s*\(([^)]*)\)", text)
+        if not m:
+            return None
+        rows.append([float(x) for x in _NUM.findall(m.group(1))])
+    return np.array(rows)
+
+
+def _eigenvalue_blocks(text: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    markers = [m.end() for m in re.finditer(r"End of (self-consistent|band structure) calculation", text)]
+    if not markers:
+        return [], []
+    tail = text[markers[-1]:]
+    kpts, eigs = [], []
+    blocks = re.split(r"\n\s*k =", tail)[1:]
+    for block in blocks:
+        header, _, rest = block.partition("\n")
+        if "bands (ev)" not in header:
+            continue
+        kpts.append(np.array([float(x) for x in _NUM.findall(header.split("(")[0])][:3]))
+        values: list[float] = []
+        for line in rest.splitlines():
+            stripped = line.strip()
+            if not stripped:
+                if values:
+                    break
+                continue
+            if not re.fullmatch(r"[-\d.\s]+", stripped):
+                break
+            values += [float(x) for x in _NUM.findall(stripped)]
+        eigs.append(np.array(values))
+    return kpts, eigs
+
+
+def parse_pw_stdout(source: str | Path) -> PwStdout:
+    text = Path(source).read_text(errors="replace") if isinstance(source, Path) else source
+    if "Program PWSCF" not in text:
+        raise OutputParseError("not a pw.x output (no 'Program PWSCF' banner)", "pass the pw.x stdout file")
+    version = re.search(r"Program PWSCF v\.(\S+)", text)
+    err = re.search(r"Error in routine\s+(\S+)\s*\(\s*-?\d+\s*\):\s*\n\s*(.+)", text)
+    iters = re.search(r"convergence has been achieved in\s+(\d+)\s+iterations", text)
+    not_conv = re.search(r"convergence NOT achieved", text)
+    converged = True if iters else (False if not_conv else None)
+    wall = re.findall(r"PWSCF\s*:.*CPU\s+(.+?)\s+WALL", text)
+    nelec = re.search(r"number of electrons\s*=\s*([\d.]+)", text)
+    spinor = bool(re.search(r"calculation with spin-orbit|Noncollinear calculation", text))
+    alat = re.search(r"lattice parameter \(alat\)\s*=\s*([\d.]+)", text)
+    bands = None
+    kpts, eigs = _eigenvalue_blocks(text)
+    axes = _vectors(text, "a")
+    recips = _vectors(text, "b")
+    if kpts and nelec and alat is not None and axes is not None and recips is not None:
+        nb = min(len(e) for e in eigs)
+        alat_ang = float(alat.group(1)) * BOHR_ANGSTROM
+        bands = BandData(
+            kpoints_crystal=np.array(kpts) @ axes.T,
+            eigenvalues=np.array([e[:nb] for e in eigs]),
+            n_electrons=float(nelec.group(1)),
+            spinor=spinor,
+            reciprocal_cell=2 * np.pi / alat_ang * recips,
+        )
+    return PwStdout(
+        qe_version=version.group(1) if version else None,
+        job_done="JOB DONE." in text,
+        converged=converged,
+        n_iterations=int(iters.group(1)) if iters else None,
+        wall_seconds=parse_duration(wall[-1]) if wall else None,
+        error=f"{err.group(1)}: {err.group(2).strip()}" if err else None,
+        walltime_exceeded="Maximum CPU time exceeded" in text,
+        n_electrons=float(nelec.group(1)) if nelec else None,
+        spinor=spinor,
+        bands=bands,
+    )

@@ -1,0 +1,152 @@
+"""pw.x ``data-file-schema.xml`` (QE >= 6.2 'qes' schema; read the same way for 6.x and 7.x).
+
+Units in the file: Hartree, Bohr, k in 2*pi/alat (cartesian); converted here to eV and Angstrom.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ....bands import BandData
+from ....errors import OutputParseError
+from ....units import BOHR_ANGSTROM, HARTREE_EV
+
+HA_PER_BOHR3_TO_GPA = 29421.015697
+
+
+@dataclass(frozen=True)
+class PwXmlOutput:
+    qe_version: str
+    calculation: str
+    converged: bool | None  # None when the run was not an SCF (bands/nscf)
+    n_scf_steps: int | None
+    scf_error_ry: float | None
+    total_energy_ev: float | None
+    fermi_energy_ev: float | None
+    highest_occupied_ev: float | None
+    forces_ev_per_angstrom: np.ndarray | None
+    stress_gpa: np.ndarray | None
+    wall_seconds: float | None
+    cpu_seconds: float | None
+    symbols: tuple[str, ...]
+    cell_angstrom: np.ndarray
+    positions_angstrom: np.ndarray
+    spin_orbit: bool
+    noncollinear: bool
+    bands: BandData
+    exit_status: int | None
+
+
+def _floats(text: str | None) -> np.ndarray:
+    return np.array((text or "").split(), dtype=float)
+
+
+def _find(root: ET.Element, path: str) -> ET.Element | None:
+    return root.find(path)
+
+
+def _bool(elem: ET.Element | None) -> bool | None:
+    if elem is None or elem.text is None:
+        return None
+    return elem.text.strip().lower() == "true"
+
+
+def parse_pw_xml(path: Path) -> PwXmlOutput:
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.save/data-file-schema.xml")) or sorted(path.glob("*.xml"))
+        if not candidates:
+            raise OutputParseError(f"no pw.x XML file in {path}", "pass <prefix>.save/data-file-schema.xml")
+        path = candidates[0]
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise OutputParseError(f"cannot read pw.x XML {path}: {exc}", "the run may have been killed; rerun it") from None
+    out = _find(root, "output")
+    if out is None:
+        raise OutputParseError(f"{path} has no <output> section", "the run did not finish; rerun it")
+    creator = _find(root, "general_info/creator")
+    version = creator.get("VERSION", "unknown") if creator is not None else "unknown"
+    calc_el = _find(root, "input/control_variables/calculation")
+    calculation = calc_el.text.strip() if calc_el is not None and calc_el.text else "unknown"
+
+    struct = _find(out, "atomic_structure")
+    if struct is None:
+        raise OutputParseError(f"{path}: no output/atomic_structure", "unsupported XML; report it")
+    alat = float(struct.get("alat"))
+    cell_bohr = np.array([_floats(_find(struct, f"cell/a{i}").text) for i in (1, 2, 3)])
+    symbols, positions = [], []
+    for atom in struct.iter("atom"):
+        symbols.append(atom.get("name").strip())
+        positions.append(_floats(atom.text))
+    positions = np.array(positions) * BOHR_ANGSTROM
+
+    bs = _find(out, "band_structure")
+    if bs is None:
+        raise OutputParseError(f"{path}: no band_structure", "unsupported XML; report it")
+    noncolin = bool(_bool(_find(bs, "noncolin")))
+    spin_orbit = bool(_bool(_find(bs, "spinorbit")))
+    lsda = bool(_bool(_find(bs, "lsda")))
+    nelec = float(_find(bs, "nelec").text)
+    kpts, eigs = [], []
+    for ks in bs.iter("ks_energies"):
+        kpts.append(_floats(_find(ks, "k_point").text))
+        eigs.append(_floats(_find(ks, "eigenvalues").text) * HARTREE_EV)
+    if not kpts:
+        raise OutputParseError(f"{path}: no eigenvalues", "the run stopped before diagonalisation")
+    if lsda:
+        raise OutputParseError(
+            f"{path} is a collinear spin-polarised (lsda) run",
+            "tmdflow analyses spin-orbit (noncollinear) or spin-degenerate runs only",
+        )
+    kcart = np.array(kpts)  # 2*pi/alat units
+    crystal = kcart @ cell_bohr.T / alat
+    reciprocal = 2 * np.pi * np.linalg.inv(cell_bohr * BOHR_ANGSTROM).T
+    bands = BandData(
+        kpoints_crystal=crystal,
+        eigenvalues=np.array(eigs),
+        n_electrons=nelec,
+        spinor=noncolin,
+        reciprocal_cell=reciprocal,
+    )
+
+    def energy(tag: str) -> float | None:
+        el = _find(bs, tag)
+        return float(el.text) * HARTREE_EV if el is not None and el.text else None
+
+    scf = _find(out, "convergence_info/scf_conv")
+    converged = _bool(_find(scf, "convergence_achieved")) if scf is not None else None
+    n_steps = int(_find(scf, "n_scf_steps").text) if scf is not None and _find(scf, "n_scf_steps") is not None else None
+    scf_err = float(_find(scf, "scf_error").text) * 2 if scf is not None and _find(scf, "scf_error") is not None else None
+    etot = _find(out, "total_energy/etot")
+    forces = _find(out, "forces")
+    stress = _find(out, "stress")
+    timing = _find(root, "timing_info/total")
+    status = _find(root, "status")
+    return PwXmlOutput(
+        qe_version=version,
+        calculation=calculation,
+        converged=converged if calculation in ("scf", "relax", "vc-relax", "md", "vc-md") else None,
+        n_scf_steps=n_steps,
+        scf_error_ry=scf_err,
+        total_energy_ev=float(etot.text) * HARTREE_EV if etot is not None else None,
+        fermi_energy_ev=energy("fermi_energy"),
+        highest_occupied_ev=energy("highestOccupiedLevel"),
+        forces_ev_per_angstrom=(
+            _floats(forces.text).reshape(-1, 3) * HARTREE_EV / BOHR_ANGSTROM if forces is not None else None
+        ),
+        stress_gpa=_floats(stress.text).reshape(3, 3) * HA_PER_BOHR3_TO_GPA if stress is not None else None,
+        wall_seconds=float(_find(timing, "wall").text) if timing is not None else None,
+        cpu_seconds=float(_find(timing, "cpu").text) if timing is not None else None,
+        symbols=tuple(symbols),
+        cell_angstrom=cell_bohr * BOHR_ANGSTROM,
+        positions_angstrom=positions,
+        spin_orbit=spin_orbit,
+        noncollinear=noncolin,
+        bands=bands,
+        exit_status=int(status.text) if status is not None and status.text else None,
+    )

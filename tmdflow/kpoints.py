@@ -1,0 +1,54 @@
+"""k-points of the hexagonal Brillouin zone, in crystal coordinates of the reciprocal basis.
+
+For the cell of :mod:`tmdflow.structures` (gamma = 120 deg) the reciprocal vectors b1, b2 make
+60 deg and the special points are Gamma = (0, 0, 0), M = (1/2, 0, 0), K = (1/3, 1/3, 0),
+K' = -K.  Paths come from ASE's ``bandpath`` with pbc = (1, 1, 0) (2D special points).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.cell import Cell
+
+from .errors import InputError
+
+GAMMA = np.array([0.0, 0.0, 0.0])
+K_POINT = np.array([1 / 3, 1 / 3, 0.0])
+M_POINT = np.array([0.5, 0.0, 0.0])
+
+
+def special_points_2d(cell: np.ndarray) -> dict[str, np.ndarray]:
+    """ASE's 2D special points of ``cell`` (crystal coordinates), checked against our K."""
+    path = Cell(np.asarray(cell)).bandpath("GMKG", npoints=0, pbc=(1, 1, 0))
+    points = {k: np.asarray(v, float) for k, v in path.special_points.items()}
+    return points
+
+
+def gamma_k_list() -> tuple[np.ndarray, list[str]]:
+    """The explicit list Gamma, K, K' used for spin splittings (K from an explicit run, see docs)."""
+    return np.array([GAMMA, K_POINT, -K_POINT]), ["G", "K", "K'"]
+
+
+def path_gmkg(cell: np.ndarray, npoints: int) -> tuple[np.ndarray, list[str]]:
+    """Gamma-M-K-Gamma (crystal coordinates) with ``npoints`` points, labels '' between corners."""
+    if npoints < 4:
+        raise InputError(f"a band path needs at least 4 points, got {npoints}", "raise path_points")
+    bp = Cell(np.asarray(cell)).bandpath("GMKG", npoints=npoints, pbc=(1, 1, 0))
+    kpts = np.asarray(bp.kpts)
+    labels = [""] * len(kpts)
+    for name, coord in bp.special_points.items():
+        for i, k in enumerate(kpts):
+            if np.allclose(k, coord, atol=1e-8):
+                labels[i] = name
+    return kpts, labels
+
+
+def monkhorst_pack_2d(n: int) -> tuple[int, int, int]:
+    if n < 1:
+        raise InputError(f"k-mesh must be >= 1, got {n}", "use e.g. 6 (quick) or 16 (paper)")
+    return (n, n, 1)
+
+
+def contains_k(n: int) -> bool:
+    """A Gamma-centred n x n mesh contains K = (1/3, 1/3) only when 3 divides n."""
+    return n % 3 == 0

@@ -1,0 +1,82 @@
+"""Calculation presets as data: inputs/presets/base.yaml < <preset>.yaml < user overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .data import inputs_dir, load_yaml
+from .errors import InputError
+
+SPIN_ORBIT_MODES = ("scf", "second_variational")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    pseudo_family: str
+    spin_orbit_mode: str
+    ecutwfc: float
+    ecutrho: float
+    kmesh: int
+    kmesh_bulk_kz: int
+    vacuum: float
+    conv_thr: float
+    mixing_beta: float
+    electron_maxstep: int
+    occupations: str
+    smearing: str
+    degauss: float
+    extra_bands: int
+    path_points: int
+    spin_texture: bool
+
+    def __post_init__(self) -> None:
+        if self.spin_orbit_mode not in SPIN_ORBIT_MODES:
+            raise InputError(
+                f"spin_orbit_mode '{self.spin_orbit_mode}' is not one of {SPIN_ORBIT_MODES}",
+                "use scf (self-consistent noncollinear) or second_variational",
+            )
+        for name in ("ecutwfc", "ecutrho", "conv_thr", "mixing_beta"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}", f"fix {name}")
+        if self.ecutrho < self.ecutwfc:
+            raise InputError(
+                f"ecutrho ({self.ecutrho} Ry) is below ecutwfc ({self.ecutwfc} Ry)",
+                "use ecutrho >= 4 x ecutwfc (8 x for PAW/ultrasoft)",
+            )
+        if self.kmesh < 1 or self.kmesh_bulk_kz < 1:
+            raise InputError(f"k-mesh must be >= 1, got {self.kmesh}", "use e.g. kmesh: 6")
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in (inputs_dir() / "presets").glob("*.yaml") if p.stem != "base")
+
+
+def load_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Preset:
+    if name not in available_presets():
+        raise InputError(f"unknown preset '{name}'", f"choose one of {available_presets()}")
+    values: dict[str, Any] = dict(load_yaml("presets/base.yaml"))
+    values.update(load_yaml(f"presets/{name}.yaml"))
+    values.setdefault("description", "")
+    valid = {f.name for f in dataclasses.fields(Preset)}
+    for key, val in (overrides or {}).items():
+        if key not in valid:
+            raise InputError(f"unknown preset parameter '{key}'", f"valid: {sorted(valid - {'name'})}")
+        if val is not None:
+            values[key] = val
+    values["name"] = name
+    unknown = set(values) - valid
+    if unknown:
+        raise InputError(f"preset '{name}' has unknown keys {sorted(unknown)}", "fix inputs/presets/")
+    types = {f.name: f.type for f in dataclasses.fields(Preset)}
+    coerced = {}
+    for key, val in values.items():
+        t = types[key]
+        try:
+            coerced[key] = {"float": float, "int": int, "bool": bool, "str": str}[t](val)
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"preset value {key}={val!r} has the wrong type ({t})", "fix it") from None
+    return Preset(**coerced)
