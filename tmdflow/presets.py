@@ -25,6 +25,7 @@ class Preset:
     vacuum: float
     conv_thr: float
     mixing_beta: float
+    mixing_mode: str
     electron_maxstep: int
     occupations: str
     smearing: str

@@ -8,6 +8,8 @@ Bulk 2H: M on Wyckoff 2c (1/3, 2/3, 1/4), X on 4f with vertical M-X offset z*c.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from ase import Atoms
 
@@ -39,7 +41,9 @@ def spacegroup_number(atoms: Atoms, symprec: float = SYMPREC) -> int:
     import spglib
 
     cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
-    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    with warnings.catch_warnings():  # spglib 2.5 warns about its own error-handling switch
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
     if dataset is None:
         raise StructureSymmetryError("spglib could not analyse the structure", "check the geometry")
     return int(dataset.number if hasattr(dataset, "number") else dataset["number"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ...errors import CalculationFailed, ExecutableNotFound
+from ...errors import ExecutableNotFound
 from ...settings import Settings
 
 ProgressFn = Callable[[str], None]
@@ -82,9 +81,20 @@ class EspressoProfile:
         parallel: bool = True,
         progress: ProgressFn | None = None,
         label: str = "",
+        pools: int = 1,
     ) -> RunRecord:
-        """Run ``command -in input_name`` in ``directory``; stdout goes to ``output_name``."""
-        argv = self.argv(command, parallel) + ["-in", input_name]
+        """Run ``command [-nk pools] -in input_name`` in ``directory``; stdout to ``output_name``.
+
+        Returns the record whatever the exit status: deciding what a non-zero status means
+        (not converged, out of time, crash) needs the parsed output, which is the adapter's job.
+
+        ``pools`` > 1 distributes k-points over MPI pools (pw.x -nk); measured 10 % faster
+        than plane-wave distribution for a 6x6x1 monolayer SCF on 2 cores (docs/performance.md).
+        """
+        argv = self.argv(command, parallel)
+        if parallel and pools > 1 and len(argv) > 1 and self.nprocs % pools == 0:
+            argv += ["-nk", str(pools)]
+        argv += ["-in", input_name]
         start = time.monotonic()
         with open(directory / output_name, "w") as out:
             proc = subprocess.Popen(
@@ -96,14 +106,4 @@ class EspressoProfile:
                 if progress:
                     progress(f"{label} {time.monotonic() - start:6.1f} s")
         wall = time.monotonic() - start
-        record = RunRecord(Path(argv[0]).name if not parallel else command, tuple(argv), directory,
-                           proc.returncode, wall)
-        if proc.returncode != 0:
-            text = (directory / output_name).read_text(errors="replace")
-            m = re.search(r"Error in routine\s+(\S+)\s*\(\d+\):\s*\n\s*(.+)", text)
-            detail = f"{m.group(1)}: {m.group(2).strip()}" if m else text.strip()[-400:]
-            raise CalculationFailed(
-                f"{command} failed (exit {proc.returncode}) in {directory}: {detail}",
-                f"read {directory / output_name}",
-            )
-        return record
+        return RunRecord(command, tuple(argv), directory, proc.returncode, wall)

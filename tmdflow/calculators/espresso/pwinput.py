@@ -95,6 +95,7 @@ def build_pw_input(job: PwJob) -> str:
     electrons = {
         "conv_thr": float(p.conv_thr),
         "mixing_beta": float(p.mixing_beta),
+        "mixing_mode": p.mixing_mode,
         "electron_maxstep": int(p.electron_maxstep),
         "diago_full_acc": True if job.calculation != "scf" else None,
     }

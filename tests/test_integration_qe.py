@@ -1,0 +1,75 @@
+"""End-to-end runs of the real pw.x / bands.x (test preset: 3x3x1, 45/360 Ry, 10 A vacuum).
+
+Tolerances: Delta_VB(K) within 10 meV of the paper (the issue's acceptance bound).  Measured
+with these settings: MoS2 147.7 meV (paper 148), WS2 ~416-430 meV (paper 426); the residual is
+the pseudopotential-vs-all-electron difference and the cut-off (docs/physics.md).
+"""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tmdflow.cli import main
+from tmdflow.compute import compute_material
+from tmdflow.errors import ExecutableNotFound, PseudopotentialError, ScfNotConverged
+from tmdflow.presets import load_preset
+from tmdflow.settings import load_settings
+
+pytestmark = pytest.mark.qe
+
+
+def test_cli_compute_mos2_json(qe_settings, monkeypatch):
+    monkeypatch.setenv("TMDFLOW_PSEUDO_DIR", str(qe_settings.pseudo_dir))
+    monkeypatch.setenv("TMDFLOW_NPROCS", str(qe_settings.nprocs))
+    result = CliRunner().invoke(
+        main, ["compute", "MoS2", "--preset", "test", "--json", "--work-dir", str(qe_settings.work_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)[0]
+    s = data["splitting"]
+    assert s["delta_vb_k_mev"] == pytest.approx(148, abs=10)
+    assert s["delta_cb_sign_known"] and s["delta_cb_k_mev"] > 0  # MoX2: lowest CB has the top-VB spin
+    assert s["spin_reversed_at_kprime"] and s["delta_vb_kprime_mev"] == pytest.approx(s["delta_vb_k_mev"], abs=0.5)
+    assert abs(s["vb_k_sigma_z"][0]) > 0.95  # fully out-of-plane polarised
+    assert s["direct_gap_at_k"]
+    assert data["steps"][0]["converged"] is True and data["steps"][0]["qe_version"].startswith("6.")
+    assert set(data["pseudopotentials"]) == {"Mo", "S"}
+    assert data["scratch_freed_bytes"] > 0  # wavefunction scratch removed
+
+
+def test_ws2_splitting_and_opposite_conduction_spin_order(qe_settings):
+    r = compute_material("WS2", load_preset("test"), qe_settings)
+    assert r.splitting.delta_vb_k_mev == pytest.approx(426, abs=10)
+    assert r.splitting.delta_cb_sign_known and r.splitting.delta_cb_k_mev < -10  # WX2: opposite spin
+    assert r.splitting.direct_gap_at_k
+
+
+def test_unconverged_scf_is_a_named_error(qe_settings):
+    with pytest.raises(ScfNotConverged) as err:
+        compute_material("MoS2", load_preset("test", {"electron_maxstep": 3}), qe_settings)
+    assert "mixing_beta" in str(err.value)  # the remedy is named
+    assert err.value.exit_code == 31
+
+
+def test_missing_pw_is_reported_before_any_work(tmp_path, pseudo_dir):
+    settings = load_settings(work_dir=tmp_path, pseudo_dir=pseudo_dir, pw_command="pw-does-not-exist.x")
+    with pytest.raises(ExecutableNotFound, match="pw-does-not-exist.x"):
+        compute_material("MoS2", load_preset("test"), settings)
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_scalar_relativistic_user_pseudos_are_refused_before_pw_runs(tmp_path, pseudo_dir):
+    import shutil
+
+    from tmdflow.pseudo import ensure_pseudopotentials
+
+    ps = ensure_pseudopotentials(["Mo", "S"], "pslibrary-paw", pseudo_dir, rels=(1,))
+    user = tmp_path / "upf"
+    user.mkdir()
+    for el in ("Mo", "S"):
+        shutil.copy(ps.scalar[el].path, user / f"{el}.pbe-paw.UPF")
+    settings = load_settings(work_dir=tmp_path / "runs", pseudo_dir=pseudo_dir, user_pseudo_dir=user)
+    with pytest.raises(PseudopotentialError, match="fully relativistic"):
+        compute_material("MoS2", load_preset("test"), settings)
+    assert not (tmp_path / "runs").exists()

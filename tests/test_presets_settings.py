@@ -1,0 +1,41 @@
+import pytest
+
+from tmdflow.errors import InputError
+from tmdflow.presets import available_presets, load_preset
+from tmdflow.settings import load_settings
+
+
+def test_presets_are_layered_data():
+    quick = load_preset("quick")
+    assert (quick.kmesh, quick.ecutwfc, quick.ecutrho, quick.vacuum) == (6, 45.0, 360.0, 15.0)
+    assert quick.pseudo_family == "pslibrary-paw"  # from base.yaml
+    paper = load_preset("paper")
+    assert paper.kmesh == 16 and paper.vacuum == 30.0
+    assert {"quick", "paper", "test"} <= set(available_presets())
+
+
+def test_user_overrides_win_and_are_validated():
+    assert load_preset("quick", {"kmesh": 9}).kmesh == 9
+    with pytest.raises(InputError, match="unknown preset parameter"):
+        load_preset("quick", {"kmseh": 9})
+    with pytest.raises(InputError, match="ecutrho"):
+        load_preset("quick", {"ecutrho": 20.0})
+    with pytest.raises(InputError, match="spin_orbit_mode"):
+        load_preset("quick", {"spin_orbit_mode": "perturbative"})
+    with pytest.raises(InputError, match="unknown preset"):
+        load_preset("fast")
+
+
+def test_settings_layers_file_then_env(tmp_path):
+    cfg = tmp_path / "tmdflow.yaml"
+    cfg.write_text("machine:\n  nprocs: 4\n  mpi_command: srun\n")
+    s = load_settings(env={"TMDFLOW_NPROCS": "3"}, config_file=cfg)
+    assert s.nprocs == 3 and s.mpi_command == "srun"
+    s = load_settings(env={}, config_file=cfg)
+    assert s.nprocs == 4
+
+
+@pytest.mark.parametrize("env", [{"TMDFLOW_NPROCS": "two"}, {"TMDFLOW_NPROCS": "0"}])
+def test_bad_settings_are_refused(env, tmp_path):
+    with pytest.raises(InputError, match="nprocs"):
+        load_settings(env=env, config_file=tmp_path / "none.yaml")

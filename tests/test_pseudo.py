@@ -1,0 +1,134 @@
+"""Pseudopotential generation with the real ld1.x (fast: ~1 s per file), cache and checks."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tmdflow.errors import CalculationFailed, PseudopotentialError
+from tmdflow.pseudo import ensure_pseudopotentials, read_upf_header, user_pseudopotentials
+from tmdflow.pseudo.ld1 import count_poles
+from tmdflow.pseudo.recipes import load_family, render_ld1_input
+from tmdflow.pseudo.upf import MAX_UPF_LINE, rewrap_long_lines
+
+pytestmark = pytest.mark.qe
+
+
+@pytest.fixture(scope="module")
+def sulfur(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pseudos")
+    return d, ensure_pseudopotentials(["S"], "pslibrary-paw", d)
+
+
+def test_scalar_and_fully_relativistic_files_from_one_recipe(sulfur):
+    _, ps = sulfur
+    s1, s2 = ps.scalar["S"], ps.full["S"]
+    h1, h2 = read_upf_header(s1.path), read_upf_header(s2.path)
+    assert h1.pseudo_type == h2.pseudo_type == "PAW"
+    assert not h1.fully_relativistic and h2.fully_relativistic and h2.has_so
+    assert h1.z_valence == h2.z_valence == 6.0
+    assert s1.recipe_fingerprint != s2.recipe_fingerprint  # rel is part of the fingerprint
+
+
+def test_generated_files_are_readable_by_pw67(sulfur):
+    _, ps = sulfur
+    for pf in (ps.scalar["S"], ps.full["S"]):
+        longest = max(len(l) for l in pf.path.read_text().splitlines())
+        assert longest <= MAX_UPF_LINE
+
+
+def test_manifest_records_checksum_recipe_version_and_checks(sulfur):
+    d, ps = sulfur
+    manifest = json.loads((d / "pslibrary-paw" / "manifest.json").read_text())
+    entry = manifest["S.rel2"]
+    assert entry["sha256"] == ps.full["S"].sha256 and len(entry["sha256"]) == 64
+    assert entry["ld1_version"].startswith("6.")
+    checks = entry["checks"]["max_eigenvalue_error_ry"]
+    assert len(checks) == 3 and max(checks.values()) < 0.003
+    assert entry["checks"]["logder_poles_ps"] == entry["checks"]["logder_poles_ae"]
+
+
+def test_cache_is_reused_and_damaged_files_are_regenerated(sulfur):
+    d, ps = sulfur
+    path = ps.full["S"].path
+    mtime = path.stat().st_mtime_ns
+    again = ensure_pseudopotentials(["S"], "pslibrary-paw", d)
+    assert again.full["S"].path.stat().st_mtime_ns == mtime  # not regenerated
+    with open(path, "a") as fh:
+        fh.write("damage\n")
+    repaired = ensure_pseudopotentials(["S"], "pslibrary-paw", d)
+    assert repaired.full["S"].sha256 == ps.full["S"].sha256  # same recipe, same bytes
+
+
+def test_a_broken_recipe_fails_generation_clearly(tmp_path, monkeypatch):
+    """pslibrary's Ta 'spn' template with W's configuration hits ld1.x 6.7's 'negative rho'
+    at rel=1 (issue pitfall c, measured): generation must stop with that message and leave
+    no file behind."""
+    import yaml
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "inputs"), inputs)
+    recipe_file = inputs / "pseudo_recipes" / "pslibrary-paw.yaml"
+    data = yaml.safe_load(recipe_file.read_text())
+    data["recipes"]["W"]["inputp"] = {"lloc": -1, "rcloc": 2.3, "which_augfun": "PSQ", "rmatch_augfun": 1.0,
+                                      "nlcc": True, "new_core_ps": True, "rcore": 1.1, "tm": True}
+    data["recipes"]["W"]["cards"] = [
+        "5S  1  0  2.00  0.00  1.40  1.60  0.0", "6S  2  0  2.00  0.00  1.10  1.60  0.0",
+        "5P  2  1  6.00  0.00  1.50  1.60  0.0", "6P  3  1  0.00  0.00  1.30  1.60  0.0",
+        "5D  3  2  4.00  0.00  1.70  1.90  0.0", "5D  3  2 -2.00  0.30  1.70  1.90  0.0",
+    ]
+    recipe_file.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("TMDFLOW_INPUTS", str(inputs))
+    with pytest.raises(CalculationFailed, match="negative rho"):
+        ensure_pseudopotentials(["W"], "pslibrary-paw", tmp_path / "cache", rels=(1,))
+    assert not list((tmp_path / "cache" / "pslibrary-paw").glob("W*.UPF"))  # nothing half-made kept
+
+
+def test_scalar_relativistic_user_file_is_refused_for_spin_orbit(sulfur, tmp_path):
+    _, ps = sulfur
+    shutil.copy(ps.scalar["S"].path, tmp_path / "S.pbe-paw.UPF")
+    with pytest.raises(PseudopotentialError, match="not fully relativistic"):
+        user_pseudopotentials(tmp_path, ["S"], spin_orbit=True)
+    shutil.copy(ps.full["S"].path, tmp_path / "S.rel-pbe-paw.UPF")
+    chosen = user_pseudopotentials(tmp_path, ["S"], spin_orbit=True)
+    assert chosen.full["S"].path.name == "S.rel-pbe-paw.UPF"
+
+
+def test_missing_user_file_names_the_element(tmp_path):
+    with pytest.raises(PseudopotentialError, match="no UPF file for Mo"):
+        user_pseudopotentials(tmp_path, ["Mo"], spin_orbit=True)
+
+
+def test_unknown_family_and_element():
+    with pytest.raises(PseudopotentialError, match="unknown pseudopotential family"):
+        ensure_pseudopotentials(["S"], "nope", "/tmp")
+    with pytest.raises(PseudopotentialError, match="no recipe"):
+        ensure_pseudopotentials(["Pt"], "pslibrary-paw", "/tmp")
+
+
+# --- pure functions (no ld1.x) ---------------------------------------------------------------
+
+def test_ld1_input_rendering_keeps_recipe_cards():
+    w = load_family("pslibrary-paw")["W"]
+    text = render_ld1_input(w, 2, "W.rel2.UPF", test_config="5s2 5p6 5d4 6s2 6p0")
+    assert "rel=2," in text and "zed=74.0" in text and "lpaw=.true." in text
+    assert text.count("\n5") >= 4 and "configts(1)='5s2 5p6 5d4 6s2 6p0'" in text
+
+
+def test_rewrap_only_touches_long_numeric_lines(tmp_path):
+    f = tmp_path / "x.UPF"
+    long_line = " ".join(f"{x:.15E}" for x in np.linspace(0, 1, 400))
+    f.write_text("<PP_R>\n" + long_line + "\n</PP_R>\n")
+    assert rewrap_long_lines(f) == 1
+    lines = f.read_text().splitlines()
+    assert max(map(len, lines)) <= MAX_UPF_LINE
+    assert np.allclose([float(x) for l in lines[1:-1] for x in l.split()], np.linspace(0, 1, 400))
+
+
+def test_pole_counter_on_a_tangent():
+    e = np.linspace(-3, 3, 2000)
+    # cot-like function with poles at e = -pi/2... : log-derivative decreases between poles
+    values = -np.tan(e)
+    assert count_poles(values) == 2  # jumps at -pi/2 and +pi/2

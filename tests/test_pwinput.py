@@ -1,0 +1,52 @@
+"""The generated pw.x inputs: checked by content and read back with ASE's independent parser."""
+
+import ase.io
+import numpy as np
+import pytest
+
+from tmdflow.calculators.espresso.pwinput import PwJob, build_pw_input
+from tmdflow.kpoints import gamma_k_list
+from tmdflow.presets import load_preset
+from tmdflow.structures import build_monolayer
+
+
+@pytest.fixture
+def atoms():
+    return build_monolayer("MoS2", 3.193, 1.567, 15.0)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "pw.in"
+    path.write_text(text)
+    return path
+
+
+def test_spin_orbit_scf_input(atoms, tmp_path):
+    text = build_pw_input(PwJob("scf", atoms, load_preset("quick"), {"Mo": "Mo.rel2.UPF", "S": "S.rel2.UPF"},
+                                "./pseudo", spin_orbit=True, kmesh=(6, 6, 1)))
+    assert "noncolin = .true." in text and "lspinorb = .true." in text
+    assert "ecutwfc = 45" in text and "ecutrho = 360" in text
+    assert "K_POINTS automatic\n  6 6 1 0 0 0" in text
+    assert "Mo 95.9500 Mo.rel2.UPF" in text
+    back = ase.io.read(_write(tmp_path, text), format="espresso-in")
+    assert np.allclose(back.cell[:], atoms.cell[:], atol=1e-8)
+    assert np.allclose(back.positions, atoms.positions, atol=1e-8)
+    assert back.get_chemical_symbols() == ["Mo", "S", "S"]
+
+
+def test_scalar_scf_has_no_spin_orbit(atoms):
+    text = build_pw_input(PwJob("scf", atoms, load_preset("quick"), {"Mo": "Mo.rel1.UPF", "S": "S.rel1.UPF"},
+                                "./pseudo", spin_orbit=False, kmesh=(6, 6, 1)))
+    assert "noncolin" not in text and "lspinorb" not in text
+
+
+def test_bands_input_lists_gamma_and_k_explicitly(atoms):
+    k, _ = gamma_k_list()
+    text = build_pw_input(PwJob("bands", atoms, load_preset("quick"), {"Mo": "a", "S": "b"},
+                                "./pseudo", spin_orbit=True, kpoints=k, nbnd=42))
+    assert "calculation = 'bands'" in text and "nbnd = 42" in text
+    block = text.split("K_POINTS crystal\n")[1].splitlines()
+    assert block[0].strip() == "3"
+    rows = np.array([[float(x) for x in line.split()] for line in block[1:4]])
+    assert np.allclose(rows[1, :3], [1 / 3, 1 / 3, 0]) and np.allclose(rows[2, :3], [-1 / 3, -1 / 3, 0])
+    assert "tprnfor" not in text  # no forces in a non-SCF run

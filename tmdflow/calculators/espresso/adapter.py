@@ -1,0 +1,164 @@
+"""Quantum ESPRESSO steps: SCF (scalar or spin-orbit), bands on an explicit k list, spin texture.
+
+Every step writes ``<step>.in``, runs, keeps ``<step>.out`` and a copy of the XML as
+``<step>.xml`` (pw.x overwrites ``out/<prefix>.save/data-file-schema.xml`` at each run), then
+parses both.  The code-side choices live in :mod:`.pwinput`; the machine side in :mod:`.profile`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged
+from ...presets import Preset
+from ...pseudo import PseudoSet, read_upf_header
+from ...settings import Settings
+from .parsers import PwStdout, PwXmlOutput, parse_bandsx_sigma_z, parse_pw_stdout, parse_pw_xml
+from .profile import EspressoProfile, ProgressFn, RunRecord
+from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials, species_order
+
+
+@dataclass(frozen=True)
+class PwStepResult:
+    step: str
+    directory: Path
+    input_text: str
+    xml: PwXmlOutput
+    stdout: PwStdout
+    run: RunRecord
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    text = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return " | ".join(l.strip() for l in text[-lines:] if l.strip()) or "no output"
+
+
+def valence_electrons(atoms: Atoms, pseudos: PseudoSet, spin_orbit: bool) -> float:
+    zval = {el: read_upf_header(pseudos.for_element(el, spin_orbit).path).z_valence for el in species_order(atoms)}
+    return float(sum(zval[s] for s in atoms.get_chemical_symbols()))
+
+
+def check_step_pseudopotentials(pseudos: PseudoSet, elements: Sequence[str], spin_orbit: bool) -> dict[str, Path]:
+    """The UPF file per element for this step; refuses a scalar-relativistic file for spin-orbit."""
+    files = {}
+    for el in elements:
+        pf = pseudos.for_element(el, spin_orbit)
+        header = read_upf_header(pf.path)
+        if spin_orbit and not header.fully_relativistic:
+            raise PseudopotentialError(
+                f"{pf.path.name} ({el}) is scalar-relativistic but this is a spin-orbit step",
+                "use a fully relativistic pseudopotential (UPF relativistic=\"full\" / has_so=\"T\")",
+            )
+        files[el] = pf.path
+    return files
+
+
+class EspressoCalculator:
+    name = "espresso"
+
+    def __init__(self, profile: EspressoProfile, keep_scratch: bool = False) -> None:
+        self.profile = profile
+        self.keep_scratch = keep_scratch
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EspressoCalculator":
+        return cls(EspressoProfile.from_settings(settings), settings.keep_scratch)
+
+    def check_executables(self, spin_texture: bool) -> None:
+        """Fail before any expensive work when pw.x / bands.x / the MPI launcher are missing."""
+        self.profile.argv(self.profile.pw_command)
+        if spin_texture:
+            self.profile.argv(self.profile.bands_command, parallel=False)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _run_pw(self, step: str, job: PwJob, directory: Path, progress: ProgressFn | None, pools: int) -> PwStepResult:
+        text = build_pw_input(job)
+        (directory / f"{step}.in").write_text(text)
+        started = time.time()
+        record = self.profile.run(
+            self.profile.pw_command, directory, f"{step}.in", f"{step}.out",
+            progress=progress, label=step, pools=pools,
+        )
+        out_file = directory / f"{step}.out"
+        xml_src = directory / OUTDIR / f"{PREFIX}.save" / "data-file-schema.xml"
+        # the bands step must not delete the SCF's XML (pw.x reads it), so "written by this run"
+        # is decided by modification time; kept for failed runs too
+        if xml_src.is_file() and xml_src.stat().st_mtime >= started - 1:
+            shutil.copyfile(xml_src, directory / f"{step}.xml")
+        stdout = parse_pw_stdout(out_file) if "Program PWSCF" in out_file.read_text(errors="replace") else None
+        if stdout is not None and stdout.converged is False:
+            raise ScfNotConverged(
+                f"{step}: SCF not converged after {job.preset.electron_maxstep} iterations in {directory}",
+                "lower mixing_beta (e.g. 0.2) and/or raise electron_maxstep in the preset overrides",
+            )
+        if record.returncode != 0 or stdout is None or stdout.error or not stdout.job_done:
+            detail = stdout.error if stdout and stdout.error else _tail(out_file)
+            raise CalculationFailed(
+                f"{step}: pw.x failed (exit {record.returncode}) in {directory}: {detail}",
+                f"read {out_file}",
+            )
+        if not (directory / f"{step}.xml").is_file():
+            raise CalculationFailed(f"{step}: pw.x wrote no XML in {xml_src.parent}", f"read {out_file}")
+        xml = parse_pw_xml(directory / f"{step}.xml")
+        return PwStepResult(step, directory, text, xml, stdout, record)
+
+    def scf(
+        self, atoms: Atoms, preset: Preset, directory: Path, pseudos: PseudoSet, spin_orbit: bool,
+        kmesh: tuple[int, int, int], progress: ProgressFn | None = None, step: str | None = None,
+    ) -> PwStepResult:
+        step = step or ("scf_soc" if spin_orbit else "scf_sr")
+        directory.mkdir(parents=True, exist_ok=True)
+        files = check_step_pseudopotentials(pseudos, species_order(atoms), spin_orbit)
+        names = link_pseudopotentials(directory, files)
+        job = PwJob("scf", atoms, preset, names, "./pseudo", spin_orbit, kmesh=kmesh)
+        nk_full = kmesh[0] * kmesh[1] * kmesh[2]
+        return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, nk_full))
+
+    def bands(
+        self, atoms: Atoms, preset: Preset, directory: Path, pseudos: PseudoSet, spin_orbit: bool,
+        kpoints: np.ndarray, nbnd: int, progress: ProgressFn | None = None, step: str | None = None,
+    ) -> PwStepResult:
+        """Non-SCF eigenvalues on ``kpoints`` (crystal) from the SCF density in ``directory``."""
+        step = step or ("bands_soc" if spin_orbit else "bands_sr")
+        files = check_step_pseudopotentials(pseudos, species_order(atoms), spin_orbit)
+        names = link_pseudopotentials(directory, files)
+        job = PwJob("bands", atoms, preset, names, "./pseudo", spin_orbit, kpoints=kpoints, nbnd=nbnd)
+        return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, len(kpoints)))
+
+    def spin_texture(self, directory: Path, bands: PwStepResult, progress: ProgressFn | None = None) -> np.ndarray:
+        """<sigma_z> (-1..1) per k-point and band of the last bands run, from bands.x lsigma(3)."""
+        text = (
+            "&BANDS\n"
+            f"  prefix = '{PREFIX}'\n  outdir = '{OUTDIR}'\n  filband = 'spin_texture.dat'\n"
+            "  lsigma(3) = .true.\n  lsym = .false.\n  no_overlap = .true.\n/\n"
+        )
+        (directory / "spin_texture.in").write_text(text)
+        record = self.profile.run(
+            self.profile.bands_command, directory, "spin_texture.in", "spin_texture.out",
+            parallel=False, progress=progress, label="spin_texture",
+        )
+        if record.returncode != 0:
+            raise CalculationFailed(
+                f"bands.x failed (exit {record.returncode}) in {directory}: {_tail(directory / 'spin_texture.out')}",
+                f"read {directory / 'spin_texture.out'}",
+            )
+        return parse_bandsx_sigma_z(directory / "spin_texture.dat", bands.xml.bands.eigenvalues)
+
+    def cleanup(self, directory: Path) -> int:
+        """Delete wavefunction scratch (keeps XML and charge density for restarts); bytes freed."""
+        if self.keep_scratch:
+            return 0
+        freed = 0
+        out = directory / OUTDIR
+        for pattern in ("*.wfc*", "*.mix*", f"{PREFIX}.save/wfc*.dat", f"{PREFIX}.save/wfc*.hdf5"):
+            for f in out.glob(pattern):
+                freed += f.stat().st_size
+                f.unlink()
+        return freed
