@@ -58,5 +58,6 @@ fi
 
 # 3. Pseudopotentials: generated with ld1.x from inputs/pseudo_recipes (cached, checksummed)
 say "checking pseudopotentials (generated once with ld1.x, then cached)"
-"$VENV/bin/tmdflow" pseudo build >/dev/null
+"$VENV/bin/tmdflow" pseudo build --family pslibrary-paw >/dev/null
+"$VENV/bin/tmdflow" pseudo build --family pslibrary-nc >/dev/null
 say "ready"

@@ -21,7 +21,7 @@ from .kpoints import GAMMA, K_POINT, M_POINT, monkhorst_pack_2d, path_gmkg
 from .materials import Material, get_material
 from .presets import Preset
 from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
-from .pseudo.recipes import REL_FULL, REL_SCALAR
+from .pseudo.recipes import REL_FULL
 from .settings import Settings
 from .structures import build_monolayer
 
@@ -84,7 +84,7 @@ def resolve_geometry(material: Material, a: float | None, d: float | None) -> tu
 def select_pseudopotentials(material: Material, preset: Preset, settings: Settings, progress=None) -> PseudoSet:
     if settings.user_pseudo_dir:
         return user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=True)
-    rels = (REL_FULL,) if preset.spin_orbit_mode == "scf" else (REL_SCALAR, REL_FULL)
+    rels = (REL_FULL,)  # both modes use the fully relativistic files (see compute_material)
     return ensure_pseudopotentials(
         material.elements, preset.pseudo_family, settings.pseudo_dir, rels=rels,
         ld1_command=settings.ld1_command, progress=progress,
@@ -108,28 +108,33 @@ def compute_material(
     atoms = build_monolayer(material.formula, a, d, vacuum)
     calc = EspressoCalculator.from_settings(settings)
     calc.check_executables(preset.spin_texture)
-    if preset.spin_orbit_mode == "second_variational":
-        raise InputError(
-            "spin_orbit_mode 'second_variational' needs a norm-conserving family, none is shipped yet",
-            "use spin_orbit_mode 'scf' (default); see docs/physics.md",
-        )
     pseudos = select_pseudopotentials(material, preset, settings, progress=say)
+    second_variational = preset.spin_orbit_mode == "second_variational"
+    if second_variational and not pseudos.is_norm_conserving:
+        raise InputError(
+            f"spin_orbit_mode 'second_variational' needs norm-conserving pseudopotentials; "
+            f"'{pseudos.family}' is not (pw.x 6.7 stops in read_scf, 'Reading PAW becsum', when a "
+            "spin-orbit bands run reads a collinear PAW density)",
+            "set pseudo_family: pslibrary-nc (and ecutwfc >= 70 Ry), or use spin_orbit_mode: scf",
+        )
+    # spin-orbit steps use the fully relativistic files; in the second-variational mode the SCF
+    # uses the same files, which pw.x averages to scalar-relativistic (norm-conserving only)
+    files = {el: pseudos.for_element(el, spin_orbit=True).path for el in material.elements}
     directory = Path(directory or settings.work_dir / f"{material.formula}-monolayer-{preset.name}")
     directory.mkdir(parents=True, exist_ok=True)
+    tag = lambda m: say(f"{material.formula}: {m}")  # noqa: E731
 
     kmesh = monkhorst_pack_2d(preset.kmesh)
-    scf = calc.scf(atoms, preset, directory, pseudos, spin_orbit=True, kmesh=kmesh,
-                   progress=lambda m: say(f"{material.formula}: {m}"))
+    scf = calc.scf(atoms, preset, directory, files, spin_orbit=not second_variational, kmesh=kmesh, progress=tag)
     kpts, labels = splitting_kpoints(atoms.cell[:], preset.path_points)
-    nelec = valence_electrons(atoms, pseudos, spin_orbit=True)
+    nelec = valence_electrons(atoms, files)
     nbnd = int(round(nelec)) + 2 * preset.extra_bands
-    bands = calc.bands(atoms, preset, directory, pseudos, spin_orbit=True, kpoints=kpts, nbnd=nbnd,
-                       progress=lambda m: say(f"{material.formula}: {m}"))
+    bands = calc.bands(atoms, preset, directory, files, spin_orbit=True, kpoints=kpts, nbnd=nbnd, progress=tag)
     band_data: BandData = bands.xml.bands
     band_data = BandData(band_data.kpoints_crystal, band_data.eigenvalues, band_data.n_electrons,
                          band_data.spinor, band_data.reciprocal_cell, labels=tuple(labels))
     if preset.spin_texture:
-        sz = calc.spin_texture(directory, bands, progress=lambda m: say(f"{material.formula}: {m}"))
+        sz = calc.spin_texture(directory, bands, progress=tag)
         band_data = band_data.with_sigma_z(sz)
     splitting = analyze_bands(band_data)
     freed = calc.cleanup(directory)

@@ -65,7 +65,7 @@ def ld1_version(output: str) -> str:
 
 
 _ROW = re.compile(
-    r"^\s*\d+\s+\d+\s+(?:(\d\.\d)\s+)?(\d[SPDF])\s+\d+\(\s*([-\d.]+)\)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*$"
+    r"^\s*\d+\s+\d+\s+(?:(\d\.\d)\s+)?(\d[SPDF])\s+\d+\(\s*([-\d.]+)\)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*!?\s*$"
 )
 
 

@@ -27,6 +27,7 @@ class Recipe:
     test_configs: tuple[str, ...]
     functional: str
     source: str
+    max_eigenvalue_error_ry: float = 0.003  # family's transferability tolerance
 
     def fingerprint(self, rel: int) -> str:
         """Hash of everything that determines the generated file (data, not the source note)."""
@@ -89,6 +90,31 @@ def render_ld1_input(
     return "\n".join(inp) + "\n"
 
 
+def render_ld1_test_input(recipe: Recipe, rel: int, upf_path: str, test_config: str) -> str:
+    """ld1.x input testing an existing UPF file in one configuration (iswitch=2).
+
+    Used for norm-conserving files: ld1.x 6.7's test inside a generation run does not relax
+    the NC pseudo-atom (its PS eigenvalues stay at the reference values), while iswitch=2 does.
+    PAW files cannot be re-read this way in 6.7 ("unrecognized dft"), so PAW tests are run
+    inside generation runs, where they are self-consistent.
+    """
+    return "\n".join([
+        " &input",
+        f"   title='{recipe.element}',",
+        f"   zed={recipe.zed},",
+        f"   rel={rel},",
+        f"   config='{recipe.config}',",
+        "   iswitch=2,",
+        f"   dft='{recipe.functional}',",
+        " /",
+        " &test",
+        f"   file_pseudo='{upf_path}',",
+        "   nconf=1,",
+        f"   configts(1)='{test_config}'",
+        " /",
+    ]) + "\n"
+
+
 def load_family(family: str) -> dict[str, Recipe]:
     """All recipes of a family, keyed by element symbol."""
     try:
@@ -111,5 +137,6 @@ def load_family(family: str) -> dict[str, Recipe]:
             test_configs=tuple(r.get("test_configs", ())),
             functional=data["functional"],
             source=r["source"],
+            max_eigenvalue_error_ry=float(data.get("max_eigenvalue_error_ry", 0.003)),
         )
     return recipes

@@ -11,18 +11,18 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping
 
 import numpy as np
 from ase import Atoms
 
 from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged
 from ...presets import Preset
-from ...pseudo import PseudoSet, read_upf_header
+from ...pseudo import read_upf_header
 from ...settings import Settings
 from .parsers import PwStdout, PwXmlOutput, parse_bandsx_sigma_z, parse_pw_stdout, parse_pw_xml
 from .profile import EspressoProfile, ProgressFn, RunRecord
-from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials, species_order
+from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,31 @@ def _tail(path: Path, lines: int = 8) -> str:
     return " | ".join(l.strip() for l in text[-lines:] if l.strip()) or "no output"
 
 
-def valence_electrons(atoms: Atoms, pseudos: PseudoSet, spin_orbit: bool) -> float:
-    zval = {el: read_upf_header(pseudos.for_element(el, spin_orbit).path).z_valence for el in species_order(atoms)}
+def valence_electrons(atoms: Atoms, pseudo_files: Mapping[str, Path]) -> float:
+    zval = {el: read_upf_header(path).z_valence for el, path in pseudo_files.items()}
     return float(sum(zval[s] for s in atoms.get_chemical_symbols()))
 
 
-def check_step_pseudopotentials(pseudos: PseudoSet, elements: Sequence[str], spin_orbit: bool) -> dict[str, Path]:
-    """The UPF file per element for this step; refuses a scalar-relativistic file for spin-orbit."""
-    files = {}
-    for el in elements:
-        pf = pseudos.for_element(el, spin_orbit)
-        header = read_upf_header(pf.path)
+def check_step_pseudopotentials(pseudo_files: Mapping[str, Path], spin_orbit: bool) -> None:
+    """Refuse files pw.x cannot use for this step, before it runs.
+
+    spin-orbit step: every file fully relativistic.  Scalar step: fully relativistic files only
+    when norm-conserving (pw.x 6.7 averages those; it refuses FR PAW/US: "FR-PP please use
+    lspinorb=.true.").
+    """
+    for el, path in pseudo_files.items():
+        header = read_upf_header(path)
         if spin_orbit and not header.fully_relativistic:
             raise PseudopotentialError(
-                f"{pf.path.name} ({el}) is scalar-relativistic but this is a spin-orbit step",
+                f"{Path(path).name} ({el}) is scalar-relativistic but this is a spin-orbit step",
                 "use a fully relativistic pseudopotential (UPF relativistic=\"full\" / has_so=\"T\")",
             )
-        files[el] = pf.path
-    return files
+        if not spin_orbit and header.fully_relativistic and not header.is_norm_conserving:
+            raise PseudopotentialError(
+                f"{Path(path).name} ({el}) is a fully relativistic {header.pseudo_type} file; pw.x can "
+                "average only norm-conserving ones for a scalar-relativistic step",
+                "use the rel=1 file of the same recipe for scalar-relativistic steps",
+            )
 
 
 class EspressoCalculator:
@@ -110,25 +117,31 @@ class EspressoCalculator:
         return PwStepResult(step, directory, text, xml, stdout, record)
 
     def scf(
-        self, atoms: Atoms, preset: Preset, directory: Path, pseudos: PseudoSet, spin_orbit: bool,
-        kmesh: tuple[int, int, int], progress: ProgressFn | None = None, step: str | None = None,
+        self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
+        spin_orbit: bool, kmesh: tuple[int, int, int], progress: ProgressFn | None = None,
+        step: str | None = None,
     ) -> PwStepResult:
         step = step or ("scf_soc" if spin_orbit else "scf_sr")
+        check_step_pseudopotentials(pseudo_files, spin_orbit)
         directory.mkdir(parents=True, exist_ok=True)
-        files = check_step_pseudopotentials(pseudos, species_order(atoms), spin_orbit)
-        names = link_pseudopotentials(directory, files)
+        names = link_pseudopotentials(directory, pseudo_files)
         job = PwJob("scf", atoms, preset, names, "./pseudo", spin_orbit, kmesh=kmesh)
         nk_full = kmesh[0] * kmesh[1] * kmesh[2]
         return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, nk_full))
 
     def bands(
-        self, atoms: Atoms, preset: Preset, directory: Path, pseudos: PseudoSet, spin_orbit: bool,
-        kpoints: np.ndarray, nbnd: int, progress: ProgressFn | None = None, step: str | None = None,
+        self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
+        spin_orbit: bool, kpoints: np.ndarray, nbnd: int, progress: ProgressFn | None = None,
+        step: str | None = None,
     ) -> PwStepResult:
-        """Non-SCF eigenvalues on ``kpoints`` (crystal) from the SCF density in ``directory``."""
+        """Non-SCF eigenvalues on ``kpoints`` (crystal) from the SCF density in ``directory``.
+
+        A spin-orbit bands run on a scalar-relativistic (collinear) density is the
+        second-variational mode; QE 6.7 allows it with norm-conserving files only.
+        """
         step = step or ("bands_soc" if spin_orbit else "bands_sr")
-        files = check_step_pseudopotentials(pseudos, species_order(atoms), spin_orbit)
-        names = link_pseudopotentials(directory, files)
+        check_step_pseudopotentials(pseudo_files, spin_orbit)
+        names = link_pseudopotentials(directory, pseudo_files)
         job = PwJob("bands", atoms, preset, names, "./pseudo", spin_orbit, kpoints=kpoints, nbnd=nbnd)
         return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, len(kpoints)))
 
