@@ -47,6 +47,14 @@ class Settings:
     keep_scratch: bool = field(
         default=False, metadata={"help": "keep pw.x wavefunction scratch after a run"}
     )
+    db_uri: str = field(
+        default="embedded:~/.local/share/tmdflow/store.json",
+        metadata={"help": "mongodb://user:pass@host/… for a MongoDB server, or embedded:<file>"},
+    )
+    db_name: str = field(default="tmdflow", metadata={"help": "database holding LaunchPad + results"})
+    db_lock_timeout: float = field(
+        default=30.0, metadata={"help": "seconds to wait for the embedded store's lock"}
+    )
 
     def __post_init__(self) -> None:
         if self.nprocs < 1:
@@ -65,6 +73,11 @@ def _coerce(name: str, value: Any) -> Any:
         )
     if value is None:
         return None
+    if name == "db_lock_timeout":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"db_lock_timeout must be a number, got {value!r}", "fix TMDFLOW_DB_LOCK_TIMEOUT") from None
     if name == "nprocs":
         try:
             return int(value)

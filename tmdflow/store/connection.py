@@ -1,0 +1,82 @@
+"""Opening the configured database: a MongoDB server URI or the embedded file store.
+
+One database holds FireWorks' LaunchPad collections and tmdflow's own.  In embedded mode the
+LaunchPad is given the process's single embedded client (see embedded.py for why).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import InputError
+from ..settings import Settings
+from .embedded import EmbeddedDatabase
+
+
+@dataclass
+class Connection:
+    launchpad: object  # fireworks.LaunchPad
+    db: object  # pymongo / mongomock Database
+    embedded: EmbeddedDatabase | None
+    description: str  # safe to print (no password)
+
+    def checkpoint(self) -> None:
+        """Make completed work durable (embedded: atomic save; MongoDB: already durable)."""
+        if self.embedded is not None:
+            self.embedded.save()
+
+
+def redact(uri: str) -> str:
+    """mongodb://user:secret@host -> mongodb://user:***@host"""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", uri)
+
+
+def embedded_path(uri: str) -> Path | None:
+    if uri.startswith("embedded:"):
+        return Path(uri[len("embedded:"):]).expanduser()
+    return None
+
+
+@contextmanager
+def _launchpad_client(client) -> Iterator[None]:
+    """Let FireWorks' LaunchPad use ``client`` instead of opening its own."""
+    import fireworks.core.launchpad as fw_launchpad
+
+    original = fw_launchpad.MongoClient
+    fw_launchpad.MongoClient = lambda *args, **kwargs: client
+    try:
+        yield
+    finally:
+        fw_launchpad.MongoClient = original
+
+
+def connect(settings: Settings) -> Connection:
+    from fireworks import LaunchPad
+
+    from .results import ensure_indexes
+
+    uri = settings.db_uri
+    path = embedded_path(uri)
+    if path is not None:
+        emb = EmbeddedDatabase.open(path, settings.db_lock_timeout)
+        import mongomock.gridfs
+
+        mongomock.gridfs.enable_gridfs_integration()  # LaunchPad opens a GridFS fallback store
+        with _launchpad_client(emb.client):
+            lpad = LaunchPad(host="localhost", name=settings.db_name, strm_lvl="ERROR")
+        conn = Connection(lpad, lpad.db, emb, f"embedded store {emb.path} (database '{settings.db_name}')")
+    elif uri.startswith(("mongodb://", "mongodb+srv://")):
+        lpad = LaunchPad(host=uri, name=settings.db_name, strm_lvl="ERROR", uri_mode=True,
+                         mongoclient_kwargs={"serverSelectionTimeoutMS": 10000})
+        conn = Connection(lpad, lpad.db, None, f"MongoDB {redact(uri)} (database '{settings.db_name}')")
+    else:
+        raise InputError(
+            f"db_uri '{redact(uri)}' is neither mongodb://... nor embedded:<file>",
+            "set TMDFLOW_DB_URI, e.g. mongodb://user:pass@host:27017/ or embedded:~/tmdflow-store.json",
+        )
+    ensure_indexes(conn.db)
+    return conn

@@ -1,0 +1,148 @@
+"""Typed documents of the results store (validated before every write).
+
+Units are in the field names: *_mev, *_ev, *_angstrom, *_seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+Dimensionality = Literal["monolayer", "bulk"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StructureDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    symbols: list[str]
+    cell_angstrom: list[list[float]]
+    positions_angstrom: list[list[float]]
+    spacegroup: int | None = None
+
+    @classmethod
+    def from_atoms(cls, atoms, spacegroup: int | None = None) -> "StructureDoc":
+        return cls(
+            symbols=list(atoms.get_chemical_symbols()),
+            cell_angstrom=np.asarray(atoms.cell[:]).tolist(),
+            positions_angstrom=np.asarray(atoms.positions).tolist(),
+            spacegroup=spacegroup,
+        )
+
+    def to_atoms(self):
+        from ase import Atoms
+
+        return Atoms(self.symbols, positions=self.positions_angstrom, cell=self.cell_angstrom, pbc=True)
+
+
+class PseudoRef(BaseModel):
+    file: str
+    sha256: str = Field(min_length=64, max_length=64)
+    source: str
+
+
+class Correction(BaseModel):
+    """One automatic recovery action (aiida-style restart handler), recorded in the task."""
+
+    handler: str
+    reason: str
+    changes: dict[str, Any]
+    attempt: int
+
+
+class TaskDocument(BaseModel):
+    """One calculation (one pw.x/bands.x step)."""
+
+    model_config = ConfigDict(extra="forbid")
+    task_id: str  # "<formula>-<dim>-<preset>-<step>", unique: re-runs update it
+    formula: str
+    dimensionality: Dimensionality
+    preset: str
+    step: str
+    calculator: str
+    code_version: str | None = None
+    state: Literal["completed", "failed"] = "completed"
+    error: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)  # input text and parameters
+    structure: StructureDoc | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)  # energy (eV), convergence, forces, ...
+    pseudopotentials: dict[str, PseudoRef] = Field(default_factory=dict)
+    wall_seconds: float | None = None
+    directory: str | None = None
+    host: str | None = None
+    corrections: list[Correction] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Table1Entry(BaseModel):
+    """The paper's Table I parameters for one structure (Angstrom; z in units of c)."""
+
+    a_angstrom: float
+    c_angstrom: float | None = None
+    z: float | None = None
+    d_angstrom: float
+    relaxed: bool
+
+
+class SplittingDoc(BaseModel):
+    delta_vb_k_mev: float
+    delta_cb_k_mev: float
+    delta_cb_sign_known: bool
+    delta_e_gamma_k_mev: float
+    gap_ev: float
+    direct_gap_at_k: bool
+    vbm_location: str
+    cbm_location: str
+    vb_k_sigma_z: tuple[float, float] | None = None
+    cb_k_sigma_z: tuple[float, float] | None = None
+    delta_vb_kprime_mev: float | None = None
+    spin_reversed_at_kprime: bool | None = None
+    n_kpoints: int
+
+
+class MaterialDocument(BaseModel):
+    """One material x dimensionality x preset: the numbers users query and Table I shows."""
+
+    model_config = ConfigDict(extra="forbid")
+    material_id: str  # "<formula>-<dim>-<preset>"
+    formula: str
+    dimensionality: Dimensionality
+    preset: str
+    calculator: str
+    spin_orbit_mode: str
+    table1: Table1Entry
+    splitting: SplittingDoc
+    bandstructure_id: str | None = None  # key in the bandstructures collection
+    task_ids: list[str] = Field(default_factory=list)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """Compact, exact-enough encoding: float32, zlib, base64 (a 16x16 SOC band set ~ 40 kB)."""
+    a = np.ascontiguousarray(np.asarray(array, dtype="<f4"))
+    return {"shape": list(a.shape), "dtype": "<f4", "data": base64.b64encode(zlib.compress(a.tobytes())).decode()}
+
+
+def decode_array(doc: dict[str, Any]) -> np.ndarray:
+    raw = zlib.decompress(base64.b64decode(doc["data"]))
+    return np.frombuffer(raw, dtype=doc["dtype"]).reshape(doc["shape"])
+
+
+class BandStructureDoc(BaseModel):
+    """Eigenvalues (eV) and <sigma_z> on the k list of the spin-orbit bands run, compactly encoded."""
+
+    model_config = ConfigDict(extra="forbid")
+    bandstructure_id: str
+    kpoints_crystal: dict[str, Any]
+    eigenvalues_ev: dict[str, Any]
+    sigma_z: dict[str, Any] | None = None
+    labels: list[str] = Field(default_factory=list)
+    n_electrons: float

@@ -1,0 +1,109 @@
+"""tmdflow's collections: ``tasks``, ``materials``, ``bandstructures``.
+
+Every document is validated by its pydantic model before it is written; writes are upserts
+keyed by a deterministic id, so re-running a workflow updates documents and never duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from ..errors import InputError
+from .documents import BandStructureDoc, MaterialDocument, TaskDocument, utcnow
+
+TASKS, MATERIALS, BANDS = "tasks", "materials", "bandstructures"
+INDEXES = {
+    TASKS: [("task_id", True), ("formula", False), ("state", False)],
+    MATERIALS: [("material_id", True), ("formula", False), ("dimensionality", False), ("preset", False)],
+    BANDS: [("bandstructure_id", True)],
+}
+
+
+def ensure_indexes(db) -> None:
+    """Create tmdflow's indexes (idempotent; the embedded store does not persist them)."""
+    for coll, keys in INDEXES.items():
+        for key, unique in keys:
+            db[coll].create_index(key, unique=unique)
+
+
+def _clean(doc: dict) -> dict:
+    doc.pop("_id", None)
+    return doc
+
+
+@dataclass
+class MaterialQuery:
+    formula: str | None = None
+    dimensionality: str | None = None
+    preset: str | None = None
+
+    def filter(self) -> dict[str, Any]:
+        return {k: v for k, v in (("formula", self.formula), ("dimensionality", self.dimensionality),
+                                  ("preset", self.preset)) if v is not None}
+
+
+class ResultsStore:
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def upsert_task(self, doc: TaskDocument) -> None:
+        data = doc.model_dump(mode="json")
+        created = data.pop("created_at")
+        data["updated_at"] = utcnow().isoformat()
+        self.db[TASKS].update_one(
+            {"task_id": doc.task_id}, {"$set": data, "$setOnInsert": {"created_at": created}}, upsert=True
+        )
+
+    def upsert_material(self, doc: MaterialDocument) -> None:
+        data = doc.model_dump(mode="json")
+        self.db[MATERIALS].update_one({"material_id": doc.material_id}, {"$set": data}, upsert=True)
+
+    def put_bandstructure(self, doc: BandStructureDoc) -> None:
+        self.db[BANDS].update_one(
+            {"bandstructure_id": doc.bandstructure_id}, {"$set": doc.model_dump(mode="json")}, upsert=True
+        )
+
+    def get_bandstructure(self, bandstructure_id: str) -> BandStructureDoc | None:
+        raw = self.db[BANDS].find_one({"bandstructure_id": bandstructure_id})
+        return BandStructureDoc.model_validate(_clean(raw)) if raw else None
+
+    def task(self, task_id: str) -> TaskDocument | None:
+        raw = self.db[TASKS].find_one({"task_id": task_id})
+        return TaskDocument.model_validate(_clean(raw)) if raw else None
+
+    def tasks(self, filt: dict | None = None) -> list[TaskDocument]:
+        return [TaskDocument.model_validate(_clean(d)) for d in self.db[TASKS].find(filt or {})]
+
+    def materials(self, query: MaterialQuery | None = None) -> list[MaterialDocument]:
+        filt = (query or MaterialQuery()).filter()
+        out = []
+        for raw in self.db[MATERIALS].find(filt).sort([("formula", 1), ("dimensionality", 1)]):
+            try:
+                out.append(MaterialDocument.model_validate(_clean(raw)))
+            except ValidationError as exc:
+                raise InputError(f"material document {raw.get('material_id')} does not validate: {exc}",
+                                 "re-run its workflow to rewrite it") from None
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS)}
+
+
+def export_database(db) -> dict[str, list[dict]]:
+    """Every collection of the database (LaunchPad's included), for JSON backup."""
+    return {name: list(db[name].find({})) for name in sorted(db.list_collection_names())
+            if not name.startswith("system.")}
+
+
+def import_database(db, data: dict[str, Iterable[dict]]) -> None:
+    for name in db.list_collection_names():
+        if not name.startswith("system."):
+            db[name].drop()
+    for name, docs in data.items():
+        docs = list(docs)
+        if docs:
+            db[name].insert_many(docs)
+    ensure_indexes(db)
