@@ -9,7 +9,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 run: setup
-	@$(VENV)/bin/tmdflow paper --preset $(PRESET)
+	@$(VENV)/bin/tmdflow run workflows/quick.yaml --preset $(PRESET)
 
 test: setup
 	@$(VENV)/bin/python -m pytest -q -ra

@@ -98,3 +98,12 @@ def test_scalar_relativistic_bands_are_refused():
 def test_metal_like_electron_count_is_refused():
     with pytest.raises(AnalysisError, match="whole"):
         analyze_bands(_toy([[0, 0, 0], [1 / 3, 1 / 3, 0]], [[0, 1, 2, 3], [0, 1, 2, 3]], nelec=2.5))
+
+
+def test_kramers_degenerate_levels_count_once_as_in_bulk_2h():
+    """Bulk 2H (inversion + time reversal): every level doubly degenerate; Delta between distinct levels."""
+    levels = [-3.0, -3.0, -1.2, -1.2, -1.0, -1.0, 0.5, 0.5, 0.6, 0.6]
+    r = analyze_bands(_toy([[0, 0, 0], [1 / 3, 1 / 3, 0]], [[x - 0.3 for x in levels], levels], nelec=6))
+    assert r.delta_vb_k_mev == pytest.approx(200)
+    assert r.delta_cb_k_mev == pytest.approx(100) and not r.delta_cb_sign_known
+    assert r.spin_degenerate

@@ -58,6 +58,12 @@ def main() -> None:
       tmdflow compute MoS2 --preset quick      one monolayer, Quantum ESPRESSO, ~1 min on 2 cores
       tmdflow paper --preset quick             the four monolayers of Zhu et al. (2011) beside the paper
       tmdflow analyze RUN_DIR                  Delta at K from a spin-orbit pw.x run you made by hand
+    \b
+    Workflows (FireWorks) and the results store (MongoDB or the embedded file store):
+      tmdflow submit workflows/zhu2011.yaml    add a batch to the LaunchPad
+      tmdflow launch [--queue]                 run it here, or submit jobs to SLURM/PBS
+      tmdflow status | query | table1          watch, query results, regenerate Table I
+      tmdflow run workflows/quick.yaml         submit + launch + table in one go (make run)
 
     Machine settings come from ~/.tmdflow.yaml or TMDFLOW_* variables (see docs/user-guide.md).
     """
@@ -193,6 +199,241 @@ def presets():
         p = load_preset(name)
         click.echo(f"{name:8s} {p.description}  [{p.kmesh}x{p.kmesh}x1, {p.ecutwfc:g}/{p.ecutrho:g} Ry, "
                    f"vacuum {p.vacuum:g} A, {p.pseudo_family}]")
+
+
+# -- workflows and the results store --------------------------------------------------------
+
+def _settings_or_fail():
+    from .settings import load_settings
+
+    try:
+        return load_settings()
+    except TmdflowError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--preset", "preset_name", help="replace the workflow's preset")
+@click.option("--force", is_flag=True, help="add again even if this workflow was submitted before")
+def submit(workflow, preset_name, force):
+    """Add a workflow batch (YAML in workflows/) to the LaunchPad; prints the workflow ids."""
+    from . import api
+
+    try:
+        results = api.submit(workflow, preset_name, force)
+    except TmdflowError as exc:
+        _fail(exc)
+    for r in results:
+        state = "already submitted (use --force to add again)" if r.skipped else "added"
+        click.echo(f"{r.key:40s} fw_ids {r.fw_ids[0]}-{r.fw_ids[-1]}  {state}")
+
+
+@main.command()
+@click.option("--max-launches", type=int, default=0, help="stop after N Fireworks (0: until none is ready)")
+@click.option("--recover", is_flag=True, help="first rerun Fireworks whose runs were lost (killed, node died)")
+@click.option("--expiration", type=int, default=3600, show_default=True, help="seconds without a ping = lost")
+@click.option("--max-seconds", type=float, help="pw.x max_seconds (clean checkpoint before a walltime)")
+@click.option("--queue", "use_queue", is_flag=True, help="submit jobs to SLURM/PBS instead of running here")
+@click.option("--qadapter", type=click.Path(path_type=Path), help="queue YAML (default inputs/queue/slurm.yaml)")
+@click.option("--njobs", type=int, default=1, show_default=True, help="queue jobs to submit")
+@click.option("--dry-run", is_flag=True, help="with --queue: print the job script instead of submitting")
+def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, njobs, dry_run):
+    """Run READY Fireworks locally (with progress), or submit them to a queue with --queue."""
+    from . import api
+
+    settings = _settings_or_fail()
+    try:
+        if use_queue:
+            from .queue import job_script, submit_to_queue
+            from .store.connection import connect
+
+            launch_dir = (settings.work_dir / "queue").resolve()
+            if dry_run:
+                click.echo(job_script(qadapter, launch_dir, max_seconds))
+                return
+            conn = connect(settings)
+            ids = submit_to_queue(conn, settings, qadapter, njobs, launch_dir)
+            click.echo(f"submitted {len(ids)} job(s): {' '.join(ids)}")
+            return
+        progress = Progress()
+        out = api.launch(max_launches, recover, expiration, max_seconds, settings, progress)
+    except TmdflowError as exc:
+        _fail(exc)
+    if out["recovered"]:
+        click.echo(f"marked lost runs for rerun: fw_ids {out['recovered']}", err=True)
+    progress.done(f"launched {out['launched']} Firework(s)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json):
+    """Workflows and their steps with states; the reason of every failed step."""
+    from . import api
+
+    try:
+        wfs = api.status(_settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(api.dumps([asdict(w) for w in wfs]))
+        return
+    if not wfs:
+        click.echo("no workflows (tmdflow submit workflows/quick.yaml)")
+    for wf in wfs:
+        click.echo(f"{wf.key}  [{wf.state}]")
+        for fw in wf.fireworks:
+            line = f"    {fw.fw_id:5d}  {fw.name:36s} {fw.state}"
+            click.echo(line + (f"  -- {fw.reason}" if fw.reason else ""))
+
+
+@main.command()
+@click.option("--formula")
+@click.option("--dim", "dimensionality", type=click.Choice(["monolayer", "bulk"]))
+@click.option("--preset", "preset_name")
+@click.option("--fields", default="formula,dimensionality,preset,splitting.delta_vb_k_mev,splitting.delta_cb_k_mev,"
+              "splitting.delta_e_gamma_k_mev,splitting.gap_ev,table1.a_angstrom,table1.d_angstrom",
+              show_default=True, help="comma-separated (dotted) fields")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+def query(formula, dimensionality, preset_name, fields, as_json, as_csv):
+    """Material results from the store, filtered (e.g. --formula WSe2 --dim monolayer)."""
+    import csv as csv_mod
+    import io
+
+    from . import api
+
+    try:
+        docs = api.query(formula, dimensionality, preset_name, _settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    keys = [f.strip() for f in fields.split(",") if f.strip()]
+
+    def pick(doc, key):
+        value = doc.model_dump(mode="json")
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    rows = [{k: pick(d, k) for k in keys} for d in docs]
+    if as_json:
+        click.echo(api.dumps(rows))
+    elif as_csv:
+        buf = io.StringIO()
+        w = csv_mod.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        from .report import format_table
+
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+        click.echo(format_table([[fmt(r[k]) for k in keys] for r in rows], [k.split(".")[-1] for k in keys]))
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex"]), default="markdown", show_default=True)
+@click.option("--preset", "preset_name", help="only results of this preset")
+def table1(fmt, preset_name):
+    """Regenerate the paper's Table I and the Delta/dE table from the store (no recomputation)."""
+    from . import api
+
+    try:
+        click.echo(api.table1(fmt, preset_name, _settings_or_fail()), nl=False)
+    except TmdflowError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--preset", "preset_name")
+def run(workflow, preset_name):
+    """Submit WORKFLOW (once), retry its failed steps, launch, and print its results from the store."""
+    from . import api
+    from .report import splitting_table
+    from .workflow_spec import load_workflow
+
+    settings = _settings_or_fail()
+    try:
+        spec = load_workflow(workflow, preset_name)
+        preset = spec.load_preset(preset_name).name
+        submitted = api.submit(workflow, preset_name, settings=settings)
+        from .store.connection import connect
+
+        conn = connect(settings)
+        for r in submitted:  # retry what failed last time (e.g. an interrupted make run)
+            for fw in conn.launchpad.fireworks.find({"fw_id": {"$in": r.fw_ids}, "state": "FIZZLED"}):
+                conn.launchpad.rerun_fw(fw["fw_id"])
+        conn.checkpoint()
+        progress = Progress()
+        out = api.launch(recover=True, expiration_secs=24 * 3600, settings=settings, progress=progress)
+        progress.done(f"launched {out['launched']} Firework(s); results from {conn.description}")
+        docs = [d for d in api.query(preset=preset, settings=settings)
+                if d.formula in spec.materials and d.dimensionality in spec.structures]
+        failed = [w for w in api.status(settings) if w.state == "FIZZLED"]
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"\nworkflow '{spec.name}', preset '{preset}'")
+    click.echo(splitting_table((f"{d.formula}" + ("" if d.dimensionality == "monolayer" else " (bulk)"), d.splitting)
+                               for d in docs))
+    if failed:
+        click.echo(f"{len(failed)} workflow(s) failed: see 'tmdflow status'", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """The results database: init, info, backup, restore."""
+
+
+@db.command("init")
+def db_init():
+    """Create the database (embedded file or MongoDB) and its indexes."""
+    from .store.connection import connect
+
+    try:
+        conn = connect(_settings_or_fail())
+        conn.checkpoint()
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"ready: {conn.description}")
+
+
+@db.command("info")
+def db_info():
+    """Where the database is (password hidden) and what it holds."""
+    from . import api
+
+    try:
+        click.echo(api.dumps(api.info(_settings_or_fail())))
+    except TmdflowError as exc:
+        _fail(exc)
+
+
+@db.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+def db_backup(path):
+    """Export every collection (LaunchPad and results) to a JSON file."""
+    from . import api
+
+    try:
+        counts = api.backup(path, _settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@db.command("restore")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def db_restore(path):
+    """Replace the database content by a backup (also repairs a damaged embedded store)."""
+    from . import api
+
+    try:
+        counts = api.restore(path, _settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"restored from {path}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 if __name__ == "__main__":

@@ -81,10 +81,11 @@ def resolve_geometry(material: Material, a: float | None, d: float | None) -> tu
     return (a if a is not None else material.monolayer.a, d if d is not None else material.monolayer.d)
 
 
-def select_pseudopotentials(material: Material, preset: Preset, settings: Settings, progress=None) -> PseudoSet:
+def select_pseudopotentials(material: Material, preset: Preset, settings: Settings, progress=None,
+                            rels: tuple[int, ...] = (REL_FULL,)) -> PseudoSet:
+    """The preset's family (or the user's directory) for ``material``; rel=2 files by default."""
     if settings.user_pseudo_dir:
-        return user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=True)
-    rels = (REL_FULL,)  # both modes use the fully relativistic files (see compute_material)
+        return user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=REL_FULL in rels)
     return ensure_pseudopotentials(
         material.elements, preset.pseudo_family, settings.pseudo_dir, rels=rels,
         ld1_command=settings.ld1_command, progress=progress,

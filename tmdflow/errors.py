@@ -55,6 +55,12 @@ class ScfNotConverged(CalculationFailed):
     exit_code = 31
 
 
+class WalltimeReached(CalculationFailed):
+    """pw.x stopped cleanly at max_seconds and wrote a checkpoint: resumable."""
+
+    exit_code = 32
+
+
 class OutputParseError(TmdflowError):
     """Output files are missing or not in the expected format."""
 

@@ -10,6 +10,9 @@ Conventions (docs/physics.md, all energies in meV except the gap in eV):
   dE(Gamma-K)  = E_VB(K) - E_VB(Gamma), top valence state at each point (> 0: VBM at K)
   gap          = min conduction - max valence over all k-points supplied.
 States are identified by the electron count (number of occupied bands), never a fixed index.
+Levels degenerate within DEGENERACY_EV count as one (bulk 2H: inversion + time reversal make
+every level a Kramers pair, so "second valence state" means the next distinct level and the
+spin sign of Delta_CB is undefined: it is reported unsigned with spin_degenerate = True).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..errors import AnalysisError
 from ..kpoints import GAMMA, K_POINT
 
 K_TOLERANCE = 2e-3  # crystal units; pw.x text output prints k with 4 decimals
+DEGENERACY_EV = 1e-3
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class SplittingResult:
     delta_vb_kprime_mev: float | None  # with K' in the list: equal magnitude, spins reversed
     spin_reversed_at_kprime: bool | None
     n_kpoints: int
+    spin_degenerate: bool = False  # levels at K are Kramers pairs (bulk with inversion)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,16 +93,23 @@ def analyze_bands(bands: BandData) -> SplittingResult:
             "raise nbnd (extra_bands) so that at least two conduction bands are computed",
         )
     ik, ig = ks[0], gammas[0]
-    v1, v2 = e[ik, nocc - 1], e[ik, nocc - 2]
-    c1, c2 = e[ik, nocc], e[ik, nocc + 1]
+    level = e[ik]
+    deg_v = int(np.sum(np.abs(level[:nocc] - level[nocc - 1]) < DEGENERACY_EV))
+    deg_c = int(np.sum(np.abs(level[nocc:] - level[nocc]) < DEGENERACY_EV))
+    if nocc - 1 - deg_v < 0 or nocc + deg_c >= e.shape[1]:
+        raise AnalysisError("not enough bands around the gap at K", "raise extra_bands")
+    i_v2, i_c2 = nocc - 1 - deg_v, nocc + deg_c
+    v1, v2 = level[nocc - 1], level[i_v2]
+    c1, c2 = level[nocc], level[i_c2]
     delta_vb = (v1 - v2) * 1000
     sz = bands.sigma_z
     sign_known = False
     delta_cb = (c2 - c1) * 1000
     vb_sz = cb_sz = None
-    if sz is not None:
-        vb_sz = (float(sz[ik, nocc - 1]), float(sz[ik, nocc - 2]))
-        cb_sz = (float(sz[ik, nocc]), float(sz[ik, nocc + 1]))
+    degenerate = deg_v > 1 or deg_c > 1
+    if sz is not None and not degenerate:
+        vb_sz = (float(sz[ik, nocc - 1]), float(sz[ik, i_v2]))
+        cb_sz = (float(sz[ik, nocc]), float(sz[ik, i_c2]))
         s_top = np.sign(vb_sz[0])
         if s_top != 0 and np.sign(cb_sz[0]) != 0 and np.sign(cb_sz[0]) != np.sign(cb_sz[1]):
             sign_known = True
@@ -113,8 +125,8 @@ def analyze_bands(bands: BandData) -> SplittingResult:
     dkp = rev = None
     if kps and ks[0] != kps[0]:
         ikp = kps[0]
-        dkp = float((e[ikp, nocc - 1] - e[ikp, nocc - 2]) * 1000)
-        if sz is not None:
+        dkp = float((e[ikp, nocc - 1] - e[ikp, nocc - 1 - deg_v]) * 1000)
+        if sz is not None and not degenerate:
             rev = bool(np.sign(sz[ikp, nocc - 1]) == -np.sign(sz[ik, nocc - 1]) != 0)
     return SplittingResult(
         delta_vb_k_mev=float(delta_vb),
@@ -130,4 +142,5 @@ def analyze_bands(bands: BandData) -> SplittingResult:
         delta_vb_kprime_mev=dkp,
         spin_reversed_at_kprime=rev,
         n_kpoints=len(bands.kpoints_crystal),
+        spin_degenerate=bool(degenerate),
     )

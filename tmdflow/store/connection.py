@@ -78,5 +78,22 @@ def connect(settings: Settings) -> Connection:
             f"db_uri '{redact(uri)}' is neither mongodb://... nor embedded:<file>",
             "set TMDFLOW_DB_URI, e.g. mongodb://user:pass@host:27017/ or embedded:~/tmdflow-store.json",
         )
+    _initialise_launchpad(conn)
     ensure_indexes(conn.db)
     return conn
+
+
+def _initialise_launchpad(conn: Connection) -> None:
+    """A new database gets FireWorks' id counters; an existing one is never reset."""
+    lpad = conn.launchpad
+    if lpad.fw_id_assigner.count_documents({}) > 0:
+        return
+    if lpad.fireworks.count_documents({}) or lpad.workflows.count_documents({}):
+        from .embedded import StoreCorrupted
+
+        raise StoreCorrupted(
+            f"{conn.description} holds Fireworks but no FireWorks id counter",
+            "restore a backup (tmdflow db restore FILE) or repair the LaunchPad with FireWorks' lpad tools",
+        )
+    lpad.reset("", require_password=False)
+    conn.checkpoint()

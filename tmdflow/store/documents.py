@@ -106,6 +106,7 @@ class SplittingDoc(BaseModel):
     delta_vb_kprime_mev: float | None = None
     spin_reversed_at_kprime: bool | None = None
     n_kpoints: int
+    spin_degenerate: bool = False
 
 
 class MaterialDocument(BaseModel):

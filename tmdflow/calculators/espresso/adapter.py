@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 from ase import Atoms
 
-from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged
+from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged, WalltimeReached
 from ...presets import Preset
 from ...pseudo import read_upf_header
 from ...settings import Settings
@@ -100,6 +100,11 @@ class EspressoCalculator:
         if xml_src.is_file() and xml_src.stat().st_mtime >= started - 1:
             shutil.copyfile(xml_src, directory / f"{step}.xml")
         stdout = parse_pw_stdout(out_file) if "Program PWSCF" in out_file.read_text(errors="replace") else None
+        if stdout is not None and stdout.walltime_exceeded:
+            raise WalltimeReached(
+                f"{step}: pw.x stopped at max_seconds in {directory}; a checkpoint was written",
+                "the step is resumed with restart_mode='restart' (tmdflow launch does this)",
+            )
         if stdout is not None and stdout.converged is False:
             raise ScfNotConverged(
                 f"{step}: SCF not converged after {job.preset.electron_maxstep} iterations in {directory}",
@@ -119,15 +124,44 @@ class EspressoCalculator:
     def scf(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
         spin_orbit: bool, kmesh: tuple[int, int, int], progress: ProgressFn | None = None,
-        step: str | None = None,
+        step: str | None = None, restart: bool = False, max_seconds: float | None = None,
     ) -> PwStepResult:
         step = step or ("scf_soc" if spin_orbit else "scf_sr")
         check_step_pseudopotentials(pseudo_files, spin_orbit)
         directory.mkdir(parents=True, exist_ok=True)
         names = link_pseudopotentials(directory, pseudo_files)
-        job = PwJob("scf", atoms, preset, names, "./pseudo", spin_orbit, kmesh=kmesh)
+        job = PwJob("scf", atoms, preset, names, "./pseudo", spin_orbit, kmesh=kmesh, restart=restart,
+                    max_seconds=max_seconds)
         nk_full = kmesh[0] * kmesh[1] * kmesh[2]
         return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, nk_full))
+
+    def relax(
+        self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
+        kmesh: tuple[int, int, int], variable_cell: bool, progress: ProgressFn | None = None,
+        step: str = "relax", restart: bool = False, max_seconds: float | None = None,
+    ) -> tuple[PwStepResult, Atoms]:
+        """Scalar-relativistic relaxation to forces < 0.5 mRy/bohr.
+
+        variable_cell=True: vc-relax with cell_dofree='2Dxy' (monolayer: in-plane a and the
+        atomic heights, i.e. d); False: fixed cell, positions only (bulk: z at experimental a, c).
+        Returns the result and the relaxed structure read from the XML.
+        """
+        check_step_pseudopotentials(pseudo_files, spin_orbit=False)
+        directory.mkdir(parents=True, exist_ok=True)
+        names = link_pseudopotentials(directory, pseudo_files)
+        job = PwJob("vc-relax" if variable_cell else "relax", atoms, preset, names, "./pseudo", False,
+                    kmesh=kmesh, cell_dofree="2Dxy" if variable_cell else None, restart=restart,
+                    max_seconds=max_seconds)
+        nk = kmesh[0] * kmesh[1] * kmesh[2]
+        result = self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, nk))
+        if result.xml.relax_converged is False:
+            raise CalculationFailed(
+                f"{step}: the BFGS optimisation did not converge in {directory}",
+                "restart from the last geometry (tmdflow launch reruns it) or loosen forc_conv_thr",
+            )
+        relaxed = Atoms(result.xml.symbols, positions=result.xml.positions_angstrom,
+                        cell=result.xml.cell_angstrom, pbc=True)
+        return result, relaxed
 
     def bands(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],

@@ -39,6 +39,10 @@ class PwJob:
     outdir: str = OUTDIR
     prefix: str = PREFIX
     max_seconds: float | None = None
+    restart: bool = False  # restart_mode='restart' from a checkpoint (after max_seconds)
+    cell_dofree: str | None = None  # vc-relax only: '2Dxy' for monolayers
+    forc_conv_thr: float = 5e-4  # Ry/bohr (0.5 mRy/bohr, the paper's criterion)
+    press_conv_thr: float = 0.5  # kbar
 
 
 def _fmt(value) -> str:
@@ -75,9 +79,12 @@ def build_pw_input(job: PwJob) -> str:
         "pseudo_dir": job.pseudo_dir,
         "verbosity": "high",
         "disk_io": "low",
-        "tprnfor": job.calculation == "scf" or None,
-        "tstress": job.calculation == "scf" or None,
+        "tprnfor": job.calculation in ("scf", "relax", "vc-relax") or None,
+        "tstress": job.calculation in ("scf", "relax", "vc-relax") or None,
         "max_seconds": job.max_seconds,
+        "restart_mode": "restart" if job.restart else None,
+        "forc_conv_thr": job.forc_conv_thr if job.calculation in ("relax", "vc-relax") else None,
+        "etot_conv_thr": 1e-5 if job.calculation in ("relax", "vc-relax") else None,
     }
     system = {
         "ibrav": 0,
@@ -100,6 +107,11 @@ def build_pw_input(job: PwJob) -> str:
         "diago_full_acc": True if job.calculation != "scf" else None,
     }
     lines = _namelist("CONTROL", control) + _namelist("SYSTEM", system) + _namelist("ELECTRONS", electrons)
+    if job.calculation in ("relax", "vc-relax"):
+        lines += _namelist("IONS", {"ion_dynamics": "bfgs"})
+    if job.calculation == "vc-relax":
+        lines += _namelist("CELL", {"cell_dynamics": "bfgs", "cell_dofree": job.cell_dofree or "all",
+                                    "press_conv_thr": job.press_conv_thr})
     lines.append("ATOMIC_SPECIES")
     for el in species_order(job.atoms):
         lines.append(f"  {el} {atomic_mass(el):.4f} {job.pseudo_files[el]}")

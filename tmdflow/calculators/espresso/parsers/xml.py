@@ -23,6 +23,7 @@ class PwXmlOutput:
     qe_version: str
     calculation: str
     converged: bool | None  # None when the run was not an SCF (bands/nscf)
+    relax_converged: bool | None  # structural optimisation converged (relax/vc-relax only)
     n_scf_steps: int | None
     scf_error_ry: float | None
     total_energy_ev: float | None
@@ -122,6 +123,7 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
     converged = _bool(_find(scf, "convergence_achieved")) if scf is not None else None
     n_steps = int(_find(scf, "n_scf_steps").text) if scf is not None and _find(scf, "n_scf_steps") is not None else None
     scf_err = float(_find(scf, "scf_error").text) * 2 if scf is not None and _find(scf, "scf_error") is not None else None
+    opt = _find(out, "convergence_info/opt_conv/convergence_achieved")
     etot = _find(out, "total_energy/etot")
     forces = _find(out, "forces")
     stress = _find(out, "stress")
@@ -131,6 +133,7 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
         qe_version=version,
         calculation=calculation,
         converged=converged if calculation in ("scf", "relax", "vc-relax", "md", "vc-md") else None,
+        relax_converged=_bool(opt) if calculation in ("relax", "vc-relax") else None,
         n_scf_steps=n_steps,
         scf_error_ry=scf_err,
         total_energy_ev=float(etot.text) * HARTREE_EV if etot is not None else None,

@@ -1,0 +1,75 @@
+"""Workflow YAML: schema validation with line numbers, Workflow building, queue scripts, Table I."""
+
+from pathlib import Path
+
+import pytest
+
+from tmdflow.analysis.table1 import render, table1_rows
+from tmdflow.errors import InputError
+from tmdflow.fireworks import TmdflowStepTask, build_workflows
+from tmdflow.queue import job_script
+from tmdflow.workflow_spec import load_workflow
+
+from .test_store import _material
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_shipped_workflows_validate():
+    z = load_workflow(ROOT / "workflows" / "zhu2011.yaml")
+    assert z.materials == ["MoS2", "MoSe2", "WS2", "WSe2"] and z.structures == ["monolayer", "bulk"]
+    assert z.steps[0] == "relax" and z.steps[-1] == "analysis"
+    q = load_workflow(ROOT / "workflows" / "quick.yaml")
+    assert q.preset == "quick" and q.structures == ["monolayer"]
+    assert load_workflow(ROOT / "workflows" / "quick.yaml", preset="paper").preset == "paper"
+
+
+def test_errors_name_line_and_field(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: bad\nmaterials:\n  - MoS2\n  - XyS2\nstructures: [trilayer]\nkmesh: 3\n")
+    with pytest.raises(InputError) as err:
+        load_workflow(f)
+    text = str(err.value)
+    assert f"{f}:3: materials" in text and "Xy" in text
+    assert f"{f}:5: structures" in text
+    assert f"{f}:6: kmesh" in text and "Extra inputs" in text
+
+
+def test_second_variational_workflow_needs_the_right_steps(tmp_path):
+    f = tmp_path / "sv.yaml"
+    f.write_text("name: sv\npreset: second_variational\nmaterials: [MoS2]\nsteps: [scf_soc, bands_soc, analysis]\n")
+    with pytest.raises(InputError, match="second_variational needs scf_sr"):
+        load_workflow(f)
+
+
+def test_workflows_are_chained_fireworks_with_typed_tasks():
+    wfs = build_workflows(load_workflow(ROOT / "workflows" / "zhu2011.yaml"))
+    assert len(wfs) == 8  # 4 materials x {monolayer, bulk}
+    wf = wfs[0]
+    assert wf.metadata["tmdflow_key"] == "zhu2011:MoS2-monolayer-paper"
+    names = [fw.name for fw in sorted(wf.fws, key=lambda fw: -fw.fw_id)]
+    assert names == [f"MoS2-monolayer-{s}" for s in ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")]
+    task = wf.fws[0].tasks[0]
+    assert isinstance(task, TmdflowStepTask) and task["calculator"] == "espresso"
+    # links: each step is the child of the previous one
+    assert sum(len(v) for v in wf.links.values()) == 4
+
+
+def test_queue_scripts_by_content(tmp_path):
+    slurm = job_script(None, tmp_path)
+    assert "#SBATCH --nodes=1" in slurm and "#SBATCH --time=04:00:00" in slurm
+    assert f"cd {tmp_path}" in slurm
+    assert "tmdflow launch --max-launches 1 --max-seconds 13800" in slurm  # 4 h - 600 s margin
+    pbs = job_script(ROOT / "inputs" / "queue" / "pbs.yaml", tmp_path)
+    assert "#PBS -l walltime=04:00:00" in pbs and "module load quantum-espresso" in pbs
+
+
+def test_table1_shows_paper_value_and_deviation():
+    rows = table1_rows([_material(dvb=149.1), _material("WSe2", dvb=465.3)])
+    mos2 = rows[0]
+    assert mos2["dvb_paper"] == 148 and mos2["dvb_dev"] == pytest.approx(1.1)
+    md = render(rows, "markdown")
+    assert "| MoS2 |" in md and "149.1" in md and "+1.1" in md
+    assert render(rows, "csv").splitlines()[0].startswith("formula,ml_a")
+    tex = render(rows, "latex")
+    assert r"\begin{tabular}" in tex and r"$\Delta$" in tex

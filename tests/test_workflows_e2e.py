@@ -1,0 +1,126 @@
+"""Workflows on the embedded store with real pw.x runs (test preset), driven through the CLI in
+separate processes as a user would:
+
+submit -> launch (killed with SIGKILL after the first completed step; a second launcher meanwhile
+is refused) -> launch --recover -> status / query / table1 -> backup -> damage -> restore.
+
+The workflow's SCF is made to fail (electron_maxstep 5 at mixing_beta 0.4) and must be corrected
+automatically (mixing_beta 0.2, more steps), with the correction recorded in the task document.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bson.json_util
+import pytest
+
+pytestmark = pytest.mark.qe
+
+WORKFLOW = """\
+name: e2e
+preset: test
+overrides: {electron_maxstep: 5}
+materials: [MoS2]
+structures: [monolayer]
+steps: [scf_soc, bands_soc, analysis]
+"""
+
+
+def _tmdflow(args, env, check=True, timeout=600):
+    proc = subprocess.run([sys.executable, "-m", "tmdflow.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tmdflow {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _fw_states(store: Path) -> dict[str, str]:
+    try:
+        data = bson.json_util.loads(store.read_text())
+    except (ValueError, FileNotFoundError):
+        return {}
+    fws = data.get("tmdflow", {}).get("fireworks", {}).get("documents", [])
+    return {doc["name"]: doc["state"] for _, doc in fws}
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, pseudo_dir):
+    d = tmp_path_factory.mktemp("e2e")
+    (d / "wf.yaml").write_text(WORKFLOW)
+    store = d / "store.json"
+    env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{store}", "TMDFLOW_WORK_DIR": str(d / "runs"),
+           "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1)),
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = _tmdflow(["submit", str(d / "wf.yaml")], env)
+    assert "added" in out.stdout
+    again = _tmdflow(["submit", str(d / "wf.yaml")], env)
+    assert "already submitted" in again.stdout  # duplicates refused without --force
+
+    launcher = subprocess.Popen([sys.executable, "-m", "tmdflow.cli", "launch"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 400
+    while _fw_states(store).get("MoS2-monolayer-scf_soc") != "COMPLETED":
+        assert launcher.poll() is None, launcher.stdout.read().decode()
+        assert time.monotonic() < deadline, "scf_soc did not complete in time"
+        time.sleep(1)
+    busy = _tmdflow(["launch"], {**env, "TMDFLOW_DB_LOCK_TIMEOUT": "1"}, check=False)
+    launcher.send_signal(signal.SIGKILL)  # mid-workflow: bands_soc is running or about to
+    launcher.wait()
+    states_after_kill = _fw_states(store)
+    recovered = _tmdflow(["launch", "--recover"], env)
+    return {"dir": d, "env": env, "store": store, "busy": busy, "after_kill": states_after_kill,
+            "recovered": recovered}
+
+
+def test_a_second_launcher_is_refused_clearly(e2e):
+    assert e2e["busy"].returncode == 62
+    assert "in use by pid" in e2e["busy"].stderr
+
+
+def test_kill_minus_9_loses_only_the_running_step(e2e):
+    assert e2e["after_kill"]["MoS2-monolayer-scf_soc"] == "COMPLETED"  # durable before the kill
+    assert e2e["after_kill"]["MoS2-monolayer-analysis"] != "COMPLETED"
+    data = bson.json_util.loads(e2e["store"].read_text())["tmdflow"]
+    states = {doc["name"]: doc["state"] for _, doc in data["fireworks"]["documents"]}
+    assert set(states.values()) == {"COMPLETED"}
+    fw_id = next(doc["fw_id"] for _, doc in data["fireworks"]["documents"] if doc["name"].endswith("scf_soc"))
+    runs = [doc for _, doc in data["launches"]["documents"] if doc["fw_id"] == fw_id]
+    assert len(runs) == 1  # the completed SCF was not run again
+
+
+def test_unconverged_scf_was_corrected_and_recorded(e2e):
+    q = _tmdflow(["query", "--formula", "MoS2", "--json"], e2e["env"])
+    assert json.loads(q.stdout)
+    data = bson.json_util.loads(e2e["store"].read_text())["tmdflow"]
+    task = next(doc for _, doc in data["tasks"]["documents"] if doc["task_id"].endswith("scf_soc"))
+    assert task["outputs"]["converged"] is True
+    assert task["corrections"][0]["handler"] == "scf_not_converged"
+    assert task["corrections"][0]["changes"]["mixing_beta"] == 0.2
+    assert len(task["pseudopotentials"]["Mo"]["sha256"]) == 64 and task["code_version"].startswith("6.")
+
+
+def test_query_and_table1_from_the_store(e2e):
+    rows = json.loads(_tmdflow(["query", "--formula", "MoS2", "--dim", "monolayer", "--json"], e2e["env"]).stdout)
+    assert len(rows) == 1
+    assert rows[0]["splitting.delta_vb_k_mev"] == pytest.approx(148, abs=10)
+    table = _tmdflow(["table1"], e2e["env"]).stdout
+    assert "| MoS2 |" in table and "| 148 |" in table
+    status = _tmdflow(["status"], e2e["env"]).stdout
+    assert "[COMPLETED]" in status
+
+
+def test_damaged_store_is_reported_and_restored_from_backup(e2e):
+    backup = e2e["dir"] / "backup.json"
+    _tmdflow(["db", "backup", str(backup)], e2e["env"])
+    e2e["store"].write_text(e2e["store"].read_text()[:500])  # truncated, as by a crash mid-write
+    broken = _tmdflow(["db", "info"], e2e["env"], check=False)
+    assert broken.returncode == 61 and "damaged" in broken.stderr and "db restore" in broken.stderr
+    _tmdflow(["db", "restore", str(backup)], e2e["env"])
+    rows = json.loads(_tmdflow(["query", "--json"], e2e["env"]).stdout)
+    assert rows and rows[0]["formula"] == "MoS2"
+    assert (e2e["store"].parent / "store.json.damaged").exists()  # kept for inspection

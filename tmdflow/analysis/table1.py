@@ -1,0 +1,103 @@
+"""The paper's Table I and the Delta/dE table, regenerated from material documents.
+
+Each computed number is shown with the paper's value and the deviation (ours - paper).
+Formats: Markdown, CSV, LaTeX.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..data import load_yaml
+from ..store.documents import MaterialDocument
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # row dict key
+    header: str
+    fmt: str
+
+
+COLUMNS = [
+    Column("formula", "MX2", "s"),
+    Column("ml_a", "mono a (Å)", ".3f"), Column("ml_a_paper", "paper", ".3f"), Column("ml_a_dev", "dev", "+.3f"),
+    Column("ml_d", "mono d (Å)", ".3f"), Column("ml_d_paper", "paper", ".3f"), Column("ml_d_dev", "dev", "+.3f"),
+    Column("bk_a", "bulk a (Å)", ".3f"), Column("bk_c", "bulk c (Å)", ".3f"),
+    Column("bk_z", "bulk z", ".4f"), Column("bk_z_paper", "paper", ".3f"), Column("bk_z_dev", "dev", "+.4f"),
+    Column("dvb", "Δ_VB(K) (meV)", ".1f"), Column("dvb_paper", "paper", ".0f"), Column("dvb_dev", "dev", "+.1f"),
+    Column("dcb", "Δ_CB(K) (meV)", "+.1f"),
+    Column("dgk", "δE_Γ-K (meV)", ".1f"), Column("dgk_paper", "paper", ".0f"), Column("dgk_dev", "dev", "+.1f"),
+    Column("gap", "gap (eV)", ".3f"), Column("gap_type", "gap type", "s"),
+]
+
+
+def _dev(ours, ref):
+    return None if ours is None or ref is None else ours - ref
+
+
+def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None) -> list[dict]:
+    paper = load_yaml("paper_zhu2011.yaml")["materials"]
+    by_formula: dict[str, dict[str, MaterialDocument]] = {}
+    for m in materials:
+        if preset and m.preset != preset:
+            continue
+        by_formula.setdefault(m.formula, {})[m.dimensionality] = m
+    rows = []
+    for formula in sorted(by_formula):
+        ml, bk = by_formula[formula].get("monolayer"), by_formula[formula].get("bulk")
+        ref = paper.get(formula, {})
+        row: dict = {"formula": formula}
+        if ml:
+            s = ml.splitting
+            row.update(ml_a=ml.table1.a_angstrom, ml_d=ml.table1.d_angstrom, dvb=s.delta_vb_k_mev,
+                       dcb=s.delta_cb_k_mev if s.delta_cb_sign_known else None, dgk=s.delta_e_gamma_k_mev,
+                       gap=s.gap_ev, gap_type="direct at K" if s.direct_gap_at_k
+                       else f"indirect ({s.vbm_location}->{s.cbm_location})")
+        if bk:
+            row.update(bk_a=bk.table1.a_angstrom, bk_c=bk.table1.c_angstrom, bk_z=bk.table1.z)
+        row.update(ml_a_paper=ref.get("monolayer_a"), ml_d_paper=ref.get("monolayer_d"),
+                   bk_z_paper=ref.get("bulk_z"), dvb_paper=ref.get("delta_vb_k"), dgk_paper=ref.get("delta_e_gamma_k"))
+        for k in ("ml_a", "ml_d", "bk_z", "dvb", "dgk"):
+            row[f"{k}_dev"] = _dev(row.get(k), row.get(f"{k}_paper"))
+        rows.append(row)
+    return rows
+
+
+def _cell(row: dict, col: Column) -> str:
+    v = row.get(col.key)
+    if v is None:
+        return "-"
+    return format(v, col.fmt) if col.fmt != "s" else str(v)
+
+
+def render(rows: list[dict], fmt: str = "markdown") -> str:
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(c.header for c in COLUMNS) + " |",
+                 "|" + "|".join("---" for _ in COLUMNS) + "|"]
+        lines += ["| " + " | ".join(_cell(r, c) for c in COLUMNS) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow([c.key for c in COLUMNS])
+        for r in rows:
+            w.writerow(["" if r.get(c.key) is None else r.get(c.key) for c in COLUMNS])
+        return buf.getvalue()
+    if fmt == "latex":
+        esc = {"Δ": r"$\Delta$", "δ": r"$\delta$", "Γ": r"$\Gamma$", "Å": r"\AA{}", "_": r"\_"}
+
+        def tex(s: str) -> str:
+            for a, b in esc.items():
+                s = s.replace(a, b)
+            return s.replace("->", r"$\to$")
+
+        lines = [r"\begin{tabular}{l" + "r" * (len(COLUMNS) - 1) + "}", r"\hline",
+                 " & ".join(tex(c.header) for c in COLUMNS) + r" \\", r"\hline"]
+        lines += [" & ".join(tex(_cell(r, c)) for c in COLUMNS) + r" \\" for r in rows]
+        lines += [r"\hline", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown format {fmt}")

@@ -1,0 +1,135 @@
+"""Python API for notebooks; mirrors the CLI.
+
+    import tmdflow.api as tf
+    tf.submit("workflows/quick.yaml"); tf.launch(); tf.query(formula="WSe2"); print(tf.table1())
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .analysis.table1 import render, table1_rows
+from .settings import Settings, load_settings
+from .store.connection import Connection, connect, embedded_path
+from .store.documents import MaterialDocument
+from .store.embedded import EmbeddedDatabase, StoreCorrupted
+from .store.results import MaterialQuery, ResultsStore, export_database, import_database
+from .workflow_spec import load_workflow
+
+
+def _conn(settings: Settings | None) -> tuple[Settings, Connection]:
+    settings = settings or load_settings()
+    return settings, connect(settings)
+
+
+def submit(workflow: str | Path, preset: str | None = None, force: bool = False, settings: Settings | None = None):
+    from .fireworks import submit as fw_submit
+
+    spec = load_workflow(Path(workflow), preset)  # validated before the database is touched
+    settings, conn = _conn(settings)
+    return fw_submit(conn, spec, preset, force)
+
+
+def launch(max_launches: int = 0, recover: bool = False, expiration_secs: int = 3600,
+           max_seconds: float | None = None, settings: Settings | None = None,
+           progress: Callable[[str], None] | None = None) -> dict:
+    from .fireworks import launch_local, recover as fw_recover
+
+    settings, conn = _conn(settings)
+    rerun = fw_recover(conn, expiration_secs) if recover else []
+    n = launch_local(conn, settings, max_launches, progress, max_seconds)
+    return {"launched": n, "recovered": rerun}
+
+
+@dataclass
+class FireworkStatus:
+    fw_id: int
+    name: str
+    state: str
+    reason: str | None
+
+
+@dataclass
+class WorkflowStatus:
+    key: str
+    state: str
+    fireworks: list[FireworkStatus]
+
+
+def _reason(lpad, fw_id: int) -> str | None:
+    launch = lpad.launches.find_one({"fw_id": fw_id, "state": "FIZZLED"}, sort=[("launch_id", -1)])
+    if not launch:
+        return None
+    exc = ((launch.get("action") or {}).get("stored_data") or {}).get("_exception") or {}
+    trace = (exc.get("_stacktrace") or "").strip().splitlines()
+    return next((l.strip() for l in reversed(trace) if l.strip() and not l.startswith(" ")), None) if trace else None
+
+
+def status(settings: Settings | None = None) -> list[WorkflowStatus]:
+    _, conn = _conn(settings)
+    lpad = conn.launchpad
+    out = []
+    for wf in lpad.workflows.find({}, sort=[("created_on", 1)]):
+        fws = []
+        for fw in lpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, sort=[("fw_id", 1)]):
+            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"],
+                                      _reason(lpad, fw["fw_id"]) if fw["state"] == "FIZZLED" else None))
+        out.append(WorkflowStatus(wf.get("metadata", {}).get("tmdflow_key", wf["name"]), wf["state"], fws))
+    return out
+
+
+def query(formula: str | None = None, dimensionality: str | None = None, preset: str | None = None,
+          settings: Settings | None = None) -> list[MaterialDocument]:
+    _, conn = _conn(settings)
+    return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset))
+
+
+def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings | None = None) -> str:
+    return render(table1_rows(query(settings=settings), preset), fmt)
+
+
+def backup(path: Path, settings: Settings | None = None) -> dict[str, int]:
+    import bson.json_util
+
+    _, conn = _conn(settings)
+    data = export_database(conn.db)
+    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+    tmp.write_text(bson.json_util.dumps(data))
+    tmp.replace(path)
+    return {k: len(v) for k, v in data.items()}
+
+
+def restore(path: Path, settings: Settings | None = None) -> dict[str, int]:
+    """Replace the database content by a backup.  Works on a damaged embedded store file."""
+    import bson.json_util
+
+    settings = settings or load_settings()
+    data = bson.json_util.loads(Path(path).read_text())
+    emb = embedded_path(settings.db_uri)
+    if emb is not None and emb.exists():
+        try:
+            EmbeddedDatabase.open(emb, settings.db_lock_timeout)
+        except StoreCorrupted:
+            damaged = emb.with_name(emb.name + ".damaged")
+            emb.replace(damaged)  # keep the damaged file for inspection; start from an empty store
+    conn = connect(settings)
+    import_database(conn.db, data)
+    conn.checkpoint()
+    return {k: len(v) for k, v in data.items()}
+
+
+def info(settings: Settings | None = None) -> dict:
+    settings, conn = _conn(settings)
+    lpad = conn.launchpad
+    states = {}
+    for fw in lpad.fireworks.find({}, {"state": 1}):
+        states[fw["state"]] = states.get(fw["state"], 0) + 1
+    return {"database": conn.description, **ResultsStore(conn.db).counts(), "fireworks": states,
+            "workflows": lpad.workflows.count_documents({})}
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,180 @@
+"""FireWorks at the edge: one generic Firetask that runs a tmdflow step, and workflow building.
+
+The Firetask turns a :class:`tmdflow.steps.StepOutcome` into store writes and an ``FWAction``:
+the (relaxed) structure is handed to the children through ``update_spec['tmdflow_handoff']``.
+Worker-specific values (pw.x command, MPI launcher, process count, pseudopotential directory,
+max_seconds) come from the FireWorker's ``env['tmdflow']`` (``_fw_env`` in the spec), never from
+the workflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from fireworks import Firework, FWAction, FWorker, Workflow
+from fireworks.core.firework import FiretaskBase
+from fireworks.core.rocket_launcher import launch_rocket
+
+from .errors import TmdflowError, WalltimeReached
+from .presets import load_preset
+from .settings import Settings, load_settings
+from .steps import StepRequest, run_step
+from .store.connection import Connection, connect
+from .store.documents import StructureDoc, TaskDocument
+from .store.results import ResultsStore
+from .workflow_spec import WorkflowSpec
+
+HANDOFF = "tmdflow_handoff"
+
+
+class TmdflowStepTask(FiretaskBase):
+    """Run one tmdflow step (relax, scf_sr, scf_soc, bands_soc, analysis) and store its documents."""
+
+    # explicit module path: FireWorks imports it when deserialising (no USER_PACKAGES needed)
+    _fw_name = "{{tmdflow.fireworks.TmdflowStepTask}}"
+    required_params = ["workflow", "formula", "dimensionality", "preset", "overrides", "step", "calculator"]
+    optional_params = ["restart"]
+
+    def run_task(self, fw_spec):
+        worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
+        max_seconds = worker.pop("max_seconds", None)
+        settings = load_settings(**worker)
+        handoff = fw_spec.get(HANDOFF) or {}
+        request = StepRequest(
+            workflow=self["workflow"], formula=self["formula"], dimensionality=self["dimensionality"],
+            preset=load_preset(self["preset"], self["overrides"]), step=self["step"],
+            calculator=self["calculator"],
+            structure=StructureDoc.model_validate(handoff["structure"]) if handoff.get("structure") else None,
+            relaxed=bool(handoff.get("relaxed", False)), restart=bool(self.get("restart", False)),
+            max_seconds=max_seconds,
+        )
+        store = ResultsStore(connect(settings).db)
+        try:
+            outcome = run_step(request, settings, settings.work_dir)
+        except WalltimeReached:
+            # pw.x stopped cleanly at max_seconds: resume from its checkpoint before the children run
+            restart = Firework(
+                TmdflowStepTask({**self, "restart": True}),
+                spec={k: v for k, v in fw_spec.items() if not k.startswith("_")},
+                name=f"{request.task_id}-restart",
+            )
+            return FWAction(detours=[restart], stored_data={"restart": request.task_id})
+        except TmdflowError as exc:
+            store.upsert_task(TaskDocument(
+                task_id=request.task_id, formula=request.formula, dimensionality=request.dimensionality,
+                preset=request.preset.name, step=request.step, calculator=request.calculator,
+                state="failed", error=str(exc), host=socket.gethostname(),
+            ))
+            raise
+        if outcome.task is not None:
+            store.upsert_task(outcome.task)
+        if outcome.bandstructure is not None:
+            store.put_bandstructure(outcome.bandstructure)
+        if outcome.material is not None:
+            store.upsert_material(outcome.material)
+        return FWAction(
+            update_spec={HANDOFF: {"structure": outcome.structure.model_dump(mode="json"), "relaxed": outcome.relaxed}},
+            stored_data={"task_id": request.task_id, "corrections": len(outcome.corrections)},
+        )
+
+
+def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset: str) -> str:
+    return f"{spec.name}:{formula}-{dimensionality}-{preset}"
+
+
+def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[Workflow]:
+    """One FireWorks Workflow per material x structure, steps chained in order."""
+    preset = spec.load_preset(preset_name)
+    workflows = []
+    for formula in spec.materials:
+        for dim in spec.structures:
+            fireworks: list[Firework] = []
+            for step in spec.steps:
+                task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
+                                       overrides=dict(spec.overrides), step=step, calculator=spec.calculator)
+                parents = fireworks[-1:] or None
+                fireworks.append(Firework(task, name=f"{formula}-{dim}-{step}", parents=parents))
+            key = workflow_key(spec, formula, dim, preset.name)
+            workflows.append(Workflow(fireworks, name=key, metadata={
+                "tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
+                "dimensionality": dim, "preset": preset.name}))
+    return workflows
+
+
+@dataclass
+class Submitted:
+    key: str
+    fw_ids: list[int]
+    skipped: bool
+
+
+def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None, force: bool = False) -> list[Submitted]:
+    """Add the workflows to the LaunchPad; an existing key is skipped unless ``force``."""
+    lpad = conn.launchpad
+    out = []
+    workflows = build_workflows(spec, preset_name)
+    for wf in workflows:
+        key = wf.metadata["tmdflow_key"]
+        existing = lpad.workflows.find_one({"metadata.tmdflow_key": key, "state": {"$ne": "ARCHIVED"}})
+        if existing and not force:
+            out.append(Submitted(key, list(existing["nodes"]), skipped=True))
+            continue
+        mapping = lpad.add_wf(wf)
+        out.append(Submitted(key, sorted(mapping.values()), skipped=False))
+    conn.checkpoint()
+    return out
+
+
+def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:
+    env = {"tmdflow": {k: str(v) for k, v in (
+        ("pw_command", settings.pw_command), ("bands_command", settings.bands_command),
+        ("mpi_command", settings.mpi_command), ("nprocs", settings.nprocs), ("pseudo_dir", settings.pseudo_dir),
+        ("work_dir", settings.work_dir.resolve()), ("db_uri", settings.db_uri), ("db_name", settings.db_name),
+    )}}
+    if max_seconds:
+        env["tmdflow"]["max_seconds"] = max_seconds
+    return FWorker(name=socket.gethostname(), env=env)
+
+
+def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
+                 progress: Callable[[str], None] | None = None, max_seconds: float | None = None) -> int:
+    """Run READY Fireworks one by one in this process, making each completed one durable."""
+    lpad = conn.launchpad
+    fworker = worker(settings, max_seconds)
+    launch_root = Path(settings.work_dir) / "launches"
+    launch_root.mkdir(parents=True, exist_ok=True)
+    n = 0
+    cwd = os.getcwd()
+    try:
+        while lpad.run_exists(fworker) and (not max_launches or n < max_launches):
+            ready = lpad.fireworks.find_one({"state": "READY"}, {"name": 1, "fw_id": 1}, sort=[("fw_id", 1)])
+            name = ready["name"] if ready else "?"
+            if progress:
+                progress(f"running {name}")
+            start = time.monotonic()
+            d = launch_root / time.strftime("%Y%m%d-%H%M%S") / str(n)
+            d.mkdir(parents=True, exist_ok=True)
+            os.chdir(d)
+            launch_rocket(lpad, fworker, strm_lvl="ERROR")
+            os.chdir(cwd)
+            conn.checkpoint()  # every completed Firework is durable before the next starts
+            n += 1
+            if progress:
+                progress(f"{name} finished in {time.monotonic() - start:.0f} s")
+    finally:
+        os.chdir(cwd)
+        conn.checkpoint()
+    return n
+
+
+def recover(conn: Connection, expiration_secs: int = 3600) -> list[int]:
+    """Mark lost RUNNING Fireworks (no ping for ``expiration_secs``) for rerun; returns their ids."""
+    lost_launches, lost_fws, _ = conn.launchpad.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
+    conn.checkpoint()
+    return list(lost_fws)

@@ -1,0 +1,244 @@
+"""Workflow steps as plain functions: relax -> scf_sr -> scf_soc -> bands_soc -> analysis.
+
+Each step takes a typed :class:`StepRequest` and returns a typed :class:`StepOutcome` holding
+the documents to store and the structure to hand to the next step.  No FireWorks, no database:
+:mod:`tmdflow.fireworks` wraps these for the workflow engine, and tests call them directly.
+
+Directory layout per material:  <run_root>/<formula>-<dim>-<preset>/{relax,sr,soc}/
+The spin-orbit bands step runs in ``soc/`` and reuses the SCF charge density found there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from ase import Atoms
+
+from .analysis.splitting import analyze_bands
+from .bands import BandData
+from .calculators.espresso.adapter import EspressoCalculator, PwStepResult, valence_electrons
+from .compute import select_pseudopotentials, splitting_kpoints
+from .errors import InputError, ScfNotConverged
+from .materials import get_material
+from .presets import Preset
+from .settings import Settings
+from .store.documents import (
+    BandStructureDoc, Correction, MaterialDocument, PseudoRef, SplittingDoc, StructureDoc, Table1Entry,
+    TaskDocument, encode_array,
+)
+from .structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer, spacegroup_number
+
+STEPS = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")
+MAX_SCF_CORRECTIONS = 2
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    workflow: str
+    formula: str
+    dimensionality: str  # "monolayer" | "bulk"
+    preset: Preset
+    step: str
+    calculator: str = "espresso"
+    structure: StructureDoc | None = None  # from the parent step (relaxed), else built from inputs/
+    relaxed: bool = False
+    restart: bool = False
+    max_seconds: float | None = None
+
+    @property
+    def material_id(self) -> str:
+        return f"{self.formula}-{self.dimensionality}-{self.preset.name}"
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.material_id}-{self.step}"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    structure: StructureDoc
+    relaxed: bool
+    task: TaskDocument | None = None
+    material: MaterialDocument | None = None
+    bandstructure: BandStructureDoc | None = None
+    corrections: list[Correction] = field(default_factory=list)
+
+
+def initial_structure(formula: str, dimensionality: str, preset: Preset) -> Atoms:
+    """Starting geometry from inputs/materials.yaml (the paper's Table I where it has one)."""
+    m = get_material(formula)
+    if dimensionality == "monolayer":
+        if m.monolayer is None:
+            raise InputError(f"no monolayer geometry for {formula} in inputs/materials.yaml", "add one")
+        return build_monolayer(formula, m.monolayer.a, m.monolayer.d, preset.vacuum)
+    if dimensionality == "bulk":
+        if m.bulk is None:
+            raise InputError(f"no bulk 2H geometry for {formula} in inputs/materials.yaml", "add one")
+        return build_bulk_2h(formula, m.bulk.a, m.bulk.c, m.bulk.z)
+    raise InputError(f"dimensionality '{dimensionality}' is not monolayer or bulk", "fix the workflow")
+
+
+def table1_entry(atoms: Atoms, dimensionality: str, relaxed: bool) -> Table1Entry:
+    z = atoms.positions[:, 2]
+    a = float(np.linalg.norm(atoms.cell[0]))
+    d = float(np.min(np.abs(z[2:] - z[0]))) if dimensionality == "bulk" else float(np.mean(np.abs(z[1:] - z[0])))
+    if dimensionality == "bulk":
+        c = float(atoms.cell[2, 2])
+        return Table1Entry(a_angstrom=a, c_angstrom=c, z=d / c, d_angstrom=d, relaxed=relaxed)
+    return Table1Entry(a_angstrom=a, d_angstrom=d, relaxed=relaxed)
+
+
+def _kmesh(preset: Preset, dimensionality: str) -> tuple[int, int, int]:
+    return (preset.kmesh, preset.kmesh, 1 if dimensionality == "monolayer" else preset.kmesh_bulk_kz)
+
+
+def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str, Path], pseudos,
+          corrections: list[Correction]) -> TaskDocument:
+    x = result.xml
+    forces = x.forces_ev_per_angstrom
+    return TaskDocument(
+        task_id=req.task_id, formula=req.formula, dimensionality=req.dimensionality, preset=req.preset.name,
+        step=req.step, calculator=req.calculator, code_version=x.qe_version,
+        inputs={"pw_input": result.input_text, "preset": dataclasses.asdict(req.preset)},
+        structure=StructureDoc.from_atoms(atoms),
+        outputs={
+            "total_energy_ev": x.total_energy_ev, "converged": x.converged, "relax_converged": x.relax_converged,
+            "n_scf_steps": x.n_scf_steps, "fermi_energy_ev": x.fermi_energy_ev,
+            "max_force_ev_per_angstrom": float(np.abs(forces).max()) if forces is not None else None,
+            "n_electrons": x.bands.n_electrons, "n_kpoints": len(x.bands.kpoints_crystal),
+        },
+        pseudopotentials={el: PseudoRef(file=p.name, sha256=_sha(pseudos, el, p), source=pseudos.family)
+                          for el, p in files.items()},
+        wall_seconds=result.run.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
+        corrections=corrections,
+    )
+
+
+def _sha(pseudos, element: str, path: Path) -> str:
+    for table in (pseudos.full, pseudos.scalar):
+        if element in table and table[element].path == path:
+            return table[element].sha256
+    from .pseudo.library import sha256_of
+
+    return sha256_of(path)
+
+
+def with_scf_corrections(run: Callable[[Preset], PwStepResult], preset: Preset,
+                         corrections: list[Correction]) -> PwStepResult:
+    """Run an SCF-type step; on non-convergence retry with safer mixing (recorded), up to a bound."""
+    current = preset
+    for attempt in range(1, MAX_SCF_CORRECTIONS + 2):
+        try:
+            return run(current)
+        except ScfNotConverged as exc:
+            if attempt > MAX_SCF_CORRECTIONS:
+                raise
+            changes = {"mixing_beta": round(current.mixing_beta / 2, 4),
+                       "electron_maxstep": max(current.electron_maxstep * 2, 100)}
+            corrections.append(Correction(handler="scf_not_converged", reason=exc.problem, changes=changes,
+                                          attempt=attempt))
+            current = dataclasses.replace(current, **changes)
+    raise AssertionError("unreachable")
+
+
+def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: ProgressFn | None = None) -> StepOutcome:
+    if req.step not in STEPS:
+        raise InputError(f"unknown step '{req.step}'", f"steps are {STEPS}")
+    if req.calculator != "espresso":
+        raise InputError(f"calculator '{req.calculator}' has no adapter yet", "use calculator: espresso")
+    atoms = req.structure.to_atoms() if req.structure else initial_structure(req.formula, req.dimensionality, req.preset)
+    expected = MONOLAYER_SPACEGROUP if req.dimensionality == "monolayer" else BULK_SPACEGROUP
+    material = get_material(req.formula)
+    root = Path(run_root) / req.material_id
+    calc = EspressoCalculator.from_settings(settings)
+    say = (lambda m: progress(f"{req.formula} {req.dimensionality}: {m}")) if progress else None
+    corrections: list[Correction] = []
+    second_variational = req.preset.spin_orbit_mode == "second_variational"
+    kmesh = _kmesh(req.preset, req.dimensionality)
+
+    if req.step == "analysis":
+        return _analysis(req, atoms, root)
+
+    calc.check_executables(spin_texture=req.step == "bands_soc" and req.preset.spin_texture)
+    pseudos = select_pseudopotentials(material, req.preset, settings, rels=(1, 2))
+    # scalar-relativistic steps: rel=1 files; in the second-variational mode the same FR NC files
+    # as the spin-orbit step (pw.x averages them), so density and SOC Hamiltonian match
+    scalar = {el: pseudos.for_element(el, spin_orbit=second_variational).path for el in material.elements}
+    full = {el: pseudos.for_element(el, spin_orbit=True).path for el in material.elements}
+
+    if req.step == "relax":
+        result, relaxed_atoms = calc.relax(
+            atoms, req.preset, root / "relax", scalar, kmesh, variable_cell=req.dimensionality == "monolayer",
+            progress=say, restart=req.restart, max_seconds=req.max_seconds)
+        # symmetry must survive the relaxation (2Dxy + symmetric forces keep it)
+        sg = spacegroup_number(relaxed_atoms, symprec=1e-3)
+        if sg != expected:
+            raise InputError(f"relaxation broke the symmetry: space group {sg}, expected {expected}",
+                             f"inspect {root / 'relax'}")
+        task = _task(req, result, relaxed_atoms, scalar, pseudos, corrections)
+        return StepOutcome(StructureDoc.from_atoms(relaxed_atoms, sg), True, task=task)
+
+    if req.step == "scf_sr":
+        directory = root / ("soc" if second_variational else "sr")
+        result = with_scf_corrections(
+            lambda p: calc.scf(atoms, p, directory, scalar, spin_orbit=False, kmesh=kmesh, progress=say,
+                               restart=req.restart, max_seconds=req.max_seconds),
+            req.preset, corrections)
+        files = scalar
+    elif req.step == "scf_soc":
+        if second_variational:
+            raise InputError("the second-variational mode has no self-consistent spin-orbit step",
+                             "remove scf_soc from the workflow's steps")
+        result = with_scf_corrections(
+            lambda p: calc.scf(atoms, p, root / "soc", full, spin_orbit=True, kmesh=kmesh, progress=say,
+                               restart=req.restart, max_seconds=req.max_seconds),
+            req.preset, corrections)
+        files = full
+    else:  # bands_soc: reuses the SCF charge density in soc/
+        kpts, labels = splitting_kpoints(atoms.cell[:], req.preset.path_points)
+        nbnd = int(round(valence_electrons(atoms, full))) + 2 * req.preset.extra_bands
+        result = calc.bands(atoms, req.preset, root / "soc", full, spin_orbit=True, kpoints=kpts, nbnd=nbnd,
+                            progress=say)
+        (root / "soc" / "bands_labels.txt").write_text("\n".join(labels) + "\n")
+        if req.preset.spin_texture:
+            calc.spin_texture(root / "soc", result, progress=say)
+        calc.cleanup(root / "soc")
+        files = full
+    task = _task(req, result, atoms, files, pseudos, corrections)
+    return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task,
+                       corrections=corrections)
+
+
+def _analysis(req: StepRequest, atoms: Atoms, root: Path) -> StepOutcome:
+    from .calculators.espresso.parsers import parse_bandsx_sigma_z, parse_pw_xml
+
+    soc = root / "soc"
+    xml = parse_pw_xml(soc / "bands_soc.xml")
+    labels_file = soc / "bands_labels.txt"
+    labels = tuple(labels_file.read_text().split("\n")[: len(xml.bands.kpoints_crystal)]) if labels_file.is_file() else ()
+    bands = BandData(xml.bands.kpoints_crystal, xml.bands.eigenvalues, xml.bands.n_electrons, xml.bands.spinor,
+                     xml.bands.reciprocal_cell, labels=labels)
+    if (soc / "spin_texture.dat").is_file():
+        bands = bands.with_sigma_z(parse_bandsx_sigma_z(soc / "spin_texture.dat", bands.eigenvalues))
+    splitting = analyze_bands(bands)
+    bs_id = f"{req.material_id}-bands_soc"
+    bs = BandStructureDoc(
+        bandstructure_id=bs_id, kpoints_crystal=encode_array(bands.kpoints_crystal),
+        eigenvalues_ev=encode_array(bands.eigenvalues),
+        sigma_z=encode_array(bands.sigma_z) if bands.sigma_z is not None else None,
+        labels=list(labels), n_electrons=bands.n_electrons,
+    )
+    material = MaterialDocument(
+        material_id=req.material_id, formula=req.formula, dimensionality=req.dimensionality,
+        preset=req.preset.name, calculator=req.calculator, spin_orbit_mode=req.preset.spin_orbit_mode,
+        table1=table1_entry(atoms, req.dimensionality, req.relaxed),
+        splitting=SplittingDoc(**splitting.to_dict()), bandstructure_id=bs_id,
+        task_ids=[f"{req.material_id}-{s}" for s in STEPS[:-1]],
+    )
+    return StepOutcome(StructureDoc.from_atoms(atoms), req.relaxed, material=material, bandstructure=bs)

@@ -1,0 +1,119 @@
+"""Workflow definitions (YAML in workflows/) validated against a schema, errors with line numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError
+from .materials import parse_formula
+from .presets import Preset, load_preset
+from .steps import STEPS
+
+
+class WorkflowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    calculator: str = "espresso"
+    preset: str = "quick"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    materials: list[str] = Field(min_length=1)
+    structures: list[str] = Field(default_factory=lambda: ["monolayer"], min_length=1)
+    steps: list[str] = Field(default_factory=lambda: ["scf_soc", "bands_soc", "analysis"], min_length=1)
+
+    @field_validator("materials")
+    @classmethod
+    def _formulas(cls, v: list[str]) -> list[str]:
+        out = []
+        for f in v:
+            try:
+                m, x = parse_formula(f)
+            except InputError as exc:
+                raise ValueError(str(exc.problem)) from None
+            out.append(f"{m}{x}2")
+        if len(set(out)) != len(out):
+            raise ValueError("a material is listed twice")
+        return out
+
+    @field_validator("structures")
+    @classmethod
+    def _structures(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in ("monolayer", "bulk")]
+        if bad:
+            raise ValueError(f"unknown structure {bad}; use monolayer and/or bulk")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in STEPS]
+        if bad:
+            raise ValueError(f"unknown step {bad}; steps are {list(STEPS)}")
+        if [s for s in STEPS if s in v] != v:
+            raise ValueError(f"steps must keep the order {list(STEPS)}")
+        if "bands_soc" not in v or v[-1] != "analysis":
+            raise ValueError("steps must include bands_soc and end with analysis")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "WorkflowSpec":
+        preset = self.load_preset()
+        if preset.spin_orbit_mode == "second_variational":
+            if "scf_soc" in self.steps or "scf_sr" not in self.steps:
+                raise ValueError("second_variational needs scf_sr and no scf_soc in steps")
+        elif "scf_soc" not in self.steps:
+            raise ValueError("spin_orbit_mode scf needs the scf_soc step (or use second_variational)")
+        return self
+
+    def load_preset(self, override_name: str | None = None) -> Preset:
+        try:
+            return load_preset(override_name or self.preset, self.overrides)
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    node = root
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if k.value == key]
+            if not match:
+                break
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def load_workflow(path: Path, preset: str | None = None) -> WorkflowSpec:
+    """Read and validate ``path``; ``preset`` replaces the file's preset (CLI --preset)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"workflow file {path} not found", "see workflows/ for examples")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}", "fix the syntax") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a workflow is a mapping (name:, materials:, ...)", "see workflows/quick.yaml")
+    if preset:
+        data["preset"] = preset
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(root, loc)
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{path}:{line or '?'}: {where}: {err['msg']}")
+        raise InputError("invalid workflow:\n  " + "\n  ".join(problems),
+                         "fix the fields named above (schema: tmdflow/workflow_spec.py)") from None
