@@ -51,8 +51,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   say "installing tmdflow and dependencies into $VENV (first time: a few minutes)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+  log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"; } >"$log" 2>&1; then
+    say "ERROR: pip install failed; last lines of $log:"
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 

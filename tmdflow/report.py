@@ -24,7 +24,7 @@ def splitting_rows(items: Iterable[tuple[str, SplittingResult]]) -> list[list[st
             _num(s.delta_e_gamma_k_mev, ".1f"),
             _num(ref.delta_e_gamma_k_mev if ref else None, ".0f"),
             _num(s.gap_ev, ".3f"),
-            "direct at K" if s.direct_gap_at_k else f"VBM {s.vbm_location}, CBM {s.cbm_location}",
+            "direct at K" if s.direct_gap_at_k else f"VBM at {s.vbm_location}, CBM at {s.cbm_location}",
         ])
     return rows
 

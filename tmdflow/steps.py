@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -206,11 +207,16 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         result = calc.bands(atoms, req.preset, root / "soc", full, spin_orbit=True, kpoints=kpts, nbnd=nbnd,
                             progress=say)
         (root / "soc" / "bands_labels.txt").write_text("\n".join(labels) + "\n")
+        bandsx_seconds = None
         if req.preset.spin_texture:
+            t0 = time.monotonic()
             calc.spin_texture(root / "soc", result, progress=say)
+            bandsx_seconds = time.monotonic() - t0
         calc.cleanup(root / "soc")
         files = full
     task = _task(req, result, atoms, files, pseudos, corrections)
+    if req.step == "bands_soc":
+        task.outputs["bandsx_wall_seconds"] = bandsx_seconds
     return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task,
                        corrections=corrections)
 

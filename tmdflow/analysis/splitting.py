@@ -65,6 +65,8 @@ def _location(bands: BandData, ik: int) -> str:
         return "K"
     if ik in _indices_equivalent(bands, -K_POINT):
         return "K'"
+    if bands.labels and ik < len(bands.labels) and bands.labels[ik]:
+        return bands.labels[ik]
     return "k=(" + ", ".join(f"{x:.3f}" for x in k) + ")"
 
 

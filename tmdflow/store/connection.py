@@ -79,7 +79,7 @@ def connect(settings: Settings) -> Connection:
             "set TMDFLOW_DB_URI, e.g. mongodb://user:pass@host:27017/ or embedded:~/tmdflow-store.json",
         )
     _initialise_launchpad(conn)
-    ensure_indexes(conn.db)
+    ensure_indexes(conn.db, unique=conn.embedded is None)
     return conn
 
 
@@ -96,4 +96,9 @@ def _initialise_launchpad(conn: Connection) -> None:
             "restore a backup (tmdflow db restore FILE) or repair the LaunchPad with FireWorks' lpad tools",
         )
     lpad.reset("", require_password=False)
+    if conn.embedded is not None:
+        # FireWorks' reset builds unique indexes; in mongomock they cost a full scan per insert
+        # and are not persisted anyway (see results.ensure_indexes)
+        for coll in (lpad.fireworks, lpad.launches, lpad.workflows):
+            coll.drop_indexes()
     conn.checkpoint()

@@ -101,9 +101,12 @@ class EspressoProfile:
                 argv, cwd=directory, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=self.environment(),
             )
-            while proc.poll() is None:
-                time.sleep(0.5)
-                if progress:
-                    progress(f"{label} {time.monotonic() - start:6.1f} s")
+            while True:
+                try:
+                    proc.wait(timeout=1.0)  # returns as soon as the program exits
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress:
+                        progress(f"{label} {time.monotonic() - start:6.1f} s")
         wall = time.monotonic() - start
         return RunRecord(command, tuple(argv), directory, proc.returncode, wall)

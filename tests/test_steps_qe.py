@@ -1,0 +1,54 @@
+"""Workflow steps with real pw.x: relaxation (monolayer vc-relax 2Dxy, bulk fixed-cell z) and the
+clean stop at max_seconds followed by a restart from the checkpoint (test preset)."""
+
+import numpy as np
+import pytest
+
+from tmdflow.errors import WalltimeReached
+from tmdflow.presets import load_preset
+from tmdflow.steps import StepRequest, run_step
+from tmdflow.structures import spacegroup_number
+
+pytestmark = pytest.mark.qe
+
+# 0.5 mRy/bohr in eV/Angstrom: the paper's force criterion
+FORCE_CRITERION = 0.5e-3 * 13.605693122994 / 0.529177210903
+
+
+def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d(qe_settings):
+    out = run_step(StepRequest("t", "MoS2", "monolayer", load_preset("test"), "relax"), qe_settings,
+                   qe_settings.work_dir)
+    atoms = out.structure.to_atoms()
+    assert out.relaxed and spacegroup_number(atoms, symprec=1e-3) == 187
+    a = np.linalg.norm(atoms.cell[0])
+    z = atoms.positions[:, 2]
+    d = np.mean(np.abs(z[1:] - z[0]))
+    # PBE: the paper relaxed a = 3.193 A, d = 1.567 A; small settings, pseudopotentials: 1 % / 0.03 A
+    assert a == pytest.approx(3.193, rel=0.01)
+    assert d == pytest.approx(1.567, abs=0.03)
+    assert atoms.cell[2, 2] == pytest.approx(2 * 1.567 + 10.0, abs=1e-6)  # 2Dxy: c untouched
+    assert out.task.outputs["relax_converged"] is True
+    assert out.task.outputs["max_force_ev_per_angstrom"] < FORCE_CRITERION
+
+
+def test_bulk_relaxation_moves_only_z(qe_settings):
+    preset = load_preset("test", {"kmesh_bulk_kz": 1})
+    out = run_step(StepRequest("t", "MoS2", "bulk", preset, "relax"), qe_settings, qe_settings.work_dir)
+    atoms = out.structure.to_atoms()
+    assert spacegroup_number(atoms, symprec=1e-3) == 194
+    assert np.linalg.norm(atoms.cell[0]) == pytest.approx(3.160, abs=1e-6)  # experimental a, c kept
+    assert atoms.cell[2, 2] == pytest.approx(12.295, abs=1e-6)
+    z = atoms.positions[:, 2]
+    zfrac = np.min(np.abs(z[2:] - z[0])) / atoms.cell[2, 2]
+    assert zfrac == pytest.approx(0.127, abs=0.004)  # the paper's optimised z
+
+
+def test_scf_stopped_at_max_seconds_resumes_from_its_checkpoint(qe_settings):
+    preset = load_preset("test")
+    req = StepRequest("t", "MoS2", "monolayer", preset, "scf_soc", max_seconds=4)
+    with pytest.raises(WalltimeReached, match="checkpoint"):
+        run_step(req, qe_settings, qe_settings.work_dir)
+    resumed = run_step(StepRequest("t", "MoS2", "monolayer", preset, "scf_soc", restart=True), qe_settings,
+                       qe_settings.work_dir)
+    assert resumed.task.outputs["converged"] is True
+    assert "restart_mode = 'restart'" in resumed.task.inputs["pw_input"]
