@@ -11,11 +11,12 @@ import pytest
 
 from tmdflow.store.connection import connect, redact
 from tmdflow.store.documents import (
-    MaterialDocument, SplittingDoc, Table1Entry, TaskDocument, decode_array, encode_array,
+    MaterialDocument, Table1Entry, TaskDocument, decode_array, encode_array,
 )
-from tmdflow.store.embedded import StoreCorrupted
+from tmdflow.errors import StoreCorrupted
 from tmdflow.store.results import MaterialQuery, ResultsStore
 from tmdflow.settings import load_settings
+from tmdflow.analysis.splitting import SplittingResult
 
 
 def _material(formula="MoS2", dim="monolayer", dvb=149.1):
@@ -23,9 +24,10 @@ def _material(formula="MoS2", dim="monolayer", dvb=149.1):
         material_id=f"{formula}-{dim}-quick", formula=formula, dimensionality=dim, preset="quick",
         calculator="espresso", spin_orbit_mode="scf",
         table1=Table1Entry(a_angstrom=3.193, d_angstrom=1.567, relaxed=False),
-        splitting=SplittingDoc(delta_vb_k_mev=dvb, delta_cb_k_mev=2.9, delta_cb_sign_known=True,
+        splitting=SplittingResult(delta_vb_k_mev=dvb, delta_cb_k_mev=2.9, delta_cb_sign_known=True,
                                delta_e_gamma_k_mev=63.6, gap_ev=1.58, direct_gap_at_k=True,
-                               vbm_location="K", cbm_location="K", n_kpoints=5),
+                               vbm_location="K", cbm_location="K", vb_k_sigma_z=None, cb_k_sigma_z=None,
+                               delta_vb_kprime_mev=None, spin_reversed_at_kprime=None, n_kpoints=5),
     )
 
 

@@ -15,7 +15,8 @@ from .analysis.table1 import render, table1_rows
 from .settings import Settings, load_settings
 from .store.connection import Connection, connect, embedded_path
 from .store.documents import MaterialDocument
-from .store.embedded import EmbeddedDatabase, StoreCorrupted
+from .errors import StoreCorrupted
+from .store.embedded import EmbeddedDatabase
 from .store.results import MaterialQuery, ResultsStore, export_database, import_database
 from .workflow_spec import load_workflow
 

@@ -71,3 +71,21 @@ class AnalysisError(TmdflowError):
     """The band data cannot answer the question asked (e.g. no K point in the k list)."""
 
     exit_code = 50
+
+
+class StoreError(TmdflowError):
+    """The results database cannot be used."""
+
+    exit_code = 60
+
+
+class StoreCorrupted(StoreError):
+    """The embedded store file (or the LaunchPad) is damaged: restore a backup."""
+
+    exit_code = 61
+
+
+class StoreBusy(StoreError):
+    """Another process holds the embedded store."""
+
+    exit_code = 62

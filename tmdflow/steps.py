@@ -29,7 +29,7 @@ from .materials import get_material
 from .presets import Preset
 from .settings import Settings
 from .store.documents import (
-    BandStructureDoc, Correction, MaterialDocument, PseudoRef, SplittingDoc, StructureDoc, Table1Entry,
+    BandStructureDoc, Correction, MaterialDocument, PseudoRef, StructureDoc, Table1Entry,
     TaskDocument, encode_array,
 )
 from .structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer, spacegroup_number
@@ -244,7 +244,7 @@ def _analysis(req: StepRequest, atoms: Atoms, root: Path) -> StepOutcome:
         material_id=req.material_id, formula=req.formula, dimensionality=req.dimensionality,
         preset=req.preset.name, calculator=req.calculator, spin_orbit_mode=req.preset.spin_orbit_mode,
         table1=table1_entry(atoms, req.dimensionality, req.relaxed),
-        splitting=SplittingDoc(**splitting.to_dict()), bandstructure_id=bs_id,
+        splitting=splitting, bandstructure_id=bs_id,
         task_ids=[f"{req.material_id}-{s}" for s in STEPS[:-1]],
     )
     return StepOutcome(StructureDoc.from_atoms(atoms), req.relaxed, material=material, bandstructure=bs)

@@ -89,7 +89,7 @@ def _initialise_launchpad(conn: Connection) -> None:
     if lpad.fw_id_assigner.count_documents({}) > 0:
         return
     if lpad.fireworks.count_documents({}) or lpad.workflows.count_documents({}):
-        from .embedded import StoreCorrupted
+        from ..errors import StoreCorrupted
 
         raise StoreCorrupted(
             f"{conn.description} holds Fireworks but no FireWorks id counter",

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..analysis.splitting import SplittingResult
+
 Dimensionality = Literal["monolayer", "bulk"]
 
 
@@ -92,23 +94,6 @@ class Table1Entry(BaseModel):
     relaxed: bool
 
 
-class SplittingDoc(BaseModel):
-    delta_vb_k_mev: float
-    delta_cb_k_mev: float
-    delta_cb_sign_known: bool
-    delta_e_gamma_k_mev: float
-    gap_ev: float
-    direct_gap_at_k: bool
-    vbm_location: str
-    cbm_location: str
-    vb_k_sigma_z: tuple[float, float] | None = None
-    cb_k_sigma_z: tuple[float, float] | None = None
-    delta_vb_kprime_mev: float | None = None
-    spin_reversed_at_kprime: bool | None = None
-    n_kpoints: int
-    spin_degenerate: bool = False
-
-
 class MaterialDocument(BaseModel):
     """One material x dimensionality x preset: the numbers users query and Table I shows."""
 
@@ -120,7 +105,7 @@ class MaterialDocument(BaseModel):
     calculator: str
     spin_orbit_mode: str
     table1: Table1Entry
-    splitting: SplittingDoc
+    splitting: SplittingResult  # the analysis dataclass itself, validated by pydantic
     bandstructure_id: str | None = None  # key in the bandstructures collection
     task_ids: list[str] = Field(default_factory=list)
     updated_at: datetime = Field(default_factory=utcnow)

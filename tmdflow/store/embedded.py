@@ -24,19 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import TmdflowError
-
-
-class StoreError(TmdflowError):
-    exit_code = 60
-
-
-class StoreCorrupted(StoreError):
-    exit_code = 61
-
-
-class StoreBusy(StoreError):
-    exit_code = 62
+from ..errors import StoreBusy, StoreCorrupted
 
 
 _OPEN: dict[Path, "EmbeddedDatabase"] = {}
