@@ -124,3 +124,17 @@ def test_damaged_store_is_reported_and_restored_from_backup(e2e):
     rows = json.loads(_tmdflow(["query", "--json"], e2e["env"]).stdout)
     assert rows and rows[0]["formula"] == "MoS2"
     assert (e2e["store"].parent / "store.json.damaged").exists()  # kept for inspection
+
+
+def test_a_failed_step_fizzles_with_its_reason_in_status(tmp_path, pseudo_dir):
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("name: e2e", "name: broken"))
+    env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{tmp_path / 'store.json'}", "TMDFLOW_WORK_DIR": str(tmp_path),
+           "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "PYTHONPATH": str(Path(__file__).parent.parent),
+           "TMDFLOW_PW_COMMAND": "pw-not-installed.x"}
+    _tmdflow(["submit", str(tmp_path / "wf.yaml")], env)
+    _tmdflow(["launch"], env)
+    status = _tmdflow(["status"], env).stdout
+    assert "FIZZLED" in status and "pw-not-installed.x" in status  # the reason, not just the state
+    data = bson.json_util.loads((tmp_path / "store.json").read_text())["tmdflow"]
+    failed = [doc for _, doc in data["tasks"]["documents"] if doc["state"] == "failed"]
+    assert failed and "not found on PATH" in failed[0]["error"]

@@ -21,8 +21,8 @@ import numpy as np
 from ase import Atoms
 
 from .analysis.splitting import analyze_bands
-from .bands import BandData
-from .calculators.espresso.adapter import EspressoCalculator, PwStepResult, valence_electrons
+from .calculators import get_calculator
+from .calculators.espresso.adapter import PwStepResult, valence_electrons
 from .compute import select_pseudopotentials, splitting_kpoints
 from .errors import InputError, ScfNotConverged
 from .materials import get_material
@@ -151,20 +151,18 @@ def with_scf_corrections(run: Callable[[Preset], PwStepResult], preset: Preset,
 def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: ProgressFn | None = None) -> StepOutcome:
     if req.step not in STEPS:
         raise InputError(f"unknown step '{req.step}'", f"steps are {STEPS}")
-    if req.calculator != "espresso":
-        raise InputError(f"calculator '{req.calculator}' has no adapter yet", "use calculator: espresso")
     atoms = req.structure.to_atoms() if req.structure else initial_structure(req.formula, req.dimensionality, req.preset)
     expected = MONOLAYER_SPACEGROUP if req.dimensionality == "monolayer" else BULK_SPACEGROUP
     material = get_material(req.formula)
     root = Path(run_root) / req.material_id
-    calc = EspressoCalculator.from_settings(settings)
+    calc = get_calculator(req.calculator, settings)  # adapter registry: "espresso" (WIEN2k later)
     say = (lambda m: progress(f"{req.formula} {req.dimensionality}: {m}")) if progress else None
     corrections: list[Correction] = []
     second_variational = req.preset.spin_orbit_mode == "second_variational"
     kmesh = _kmesh(req.preset, req.dimensionality)
 
     if req.step == "analysis":
-        return _analysis(req, atoms, root)
+        return _analysis(req, atoms, root, calc)
 
     calc.check_executables(spin_texture=req.step == "bands_soc" and req.preset.spin_texture)
     pseudos = select_pseudopotentials(material, req.preset, settings, rels=(1, 2))
@@ -221,24 +219,17 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
                        corrections=corrections)
 
 
-def _analysis(req: StepRequest, atoms: Atoms, root: Path) -> StepOutcome:
-    from .calculators.espresso.parsers import parse_bandsx_sigma_z, parse_pw_xml
-
-    soc = root / "soc"
-    xml = parse_pw_xml(soc / "bands_soc.xml")
-    labels_file = soc / "bands_labels.txt"
-    labels = tuple(labels_file.read_text().split("\n")[: len(xml.bands.kpoints_crystal)]) if labels_file.is_file() else ()
-    bands = BandData(xml.bands.kpoints_crystal, xml.bands.eigenvalues, xml.bands.n_electrons, xml.bands.spinor,
-                     xml.bands.reciprocal_cell, labels=labels)
-    if (soc / "spin_texture.dat").is_file():
-        bands = bands.with_sigma_z(parse_bandsx_sigma_z(soc / "spin_texture.dat", bands.eigenvalues))
+def _analysis(req: StepRequest, atoms: Atoms, root: Path, calc) -> StepOutcome:
+    labels_file = root / "soc" / "bands_labels.txt"
+    labels = tuple(labels_file.read_text().split("\n")) if labels_file.is_file() else ()
+    bands = calc.read_spin_orbit_bands(root / "soc", labels)
     splitting = analyze_bands(bands)
     bs_id = f"{req.material_id}-bands_soc"
     bs = BandStructureDoc(
         bandstructure_id=bs_id, kpoints_crystal=encode_array(bands.kpoints_crystal),
         eigenvalues_ev=encode_array(bands.eigenvalues),
         sigma_z=encode_array(bands.sigma_z) if bands.sigma_z is not None else None,
-        labels=list(labels), n_electrons=bands.n_electrons,
+        labels=list(bands.labels), n_electrons=bands.n_electrons,
     )
     material = MaterialDocument(
         material_id=req.material_id, formula=req.formula, dimensionality=req.dimensionality,

@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 from ase import Atoms
 
+from ...bands import BandData
 from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged, WalltimeReached
 from ...presets import Preset
 from ...pseudo import read_upf_header
@@ -197,6 +198,16 @@ class EspressoCalculator:
                 f"read {directory / 'spin_texture.out'}",
             )
         return parse_bandsx_sigma_z(directory / "spin_texture.dat", bands.xml.bands.eigenvalues)
+
+    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()) -> BandData:
+        """The spin-orbit bands run in ``directory`` (bands_soc.xml), with <sigma_z> when present."""
+        xml = parse_pw_xml(directory / "bands_soc.xml")
+        b = xml.bands
+        bands = BandData(b.kpoints_crystal, b.eigenvalues, b.n_electrons, b.spinor, b.reciprocal_cell,
+                         labels=tuple(labels[: len(b.kpoints_crystal)]))
+        if (directory / "spin_texture.dat").is_file():
+            bands = bands.with_sigma_z(parse_bandsx_sigma_z(directory / "spin_texture.dat", bands.eigenvalues))
+        return bands
 
     def cleanup(self, directory: Path) -> int:
         """Delete wavefunction scratch (keeps XML and charge density for restarts); bytes freed."""
