@@ -61,7 +61,7 @@ def main() -> None:
     print(f"# {args.formula} monolayer, preset quick ({preset.kmesh}x{preset.kmesh}x1, "
           f"{preset.ecutwfc:g}/{preset.ecutrho:g} Ry, vacuum {preset.vacuum:g} A)")
     template = settings.work_dir / "template"
-    compute_material(args.formula, preset, settings, directory=template)  # inputs for the hand runs
+    template = Path(compute_material(args.formula, preset, settings, directory=template).directory) / "soc"
     for i in range(args.repeat):
         directory = settings.work_dir / f"run{i}"
         hand_first = i % 2 == 0  # alternate the order: the first of two identical runs may differ

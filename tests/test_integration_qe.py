@@ -45,11 +45,30 @@ def test_ws2_splitting_and_opposite_conduction_spin_order(qe_settings):
     assert r.splitting.direct_gap_at_k
 
 
-def test_unconverged_scf_is_a_named_error(qe_settings):
+def test_unconverged_scf_is_a_named_error(qe_settings, pseudo_dir):
+    """At the adapter level (no correction handler): 3 iterations cannot converge."""
+    from tmdflow.calculators.espresso.adapter import EspressoCalculator
+    from tmdflow.pseudo import ensure_pseudopotentials
+    from tmdflow.structures import build_monolayer
+
+    ps = ensure_pseudopotentials(["Mo", "S"], "pslibrary-paw", pseudo_dir, rels=(2,))
+    files = {el: ps.full[el].path for el in ("Mo", "S")}
+    preset = load_preset("test", {"electron_maxstep": 3})
     with pytest.raises(ScfNotConverged) as err:
-        compute_material("MoS2", load_preset("test", {"electron_maxstep": 3}), qe_settings)
+        EspressoCalculator.from_settings(qe_settings).scf(
+            build_monolayer("MoS2", 3.193, 1.567, 10.0), preset, qe_settings.work_dir / "x", files,
+            spin_orbit=True, kmesh=(3, 3, 1))
     assert "mixing_beta" in str(err.value)  # the remedy is named
     assert err.value.exit_code == 31
+
+
+def test_compute_corrects_an_unconverged_scf_and_records_it(qe_settings):
+    """The same 3-iteration SCF through compute: corrected by the handler (as in workflows)."""
+    r = compute_material("MoS2", load_preset("test", {"electron_maxstep": 3}), qe_settings)
+    assert r.steps[0].converged is True
+    assert r.steps[0].corrections[0]["handler"] == "scf_not_converged"
+    assert r.steps[0].corrections[0]["changes"]["electron_maxstep"] == 100
+    assert r.splitting.delta_vb_k_mev == pytest.approx(148, abs=10)
 
 
 def test_missing_pw_is_reported_before_any_work(tmp_path, pseudo_dir):

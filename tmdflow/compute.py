@@ -1,34 +1,30 @@
-"""One material, end to end: structure -> pseudopotentials -> SCF -> bands -> spin texture -> Delta.
+"""One monolayer, end to end, on this machine: the workflow steps run in sequence, no database.
 
-This is the single-machine pipeline behind ``tmdflow compute`` and ``make run``.  All input
-checks (formula, geometry, preset, executables, pseudopotential kind) happen before pw.x runs.
+    SCF (spin-orbit, or scalar-relativistic in the second-variational mode) -> spin-orbit bands
+    on Gamma, K, K', M, Q (+ path) -> bands.x spin texture -> analysis
+
+This is ``tmdflow compute`` / ``tmdflow paper``; the same :func:`tmdflow.steps.run_step` serves
+the FireWorks workflows, so both paths run identical code.  Input checks (formula, geometry,
+preset, executables, pseudopotential kind) all happen before pw.x runs.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .analysis.splitting import SplittingResult, analyze_bands
-from .bands import BandData
-from .calculators.espresso.adapter import EspressoCalculator, valence_electrons
-from .errors import InputError, PseudopotentialError
-from .kpoints import GAMMA, K_POINT, M_POINT, monkhorst_pack_2d, path_gmkg
+from .analysis.splitting import SplittingResult
+from .errors import InputError
+from .kpoints import monkhorst_pack_2d
 from .materials import Material, get_material
 from .presets import Preset
-from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
-from .pseudo.recipes import REL_FULL
 from .settings import Settings
+from .steps import StepRequest, run_step
+from .store.documents import StructureDoc
 from .structures import build_monolayer
 
 ProgressFn = Callable[[str], None]
-
-#: Q (Lambda) valley: midway Gamma-K, where the competing conduction minimum of MX2 sits
-Q_POINT = np.array([1 / 6, 1 / 6, 0.0])
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,7 @@ class StepSummary:
     converged: bool | None
     n_scf_steps: int | None
     qe_version: str
+    corrections: tuple[dict, ...] = ()  # automatic recoveries applied (e.g. safer mixing)
 
 
 @dataclass(frozen=True)
@@ -61,17 +58,6 @@ class ComputeResult:
         return asdict(self)
 
 
-def splitting_kpoints(cell: np.ndarray, path_points: int) -> tuple[np.ndarray, list[str]]:
-    """Gamma, K, K', M, Q always; plus a Gamma-M-K-Gamma path when path_points > 0."""
-    kpts = [GAMMA, K_POINT, -K_POINT, M_POINT, Q_POINT]
-    labels = ["G", "K", "K'", "M", "Q"]
-    if path_points:
-        path, plabels = path_gmkg(cell, path_points)
-        kpts += list(path)
-        labels += plabels
-    return np.array(kpts), labels
-
-
 def resolve_geometry(material: Material, a: float | None, d: float | None) -> tuple[float, float]:
     if (a is None or d is None) and material.monolayer is None:
         raise InputError(
@@ -79,17 +65,6 @@ def resolve_geometry(material: Material, a: float | None, d: float | None) -> tu
             "give them explicitly (--a and --d, Angstrom) or add the material to inputs/materials.yaml",
         )
     return (a if a is not None else material.monolayer.a, d if d is not None else material.monolayer.d)
-
-
-def select_pseudopotentials(material: Material, preset: Preset, settings: Settings, progress=None,
-                            rels: tuple[int, ...] = (REL_FULL,)) -> PseudoSet:
-    """The preset's family (or the user's directory) for ``material``; rel=2 files by default."""
-    if settings.user_pseudo_dir:
-        return user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=REL_FULL in rels)
-    return ensure_pseudopotentials(
-        material.elements, preset.pseudo_family, settings.pseudo_dir, rels=rels,
-        ld1_command=settings.ld1_command, progress=progress,
-    )
 
 
 def compute_material(
@@ -102,61 +77,32 @@ def compute_material(
     directory: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> ComputeResult:
-    say = progress or (lambda msg: None)
+    """Run the monolayer pipeline; files go to ``<directory or work_dir>/<formula>-monolayer-<preset>/``."""
     material = get_material(formula)
     a, d = resolve_geometry(material, a, d)
     vacuum = preset.vacuum if vacuum is None else vacuum
-    atoms = build_monolayer(material.formula, a, d, vacuum)
-    calc = EspressoCalculator.from_settings(settings)
-    calc.check_executables(preset.spin_texture)
-    pseudos = select_pseudopotentials(material, preset, settings, progress=say)
-    second_variational = preset.spin_orbit_mode == "second_variational"
-    if second_variational and not pseudos.is_norm_conserving:
-        raise InputError(
-            f"spin_orbit_mode 'second_variational' needs norm-conserving pseudopotentials; "
-            f"'{pseudos.family}' is not (pw.x 6.7 stops in read_scf, 'Reading PAW becsum', when a "
-            "spin-orbit bands run reads a collinear PAW density)",
-            "set pseudo_family: pslibrary-nc (and ecutwfc >= 70 Ry), or use spin_orbit_mode: scf",
-        )
-    # spin-orbit steps use the fully relativistic files; in the second-variational mode the SCF
-    # uses the same files, which pw.x averages to scalar-relativistic (norm-conserving only)
-    files = {el: pseudos.for_element(el, spin_orbit=True).path for el in material.elements}
-    directory = Path(directory or settings.work_dir / f"{material.formula}-monolayer-{preset.name}")
-    directory.mkdir(parents=True, exist_ok=True)
-    tag = lambda m: say(f"{material.formula}: {m}")  # noqa: E731
-
-    kmesh = monkhorst_pack_2d(preset.kmesh)
-    scf = calc.scf(atoms, preset, directory, files, spin_orbit=not second_variational, kmesh=kmesh, progress=tag)
-    kpts, labels = splitting_kpoints(atoms.cell[:], preset.path_points)
-    nelec = valence_electrons(atoms, files)
-    nbnd = int(round(nelec)) + 2 * preset.extra_bands
-    bands = calc.bands(atoms, preset, directory, files, spin_orbit=True, kpoints=kpts, nbnd=nbnd, progress=tag)
-    band_data: BandData = bands.xml.bands
-    band_data = BandData(band_data.kpoints_crystal, band_data.eigenvalues, band_data.n_electrons,
-                         band_data.spinor, band_data.reciprocal_cell, labels=tuple(labels))
-    if preset.spin_texture:
-        sz = calc.spin_texture(directory, bands, progress=tag)
-        band_data = band_data.with_sigma_z(sz)
-    splitting = analyze_bands(band_data)
-    freed = calc.cleanup(directory)
-    steps = tuple(
-        StepSummary(r.step, r.run.wall_seconds, r.xml.converged, r.xml.n_scf_steps, r.xml.qe_version)
-        for r in (scf, bands)
-    )
-    pp = {
-        el: {"file": pf.path.name, "sha256": pf.sha256, "source": pf.source}
-        for el, pf in pseudos.full.items()
-    }
+    structure = StructureDoc.from_atoms(build_monolayer(material.formula, a, d, vacuum))
+    run_root = Path(directory or settings.work_dir)
+    first = "scf_sr" if preset.spin_orbit_mode == "second_variational" else "scf_soc"
+    outcomes = [
+        run_step(StepRequest("compute", material.formula, "monolayer", preset, step, structure=structure),
+                 settings, run_root, progress)
+        for step in (first, "bands_soc", "analysis")
+    ]
+    tasks = [o.task for o in outcomes if o.task is not None]
+    material_doc = outcomes[-1].material
     return ComputeResult(
         formula=material.formula,
         dimensionality="monolayer",
         preset=preset.name,
         spin_orbit_mode=preset.spin_orbit_mode,
-        a=a, d=d, vacuum=vacuum, kmesh=kmesh,
-        splitting=splitting,
-        total_energy_ev=scf.xml.total_energy_ev,
-        steps=steps,
-        pseudopotentials=pp,
-        directory=str(directory),
-        scratch_freed_bytes=freed,
+        a=a, d=d, vacuum=vacuum, kmesh=monkhorst_pack_2d(preset.kmesh),
+        splitting=material_doc.splitting,
+        total_energy_ev=tasks[0].outputs.get("total_energy_ev"),
+        steps=tuple(StepSummary(t.step, t.wall_seconds or 0.0, t.outputs.get("converged"),
+                                t.outputs.get("n_scf_steps"), t.code_version or "",
+                                tuple(c.model_dump() for c in t.corrections)) for t in tasks),
+        pseudopotentials={el: ref.model_dump() for el, ref in tasks[-1].pseudopotentials.items()},
+        directory=str(run_root / material_doc.material_id),
+        scratch_freed_bytes=int(tasks[-1].outputs.get("scratch_freed_bytes") or 0),
     )

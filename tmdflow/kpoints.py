@@ -15,6 +15,8 @@ from .errors import InputError
 GAMMA = np.array([0.0, 0.0, 0.0])
 K_POINT = np.array([1 / 3, 1 / 3, 0.0])
 M_POINT = np.array([0.5, 0.0, 0.0])
+#: Q (Lambda) valley: midway Gamma-K, where the competing conduction minimum of MX2 sits
+Q_POINT = np.array([1 / 6, 1 / 6, 0.0])
 
 
 def special_points_2d(cell: np.ndarray) -> dict[str, np.ndarray]:
@@ -52,3 +54,15 @@ def monkhorst_pack_2d(n: int) -> tuple[int, int, int]:
 def contains_k(n: int) -> bool:
     """A Gamma-centred n x n mesh contains K = (1/3, 1/3) only when 3 divides n."""
     return n % 3 == 0
+
+
+def splitting_kpoints(cell: np.ndarray, path_points: int) -> tuple[np.ndarray, list[str]]:
+    """The spin-orbit bands run's k list: Gamma, K, K', M, Q always; plus a Gamma-M-K-Gamma
+    path of ``path_points`` points when > 0."""
+    kpts = [GAMMA, K_POINT, -K_POINT, M_POINT, Q_POINT]
+    labels = ["G", "K", "K'", "M", "Q"]
+    if path_points:
+        path, plabels = path_gmkg(cell, path_points)
+        kpts += list(path)
+        labels += plabels
+    return np.array(kpts), labels

@@ -23,10 +23,11 @@ from ase import Atoms
 from .analysis.splitting import analyze_bands
 from .calculators import get_calculator
 from .calculators.espresso.adapter import PwStepResult, valence_electrons
-from .compute import select_pseudopotentials, splitting_kpoints
 from .errors import InputError, ScfNotConverged
-from .materials import get_material
+from .kpoints import splitting_kpoints
+from .materials import Material, get_material
 from .presets import Preset
+from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
 from .settings import Settings
 from .store.documents import (
     BandStructureDoc, Correction, MaterialDocument, PseudoRef, StructureDoc, Table1Entry,
@@ -69,6 +70,29 @@ class StepOutcome:
     material: MaterialDocument | None = None
     bandstructure: BandStructureDoc | None = None
     corrections: list[Correction] = field(default_factory=list)
+
+
+def select_pseudopotentials(material: Material, preset: Preset, settings: Settings,
+                            rels: tuple[int, ...] = (1, 2), progress: ProgressFn | None = None) -> PseudoSet:
+    """The preset's family (or the user's directory) for ``material``.
+
+    The second-variational mode needs norm-conserving files: pw.x 6.7 stops in read_scf
+    ("Reading PAW becsum") when a spin-orbit bands run reads a collinear PAW density.  Refused
+    here, before anything runs.
+    """
+    if settings.user_pseudo_dir:
+        pseudos = user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=True)
+    else:
+        pseudos = ensure_pseudopotentials(material.elements, preset.pseudo_family, settings.pseudo_dir, rels=rels,
+                                          ld1_command=settings.ld1_command, progress=progress)
+    if preset.spin_orbit_mode == "second_variational" and not pseudos.is_norm_conserving:
+        raise InputError(
+            f"spin_orbit_mode 'second_variational' needs norm-conserving pseudopotentials; "
+            f"'{pseudos.family}' is not (pw.x 6.7 stops in read_scf, 'Reading PAW becsum', when a "
+            "spin-orbit bands run reads a collinear PAW density)",
+            "set pseudo_family: pslibrary-nc (and ecutwfc >= 70 Ry), or use spin_orbit_mode: scf",
+        )
+    return pseudos
 
 
 def initial_structure(formula: str, dimensionality: str, preset: Preset) -> Atoms:
@@ -165,11 +189,15 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         return _analysis(req, atoms, root, calc)
 
     calc.check_executables(spin_texture=req.step == "bands_soc" and req.preset.spin_texture)
-    pseudos = select_pseudopotentials(material, req.preset, settings, rels=(1, 2))
+    pseudos = select_pseudopotentials(material, req.preset, settings,
+                                      rels=(1, 2) if req.step in ("relax", "scf_sr") else (2,))
     # scalar-relativistic steps: rel=1 files; in the second-variational mode the same FR NC files
     # as the spin-orbit step (pw.x averages them), so density and SOC Hamiltonian match
-    scalar = {el: pseudos.for_element(el, spin_orbit=second_variational).path for el in material.elements}
-    full = {el: pseudos.for_element(el, spin_orbit=True).path for el in material.elements}
+    scalar_step = req.step in ("relax", "scf_sr")
+    scalar = ({el: pseudos.for_element(el, spin_orbit=second_variational).path for el in material.elements}
+              if scalar_step else {})
+    full = ({el: pseudos.for_element(el, spin_orbit=True).path for el in material.elements}
+            if not scalar_step or second_variational else {})
 
     if req.step == "relax":
         result, relaxed_atoms = calc.relax(
@@ -210,11 +238,12 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
             t0 = time.monotonic()
             calc.spin_texture(root / "soc", result, progress=say)
             bandsx_seconds = time.monotonic() - t0
-        calc.cleanup(root / "soc")
+        freed = calc.cleanup(root / "soc")
         files = full
     task = _task(req, result, atoms, files, pseudos, corrections)
     if req.step == "bands_soc":
         task.outputs["bandsx_wall_seconds"] = bandsx_seconds
+        task.outputs["scratch_freed_bytes"] = freed
     return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task,
                        corrections=corrections)
 
