@@ -138,3 +138,10 @@ def test_a_failed_step_fizzles_with_its_reason_in_status(tmp_path, pseudo_dir):
     data = bson.json_util.loads((tmp_path / "store.json").read_text())["tmdflow"]
     failed = [doc for _, doc in data["tasks"]["documents"] if doc["state"] == "failed"]
     assert failed and "not found on PATH" in failed[0]["error"]
+
+
+def test_run_command_prints_from_the_store_without_recomputing(e2e):
+    """What `make run` calls: on a completed workflow it submits nothing, runs nothing, prints."""
+    out = _tmdflow(["run", str(e2e["dir"] / "wf.yaml")], e2e["env"])
+    assert "launched 0 Firework(s)" in out.stderr
+    assert "MoS2" in out.stdout and "148" in out.stdout
