@@ -71,6 +71,8 @@ def _cell(row: dict, col: Column) -> str:
     v = row.get(col.key)
     if v is None:
         return "-"
+    if isinstance(v, float) and abs(v) < 1e-9:
+        v = 0.0  # no "-0.000" from rounding noise
     return format(v, col.fmt) if col.fmt != "s" else str(v)
 
 
