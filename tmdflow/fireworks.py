@@ -163,10 +163,23 @@ def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:
     return FWorker(name=socket.gethostname(), env=env)
 
 
+STOP_FILE = "STOP"
+
+
+def stop_file(settings: Settings) -> Path:
+    """``<work_dir>/STOP``: when it exists, the local launcher stops after the running Firework."""
+    return Path(settings.work_dir) / STOP_FILE
+
+
 def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
                  progress: Callable[[str], None] | None = None, max_seconds: float | None = None) -> int:
-    """Run READY Fireworks one by one in this process, making each completed one durable."""
+    """Run READY Fireworks one by one in this process, making each completed one durable.
+
+    Stops when none is ready, after ``max_launches``, or when the stop file exists (checked
+    between Fireworks; it is removed on the way out, so the next launch runs normally).
+    """
     lpad = conn.launchpad
+    stop = stop_file(settings)
     fworker = worker(settings, max_seconds)
     launch_root = Path(settings.work_dir) / "launches"
     launch_root.mkdir(parents=True, exist_ok=True)
@@ -174,6 +187,11 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
     cwd = os.getcwd()
     try:
         while lpad.run_exists(fworker) and (not max_launches or n < max_launches):
+            if stop.exists():
+                stop.unlink()
+                if progress:
+                    progress(f"stop file {stop} found: stopping; 'tmdflow launch' resumes")
+                break
             ready = lpad.fireworks.find_one({"state": "READY"}, {"name": 1, "fw_id": 1}, sort=[("fw_id", 1)])
             name = ready["name"] if ready else "?"
             if progress:
