@@ -88,8 +88,9 @@ def query(formula: str | None = None, dimensionality: str | None = None, preset:
     return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset))
 
 
-def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings | None = None) -> str:
-    return render(table1_rows(query(settings=settings), preset), fmt)
+def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings | None = None,
+           calculator: str | None = None) -> str:
+    return render(table1_rows(query(settings=settings), preset, calculator), fmt)
 
 
 def backup(path: Path, settings: Settings | None = None) -> dict[str, int]:

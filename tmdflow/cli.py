@@ -334,12 +334,13 @@ def query(formula, dimensionality, preset_name, fields, as_json, as_csv):
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex"]), default="markdown", show_default=True)
 @click.option("--preset", "preset_name", help="only results of this preset")
-def table1(fmt, preset_name):
+@click.option("--calculator", help="only results of this code (espresso, wien2k)")
+def table1(fmt, preset_name, calculator):
     """Regenerate the paper's Table I and the Delta/dE table from the store (no recomputation)."""
     from . import api
 
     try:
-        click.echo(api.table1(fmt, preset_name, _settings_or_fail()), nl=False)
+        click.echo(api.table1(fmt, preset_name, _settings_or_fail(), calculator), nl=False)
     except TmdflowError as exc:
         _fail(exc)
 

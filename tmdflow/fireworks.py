@@ -86,7 +86,8 @@ class TmdflowStepTask(FiretaskBase):
 
 
 def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset: str) -> str:
-    return f"{spec.name}:{formula}-{dimensionality}-{preset}"
+    key = f"{spec.name}:{formula}-{dimensionality}-{preset}"
+    return key if spec.calculator == "espresso" else f"{key}-{spec.calculator}"
 
 
 def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[Workflow]:

@@ -7,6 +7,8 @@ K' = -K.  Paths come from ASE's ``bandpath`` with pbc = (1, 1, 0) (2D special po
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 from ase.cell import Cell
 
@@ -66,3 +68,27 @@ def splitting_kpoints(cell: np.ndarray, path_points: int) -> tuple[np.ndarray, l
         kpts += list(path)
         labels += plabels
     return np.array(kpts), labels
+
+
+def splitting_kpoints_exact(path_points: int) -> tuple[list[tuple[Fraction, Fraction, Fraction]], list[str]]:
+    """The same special points as :func:`splitting_kpoints` as exact fractions, plus (when
+    ``path_points`` > 0) a Gamma-K-M-Gamma path with ``path_points // 3`` steps per segment.
+
+    For codes whose k lists are integers over a common divisor (WIEN2k's klist), so that
+    K = (1/3, 1/3, 0) is exact and Q = (1/6, 1/6, 0) needs no rounding.
+    """
+    f = Fraction
+    gamma, k, m = (f(0), f(0), f(0)), (f(1, 3), f(1, 3), f(0)), (f(1, 2), f(0), f(0))
+    kpts = [gamma, k, (-k[0], -k[1], f(0)), m, (f(1, 6), f(1, 6), f(0))]
+    labels = ["G", "K", "K'", "M", "Q"]
+    if path_points:
+        n = max(2, path_points // 3)
+        corners = [(gamma, "G"), (k, "K"), (m, "M"), (gamma, "G")]
+        for (start, name), (end, _) in zip(corners[:-1], corners[1:]):
+            for i in range(n):
+                t = f(i, n)
+                kpts.append(tuple(s + (e - s) * t for s, e in zip(start, end)))
+                labels.append(name if i == 0 else "")
+        kpts.append(gamma)
+        labels.append("G")
+    return kpts, labels

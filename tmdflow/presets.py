@@ -33,6 +33,18 @@ class Preset:
     extra_bands: int
     path_points: int
     spin_texture: bool
+    # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
+    wien2k_rmt: float
+    wien2k_rkmax: float
+    wien2k_lmax: int
+    wien2k_ecut: float
+    wien2k_ec: float
+    wien2k_cc: float
+    wien2k_fc: float
+    wien2k_max_iterations: int
+    wien2k_so_emax: float
+    wien2k_scan_step: float
+    wien2k_scan_points: int
 
     def __post_init__(self) -> None:
         if self.spin_orbit_mode not in SPIN_ORBIT_MODES:
@@ -47,6 +59,12 @@ class Preset:
             raise InputError(
                 f"ecutrho ({self.ecutrho} Ry) is below ecutwfc ({self.ecutwfc} Ry)",
                 "use ecutrho >= 4 x ecutwfc (8 x for PAW/ultrasoft)",
+            )
+        if self.wien2k_scan_points < 3 or self.wien2k_scan_step <= 0:
+            raise InputError(
+                f"wien2k lattice scan needs >= 3 points and a positive step, got "
+                f"{self.wien2k_scan_points} x {self.wien2k_scan_step}",
+                "use e.g. wien2k_scan_points: 5, wien2k_scan_step: 0.01 (1 % of a)",
             )
         if self.kmesh < 1 or self.kmesh_bulk_kz < 1:
             raise InputError(f"k-mesh must be >= 1, got {self.kmesh}", "use e.g. kmesh: 6")

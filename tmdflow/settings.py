@@ -52,6 +52,15 @@ class Settings:
         metadata={"help": "mongodb://user:pass@host/… for a MongoDB server, or embedded:<file>"},
     )
     db_name: str = field(default="tmdflow", metadata={"help": "database holding LaunchPad + results"})
+    wienroot: Path | None = field(
+        default=None, metadata={"help": "WIEN2k installation (default: $WIENROOT)"}
+    )
+    wien2k_scratch: Path | None = field(
+        default=None, metadata={"help": "WIEN2k SCRATCH directory (default: $SCRATCH, else the case directory)"}
+    )
+    wien2k_command_prefix: str = field(
+        default="", metadata={"help": "prefix for every WIEN2k script call, e.g. 'srun --ntasks=1'"}
+    )
     db_lock_timeout: float = field(
         default=30.0, metadata={"help": "seconds to wait for the embedded store's lock"}
     )
@@ -83,7 +92,7 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise InputError(f"nprocs must be an integer, got {value!r}", "fix TMDFLOW_NPROCS") from None
-    if name in ("pseudo_dir", "work_dir", "user_pseudo_dir"):
+    if name in ("pseudo_dir", "work_dir", "user_pseudo_dir", "wienroot", "wien2k_scratch"):
         return Path(str(value)).expanduser() if str(value) else None
     if name == "keep_scratch":
         if isinstance(value, bool):

@@ -24,7 +24,7 @@ from .analysis.splitting import analyze_bands
 from .calculators import get_calculator
 from .calculators.espresso.adapter import PwStepResult, valence_electrons
 from .errors import InputError, ScfNotConverged
-from .kpoints import splitting_kpoints
+from .kpoints import splitting_kpoints, splitting_kpoints_exact
 from .materials import Material, get_material
 from .presets import Preset
 from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
@@ -55,7 +55,10 @@ class StepRequest:
 
     @property
     def material_id(self) -> str:
-        return f"{self.formula}-{self.dimensionality}-{self.preset.name}"
+        """``<formula>-<dim>-<preset>``, plus ``-<calculator>`` for codes other than Quantum ESPRESSO
+        (results of two codes for the same material and preset must not overwrite each other)."""
+        base = f"{self.formula}-{self.dimensionality}-{self.preset.name}"
+        return base if self.calculator == "espresso" else f"{base}-{self.calculator}"
 
     @property
     def task_id(self) -> str:
@@ -187,6 +190,8 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
 
     if req.step == "analysis":
         return _analysis(req, atoms, root, calc)
+    if not calc.uses_pseudopotentials:
+        return _all_electron_step(req, calc, atoms, root, kmesh, expected, say)
 
     calc.check_executables(spin_texture=req.step == "bands_soc" and req.preset.spin_texture)
     pseudos = select_pseudopotentials(material, req.preset, settings,
@@ -248,10 +253,53 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
                        corrections=corrections)
 
 
+def _all_electron_step(req: StepRequest, calc, atoms: Atoms, root: Path, kmesh: tuple[int, int, int],
+                       expected: int, say: ProgressFn | None) -> StepOutcome:
+    """relax / scf_sr / scf_soc / bands_soc with an all-electron code (WIEN2k): no
+    pseudopotentials; the scalar-relativistic and spin-orbit SCF share one case directory."""
+    calc.check_executables()
+    case_dir = calc.case_directory(root, req.formula)
+    second_variational = req.preset.spin_orbit_mode == "second_variational"
+    if req.step == "relax":
+        result, relaxed = calc.relax(atoms, req.preset, root / "relax", kmesh,
+                                     variable_cell=req.dimensionality == "monolayer",
+                                     expected_spacegroup=expected, formula=req.formula, progress=say)
+        sg = spacegroup_number(relaxed, symprec=1e-3)
+        task = _all_electron_task(req, result, relaxed)
+        return StepOutcome(StructureDoc.from_atoms(relaxed, sg), True, task=task)
+    if req.step == "scf_sr":
+        result = calc.scf(atoms, req.preset, case_dir, spin_orbit=False, kmesh=kmesh,
+                          expected_spacegroup=expected, progress=say)
+    elif req.step == "scf_soc":
+        if second_variational:
+            raise InputError("the second-variational mode has no self-consistent spin-orbit step",
+                             "remove scf_soc from the workflow's steps")
+        result = calc.scf(atoms, req.preset, case_dir, spin_orbit=True, kmesh=kmesh,
+                          expected_spacegroup=expected, progress=say)
+    else:  # bands_soc
+        kpts, labels = splitting_kpoints_exact(req.preset.path_points)
+        result = calc.bands(req.preset, case_dir, kpts, labels, progress=say)
+        (case_dir / "bands_labels.txt").write_text("\n".join(labels) + "\n")
+        result.extra["scratch_freed_bytes"] = calc.cleanup(case_dir)
+    return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed,
+                       task=_all_electron_task(req, result, atoms))
+
+
+def _all_electron_task(req: StepRequest, result, atoms: Atoms) -> TaskDocument:
+    return TaskDocument(
+        task_id=req.task_id, formula=req.formula, dimensionality=req.dimensionality, preset=req.preset.name,
+        step=req.step, calculator=req.calculator, code_version=result.code_version,
+        inputs={"commands_and_files": result.input_text, "preset": dataclasses.asdict(req.preset)},
+        structure=StructureDoc.from_atoms(atoms), outputs=result.outputs(), pseudopotentials={},
+        wall_seconds=result.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
+    )
+
+
 def _analysis(req: StepRequest, atoms: Atoms, root: Path, calc) -> StepOutcome:
-    labels_file = root / "soc" / "bands_labels.txt"
+    directory = calc.bands_directory(root, req.formula)
+    labels_file = directory / "bands_labels.txt"
     labels = tuple(labels_file.read_text().split("\n")) if labels_file.is_file() else ()
-    bands = calc.read_spin_orbit_bands(root / "soc", labels)
+    bands = calc.read_spin_orbit_bands(directory, labels)
     splitting = analyze_bands(bands)
     bs_id = f"{req.material_id}-bands_soc"
     bs = BandStructureDoc(

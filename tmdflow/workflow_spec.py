@@ -39,6 +39,15 @@ class WorkflowSpec(BaseModel):
             raise ValueError("a material is listed twice")
         return out
 
+    @field_validator("calculator")
+    @classmethod
+    def _calculator(cls, v: str) -> str:
+        from .calculators import registered_calculators
+
+        if v not in registered_calculators():
+            raise ValueError(f"unknown calculator '{v}'; choose one of {registered_calculators()}")
+        return v
+
     @field_validator("structures")
     @classmethod
     def _structures(cls, v: list[str]) -> list[str]:

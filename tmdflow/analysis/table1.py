@@ -39,18 +39,21 @@ def _dev(ours, ref):
     return None if ours is None or ref is None else ours - ref
 
 
-def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None) -> list[dict]:
+def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None,
+                calculator: str | None = None) -> list[dict]:
+    """One row per material and code; rows of codes other than Quantum ESPRESSO are labelled
+    ``MoS2 (wien2k)``."""
     paper = load_yaml("paper_zhu2011.yaml")["materials"]
-    by_formula: dict[str, dict[str, MaterialDocument]] = {}
+    by_formula: dict[tuple[str, str], dict[str, MaterialDocument]] = {}
     for m in materials:
-        if preset and m.preset != preset:
+        if (preset and m.preset != preset) or (calculator and m.calculator != calculator):
             continue
-        by_formula.setdefault(m.formula, {})[m.dimensionality] = m
+        by_formula.setdefault((m.formula, m.calculator), {})[m.dimensionality] = m
     rows = []
-    for formula in sorted(by_formula):
-        ml, bk = by_formula[formula].get("monolayer"), by_formula[formula].get("bulk")
+    for formula, code in sorted(by_formula):
+        ml, bk = by_formula[formula, code].get("monolayer"), by_formula[formula, code].get("bulk")
         ref = paper.get(formula, {})
-        row: dict = {"formula": formula}
+        row: dict = {"formula": formula if code == "espresso" else f"{formula} ({code})"}
         if ml:
             s = ml.splitting
             row.update(ml_a=ml.table1.a_angstrom, ml_d=ml.table1.d_angstrom, dvb=s.delta_vb_k_mev,

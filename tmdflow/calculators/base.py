@@ -13,14 +13,24 @@ from ..settings import Settings
 
 
 class CalculatorAdapter(Protocol):
-    """What the pipeline asks of a code (Quantum ESPRESSO now, WIEN2k later)."""
+    """What the pipeline asks of every code (Quantum ESPRESSO, WIEN2k).
+
+    The step functions (:mod:`tmdflow.steps`) call scf / relax / bands with code-specific
+    extras (pseudopotential files for plane-wave codes, none for all-electron ones:
+    ``uses_pseudopotentials``); the analysis needs only ``bands_directory`` and
+    ``read_spin_orbit_bands``, which return code-independent :class:`tmdflow.bands.BandData`.
+    """
 
     name: str
+    uses_pseudopotentials: bool
 
-    def scf(self, atoms: Atoms, preset: Preset, directory: Path, spin_orbit: bool): ...
+    def check_executables(self, spin_texture: bool = False) -> None: ...
 
-    def bands(self, atoms: Atoms, preset: Preset, directory: Path, spin_orbit: bool,
-              kpoints, labels): ...
+    def bands_directory(self, root: Path, formula: str) -> Path: ...
+
+    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()): ...
+
+    def cleanup(self, directory: Path) -> int: ...
 
 
 _REGISTRY: dict[str, Callable[[Settings], CalculatorAdapter]] = {}
@@ -47,3 +57,7 @@ def _load_builtin() -> None:
         from .espresso.adapter import EspressoCalculator
 
         register_calculator("espresso", EspressoCalculator.from_settings)
+    if "wien2k" not in _REGISTRY:
+        from .wien2k.adapter import Wien2kCalculator
+
+        register_calculator("wien2k", Wien2kCalculator.from_settings)

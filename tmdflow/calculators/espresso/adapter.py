@@ -70,6 +70,7 @@ def check_step_pseudopotentials(pseudo_files: Mapping[str, Path], spin_orbit: bo
 
 class EspressoCalculator:
     name = "espresso"
+    uses_pseudopotentials = True
 
     def __init__(self, profile: EspressoProfile, keep_scratch: bool = False) -> None:
         self.profile = profile
@@ -78,6 +79,11 @@ class EspressoCalculator:
     @classmethod
     def from_settings(cls, settings: Settings) -> "EspressoCalculator":
         return cls(EspressoProfile.from_settings(settings), settings.keep_scratch)
+
+    @staticmethod
+    def bands_directory(root: Path, formula: str) -> Path:
+        """The spin-orbit SCF and bands run in ``<root>/soc`` (pw.x reads the SCF density there)."""
+        return Path(root) / "soc"
 
     def check_executables(self, spin_texture: bool) -> None:
         """Fail before any expensive work when pw.x / bands.x / the MPI launcher are missing."""
