@@ -83,9 +83,9 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
 
 
 def query(formula: str | None = None, dimensionality: str | None = None, preset: str | None = None,
-          settings: Settings | None = None) -> list[MaterialDocument]:
+          settings: Settings | None = None, calculator: str | None = None) -> list[MaterialDocument]:
     _, conn = _conn(settings)
-    return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset))
+    return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset, calculator))
 
 
 def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings | None = None,

@@ -291,12 +291,13 @@ def status(as_json):
 @click.option("--formula")
 @click.option("--dim", "dimensionality", type=click.Choice(["monolayer", "bulk"]))
 @click.option("--preset", "preset_name")
-@click.option("--fields", default="formula,dimensionality,preset,splitting.delta_vb_k_mev,splitting.delta_cb_k_mev,"
+@click.option("--calculator", help="only results of this code (espresso, wien2k)")
+@click.option("--fields", default="formula,dimensionality,preset,calculator,splitting.delta_vb_k_mev,splitting.delta_cb_k_mev,"
               "splitting.delta_e_gamma_k_mev,splitting.gap_ev,table1.a_angstrom,table1.d_angstrom",
               show_default=True, help="comma-separated (dotted) fields")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
-def query(formula, dimensionality, preset_name, fields, as_json, as_csv):
+def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_csv):
     """Material results from the store, filtered (e.g. --formula WSe2 --dim monolayer)."""
     import csv as csv_mod
     import io
@@ -304,7 +305,7 @@ def query(formula, dimensionality, preset_name, fields, as_json, as_csv):
     from . import api
 
     try:
-        docs = api.query(formula, dimensionality, preset_name, _settings_or_fail())
+        docs = api.query(formula, dimensionality, preset_name, _settings_or_fail(), calculator)
     except TmdflowError as exc:
         _fail(exc)
     keys = [f.strip() for f in fields.split(",") if f.strip()]

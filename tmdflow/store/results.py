@@ -46,10 +46,11 @@ class MaterialQuery:
     formula: str | None = None
     dimensionality: str | None = None
     preset: str | None = None
+    calculator: str | None = None
 
     def filter(self) -> dict[str, Any]:
         return {k: v for k, v in (("formula", self.formula), ("dimensionality", self.dimensionality),
-                                  ("preset", self.preset)) if v is not None}
+                                  ("preset", self.preset), ("calculator", self.calculator)) if v is not None}
 
 
 class ResultsStore:

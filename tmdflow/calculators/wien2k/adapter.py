@@ -311,6 +311,9 @@ class Wien2kCalculator:
         """Scalar-relativistic (lapw1) and spin-orbit (lapwso) levels on ``kpoints``, from the
         converged potential in ``case_dir``; kept as bands_sr.energy and bands_soc.energyso."""
         case = case_dir.name
+        if not ((case_dir / "scf_sr").is_dir() or (case_dir / "scf_soc").is_dir()):
+            raise InputError(f"no converged SCF in {case_dir} (scf_sr/ or scf_soc/ missing)",
+                             "run the scf_sr (and scf_soc) steps first: bands use their potential")
         result = Wien2kStepResult("bands_soc", case_dir, "", self.profile.version())
         if not (case_dir / f"{case}.inso").is_file():  # second-variational one-shot on the SR potential
             self.prepare_spin_orbit(case_dir, preset, result)

@@ -54,7 +54,7 @@ def edit_in1(text: str, rkmax: float, lmax: int, emax_above_ef: float | None = N
     m = re.match(r"\s*(\S+)\s+(\S+)\s+(\S+)(.*)", lines[1])
     if not m:
         raise OutputParseError(f"case.in1 line 2 is not 'RKMAX LMAX LNSMAX': {lines[1]!r}", "regenerate it")
-    lines[1] = f"{rkmax:7.2f}{lmax:10d}{int(m.group(3)):5d}{m.group(4)}"
+    lines[1] = f"{rkmax:6.2f}{lmax:9d}{int(m.group(3)):5d}{m.group(4)}"
     if emax_above_ef is not None:
         k = next(i for i, l in enumerate(lines) if l.startswith("K-VECTORS"))
         p = lines[k][20:].split()  # unit, emin, de, nband, comment
