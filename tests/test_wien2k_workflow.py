@@ -1,6 +1,7 @@
-"""The same workflow machinery with ``calculator: wien2k``, end to end through the CLI in
-separate processes (submit -> launch -> status -> query -> table1), against the fake WIEN2k
-installation in tests/fake_wien2k (a test double; tmdflow is only told WIENROOT)."""
+"""The paper's workflow (workflows/zhu2011.yaml: relax, SR SCF, SO SCF, bands, analysis for four
+MX2, monolayer and bulk) with ``--calculator wien2k``, end to end through the CLI in separate
+processes (submit -> launch -> query -> table1), against the fake WIEN2k installation in
+tests/fake_wien2k (a test double; tmdflow is only told WIENROOT)."""
 
 import json
 import os
@@ -14,15 +15,7 @@ import pytest
 from tmdflow.units import BOHR_ANGSTROM, RYDBERG_EV
 
 FAKE = Path(__file__).parent / "fake_wien2k"
-WORKFLOW = """\
-name: zhu2011-lapw
-calculator: wien2k
-preset: test
-overrides: {path_points: 12}
-materials: [MoS2, WSe2]
-structures: [monolayer, bulk]
-steps: [relax, scf_sr, scf_soc, bands_soc, analysis]
-"""
+ZHU2011 = Path(__file__).parent.parent / "workflows" / "zhu2011.yaml"
 
 
 def _tmdflow(args, env):
@@ -35,23 +28,22 @@ def _tmdflow(args, env):
 @pytest.fixture(scope="module")
 def lapw_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("lapw")
-    (d / "wf.yaml").write_text(WORKFLOW)
     env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{d / 'store.json'}", "TMDFLOW_WORK_DIR": str(d / "runs"),
            "TMDFLOW_NPROCS": "2", "WIENROOT": str(FAKE), "PATH": f"{FAKE}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(Path(__file__).parent.parent)}
     for var in ("FAKE_WIEN2K_SYMMETRY", "FAKE_WIEN2K_RMT", "FAKE_WIEN2K_WARN", "FAKE_WIEN2K_NOT_CONVERGED",
                 "FAKE_WIEN2K_A_TRUE"):
         env.pop(var, None)
-    submitted = _tmdflow(["submit", str(d / "wf.yaml")], env)
+    submitted = _tmdflow(["submit", str(ZHU2011), "--preset", "test", "--calculator", "wien2k"], env)
     _tmdflow(["launch"], env)
     return {"dir": d, "env": env, "submitted": submitted,
             "store": bson.json_util.loads((d / "store.json").read_text())["tmdflow"]}
 
 
 def test_every_step_completed_with_the_wien2k_calculator(lapw_run):
-    assert "zhu2011-lapw:MoS2-monolayer-test-wien2k" in lapw_run["submitted"]
+    assert "zhu2011:MoS2-monolayer-test-wien2k" in lapw_run["submitted"]
     fws = [doc for _, doc in lapw_run["store"]["fireworks"]["documents"]]
-    assert len(fws) == 20 and {f["state"] for f in fws} == {"COMPLETED"}
+    assert len(fws) == 40 and {f["state"] for f in fws} == {"COMPLETED"}
     tasks = [doc for _, doc in lapw_run["store"]["tasks"]["documents"]]
     assert {t["calculator"] for t in tasks} == {"wien2k"}
     assert {t["code_version"] for t in tasks} == {"WIEN2k_FAKE_TEST_DOUBLE (not WIEN2k)"}
@@ -81,6 +73,6 @@ def test_query_and_table1_hold_the_wien2k_results(lapw_run):
     assert bulk["splitting"]["spin_degenerate"]  # inversion + time reversal
     table = _tmdflow(["table1", "--calculator", "wien2k", "--format", "csv"], lapw_run["env"]).splitlines()
     rows = {r.split(",")[0]: r.split(",") for r in table[1:]}
-    assert set(rows) == {"MoS2 (wien2k)", "WSe2 (wien2k)"}
+    assert set(rows) == {"MoS2 (wien2k)", "MoSe2 (wien2k)", "WS2 (wien2k)", "WSe2 (wien2k)"}
     header = table[0].split(",")
     assert float(rows["WSe2 (wien2k)"][header.index("dvb")]) == pytest.approx(0.0310 * RYDBERG_EV * 1000, abs=1e-6)

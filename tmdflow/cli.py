@@ -215,13 +215,14 @@ def _settings_or_fail():
 @main.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--preset", "preset_name", help="replace the workflow's preset")
+@click.option("--calculator", help="replace the workflow's calculator (espresso, wien2k)")
 @click.option("--force", is_flag=True, help="add again even if this workflow was submitted before")
-def submit(workflow, preset_name, force):
+def submit(workflow, preset_name, calculator, force):
     """Add a workflow batch (YAML in workflows/) to the LaunchPad; prints the workflow ids."""
     from . import api
 
     try:
-        results = api.submit(workflow, preset_name, force)
+        results = api.submit(workflow, preset_name, force, calculator=calculator)
     except TmdflowError as exc:
         _fail(exc)
     for r in results:

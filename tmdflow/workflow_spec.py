@@ -100,8 +100,8 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
-def load_workflow(path: Path, preset: str | None = None) -> WorkflowSpec:
-    """Read and validate ``path``; ``preset`` replaces the file's preset (CLI --preset)."""
+def load_workflow(path: Path, preset: str | None = None, calculator: str | None = None) -> WorkflowSpec:
+    """Read and validate ``path``; ``preset`` / ``calculator`` replace the file's (CLI options)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"workflow file {path} not found", "see workflows/ for examples")
@@ -115,6 +115,8 @@ def load_workflow(path: Path, preset: str | None = None) -> WorkflowSpec:
         raise InputError(f"{path}: a workflow is a mapping (name:, materials:, ...)", "see workflows/quick.yaml")
     if preset:
         data["preset"] = preset
+    if calculator:
+        data["calculator"] = calculator
     try:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
