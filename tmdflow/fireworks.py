@@ -79,6 +79,8 @@ class TmdflowStepTask(FiretaskBase):
             store.put_bandstructure(outcome.bandstructure)
         if outcome.material is not None:
             store.upsert_material(outcome.material)
+        if outcome.figures is not None:
+            store.put_figures(outcome.figures)
         return FWAction(
             update_spec={HANDOFF: {"structure": outcome.structure.model_dump(mode="json"), "relaxed": outcome.relaxed}},
             stored_data={"task_id": request.task_id, "corrections": len(outcome.corrections)},
@@ -156,6 +158,7 @@ def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None,
 def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:
     env = {"tmdflow": {k: str(v) for k, v in (
         ("pw_command", settings.pw_command), ("bands_command", settings.bands_command),
+        ("projwfc_command", settings.projwfc_command),
         ("mpi_command", settings.mpi_command), ("nprocs", settings.nprocs), ("pseudo_dir", settings.pseudo_dir),
         ("work_dir", settings.work_dir.resolve()), ("db_uri", settings.db_uri), ("db_name", settings.db_name),
     )}}

@@ -33,6 +33,7 @@ class Preset:
     extra_bands: int
     path_points: int
     spin_texture: bool
+    map_points: int  # splitting map (soc_map step): N x N grid of the zone, irreducible wedge computed
     # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
     wien2k_rmt: float
     wien2k_rkmax: float

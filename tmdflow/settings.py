@@ -26,6 +26,7 @@ class Settings:
 
     pw_command: str = field(default="pw.x", metadata={"help": "pw.x executable (name or path)"})
     bands_command: str = field(default="bands.x", metadata={"help": "bands.x executable"})
+    projwfc_command: str = field(default="projwfc.x", metadata={"help": "projwfc.x executable"})
     ld1_command: str = field(default="ld1.x", metadata={"help": "ld1.x executable"})
     mpi_command: str = field(
         default="mpirun",

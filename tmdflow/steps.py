@@ -24,18 +24,21 @@ from .analysis.splitting import analyze_bands
 from .calculators import get_calculator
 from .calculators.espresso.adapter import PwStepResult, valence_electrons
 from .errors import InputError, ScfNotConverged
+from .figure_steps import FIGURE_STEPS, run_figure_step
 from .kpoints import splitting_kpoints, splitting_kpoints_exact
 from .materials import Material, get_material
 from .presets import Preset
 from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
 from .settings import Settings
 from .store.documents import (
-    BandStructureDoc, Correction, MaterialDocument, PseudoRef, StructureDoc, Table1Entry,
+    BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PseudoRef, StructureDoc, Table1Entry,
     TaskDocument, encode_array,
 )
 from .structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer, spacegroup_number
 
-STEPS = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")
+STEPS = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures")
+#: the steps a workflow must have; the ones after "analysis" (tmdflow.figure_steps) are optional
+CORE_STEPS = STEPS[:5]
 MAX_SCF_CORRECTIONS = 2
 ProgressFn = Callable[[str], None]
 
@@ -72,6 +75,7 @@ class StepOutcome:
     task: TaskDocument | None = None
     material: MaterialDocument | None = None
     bandstructure: BandStructureDoc | None = None
+    figures: FiguresDoc | None = None
     corrections: list[Correction] = field(default_factory=list)
 
 
@@ -191,7 +195,14 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
     if req.step == "analysis":
         return _analysis(req, atoms, root, calc)
     if not calc.uses_pseudopotentials:
+        if req.step in FIGURE_STEPS:
+            raise InputError(f"the {req.step} step is implemented for Quantum ESPRESSO only",
+                             "remove bands_sr/soc_map/figures from a wien2k workflow (docs/wien2k.md)")
         return _all_electron_step(req, calc, atoms, root, kmesh, expected, say)
+    if req.step in FIGURE_STEPS:
+        rels = (1,) if req.step == "bands_sr" else (2,)
+        pseudos = None if req.step == "figures" else select_pseudopotentials(material, req.preset, settings, rels=rels)
+        return run_figure_step(req, calc, atoms, root, pseudos, say)
 
     calc.check_executables(spin_texture=req.step == "bands_soc" and req.preset.spin_texture)
     pseudos = select_pseudopotentials(material, req.preset, settings,
@@ -313,6 +324,6 @@ def _analysis(req: StepRequest, atoms: Atoms, root: Path, calc) -> StepOutcome:
         preset=req.preset.name, calculator=req.calculator, spin_orbit_mode=req.preset.spin_orbit_mode,
         table1=table1_entry(atoms, req.dimensionality, req.relaxed),
         splitting=splitting, bandstructure_id=bs_id,
-        task_ids=[f"{req.material_id}-{s}" for s in STEPS[:-1]],
+        task_ids=[f"{req.material_id}-{s}" for s in CORE_STEPS[:-1]],
     )
     return StepOutcome(StructureDoc.from_atoms(atoms), req.relaxed, material=material, bandstructure=bs)

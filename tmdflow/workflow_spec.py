@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InputError
 from .materials import parse_formula
 from .presets import Preset, load_preset
-from .steps import STEPS
+from .steps import CORE_STEPS, STEPS
 
 
 class WorkflowSpec(BaseModel):
@@ -64,8 +64,13 @@ class WorkflowSpec(BaseModel):
             raise ValueError(f"unknown step {bad}; steps are {list(STEPS)}")
         if [s for s in STEPS if s in v] != v:
             raise ValueError(f"steps must keep the order {list(STEPS)}")
-        if "bands_soc" not in v or v[-1] != "analysis":
-            raise ValueError("steps must include bands_soc and end with analysis")
+        if "bands_soc" not in v or "analysis" not in v:
+            raise ValueError("steps must include bands_soc and analysis")
+        after = v[v.index("analysis") + 1:]
+        if any(s in CORE_STEPS for s in after):
+            raise ValueError(f"only {list(STEPS[5:])} may follow analysis")
+        if "bands_sr" in v and "scf_sr" not in v:
+            raise ValueError("bands_sr needs scf_sr (the scalar-relativistic density it starts from)")
         return v
 
     @model_validator(mode="after")
@@ -74,6 +79,8 @@ class WorkflowSpec(BaseModel):
         if preset.spin_orbit_mode == "second_variational":
             if "scf_soc" in self.steps or "scf_sr" not in self.steps:
                 raise ValueError("second_variational needs scf_sr and no scf_soc in steps")
+            if set(self.steps) & set(STEPS[5:]):
+                raise ValueError(f"the figure steps {list(STEPS[5:])} need spin_orbit_mode: scf")
         elif "scf_soc" not in self.steps:
             raise ValueError("spin_orbit_mode scf needs the scf_soc step (or use second_variational)")
         return self

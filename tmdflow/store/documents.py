@@ -123,12 +123,30 @@ def decode_array(doc: dict[str, Any]) -> np.ndarray:
 
 
 class BandStructureDoc(BaseModel):
-    """Eigenvalues (eV) and <sigma_z> on the k list of the spin-orbit bands run, compactly encoded."""
+    """Eigenvalues (eV), <sigma_z> and orbital weights on the k list of one bands run.
+
+    kind: ``soc_path`` (the spin-orbit bands step: special points + Gamma-M-K-Gamma),
+    ``sr_path`` (scalar-relativistic, same k list, with projwfc.x orbital weights),
+    ``soc_map`` (spin-orbit run on the irreducible wedge of the splitting map)."""
 
     model_config = ConfigDict(extra="forbid")
     bandstructure_id: str
+    kind: Literal["soc_path", "sr_path", "soc_map"] = "soc_path"
     kpoints_crystal: dict[str, Any]
     eigenvalues_ev: dict[str, Any]
     sigma_z: dict[str, Any] | None = None
+    orbital_weights: dict[str, dict[str, Any]] | None = None  # M_dz2, M_dxy_dx2y2, X_pz, X_pxpy
     labels: list[str] = Field(default_factory=list)
     n_electrons: float
+
+
+class FiguresDoc(BaseModel):
+    """The figures of one material (files in the run directory) and the physics checks."""
+
+    model_config = ConfigDict(extra="forbid")
+    material_id: str
+    directory: str
+    files: list[str]
+    checks: dict[str, Any]
+    gamma_k_profile: dict[str, list[float]] = Field(default_factory=dict)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -12,13 +12,14 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from ..errors import InputError
-from .documents import BandStructureDoc, MaterialDocument, TaskDocument, utcnow
+from .documents import BandStructureDoc, FiguresDoc, MaterialDocument, TaskDocument, utcnow
 
-TASKS, MATERIALS, BANDS = "tasks", "materials", "bandstructures"
+TASKS, MATERIALS, BANDS, FIGURES = "tasks", "materials", "bandstructures", "figures"
 INDEXES = {
     TASKS: [("task_id", True), ("formula", False), ("state", False)],
     MATERIALS: [("material_id", True), ("formula", False), ("dimensionality", False), ("preset", False)],
     BANDS: [("bandstructure_id", True)],
+    FIGURES: [("material_id", True)],
 }
 
 
@@ -78,6 +79,14 @@ class ResultsStore:
         raw = self.db[BANDS].find_one({"bandstructure_id": bandstructure_id})
         return BandStructureDoc.model_validate(_clean(raw)) if raw else None
 
+    def put_figures(self, doc: FiguresDoc) -> None:
+        self.db[FIGURES].update_one({"material_id": doc.material_id}, {"$set": doc.model_dump(mode="json")},
+                                    upsert=True)
+
+    def figures(self, material_id: str) -> FiguresDoc | None:
+        raw = self.db[FIGURES].find_one({"material_id": material_id})
+        return FiguresDoc.model_validate(_clean(raw)) if raw else None
+
     def task(self, task_id: str) -> TaskDocument | None:
         raw = self.db[TASKS].find_one({"task_id": task_id})
         return TaskDocument.model_validate(_clean(raw)) if raw else None
@@ -97,7 +106,7 @@ class ResultsStore:
         return out
 
     def counts(self) -> dict[str, int]:
-        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS)}
+        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES)}
 
 
 def export_database(db) -> dict[str, list[dict]]:

@@ -22,6 +22,7 @@ from ...presets import Preset
 from ...pseudo import read_upf_header
 from ...settings import Settings
 from .parsers import PwStdout, PwXmlOutput, parse_bandsx_sigma_z, parse_pw_stdout, parse_pw_xml
+from .parsers.projwfc import Projections, parse_projwfc_up
 from .profile import EspressoProfile, ProgressFn, RunRecord
 from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials
 
@@ -85,11 +86,13 @@ class EspressoCalculator:
         """The spin-orbit SCF and bands run in ``<root>/soc`` (pw.x reads the SCF density there)."""
         return Path(root) / "soc"
 
-    def check_executables(self, spin_texture: bool) -> None:
-        """Fail before any expensive work when pw.x / bands.x / the MPI launcher are missing."""
+    def check_executables(self, spin_texture: bool, projections: bool = False) -> None:
+        """Fail before any expensive work when pw.x / bands.x / projwfc.x / MPI are missing."""
         self.profile.argv(self.profile.pw_command)
         if spin_texture:
             self.profile.argv(self.profile.bands_command, parallel=False)
+        if projections:
+            self.profile.argv(self.profile.projwfc_command, parallel=False)
 
     # -- steps -----------------------------------------------------------------------------
     def _run_pw(self, step: str, job: PwJob, directory: Path, progress: ProgressFn | None, pools: int) -> PwStepResult:
@@ -186,24 +189,54 @@ class EspressoCalculator:
         job = PwJob("bands", atoms, preset, names, "./pseudo", spin_orbit, kpoints=kpoints, nbnd=nbnd)
         return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, len(kpoints)))
 
-    def spin_texture(self, directory: Path, bands: PwStepResult, progress: ProgressFn | None = None) -> np.ndarray:
-        """<sigma_z> (-1..1) per k-point and band of the last bands run, from bands.x lsigma(3)."""
+    def spin_texture(self, directory: Path, bands: PwStepResult, progress: ProgressFn | None = None,
+                     filband: str = "spin_texture.dat") -> np.ndarray:
+        """<sigma_z> (-1..1) per k-point and band of the last bands run, from bands.x lsigma(3).
+
+        ``filband``: the bands step writes spin_texture.dat; other spin-orbit runs in the same
+        directory (the splitting map) use their own name so that nothing is overwritten."""
+        stem = Path(filband).stem
         text = (
             "&BANDS\n"
-            f"  prefix = '{PREFIX}'\n  outdir = '{OUTDIR}'\n  filband = 'spin_texture.dat'\n"
+            f"  prefix = '{PREFIX}'\n  outdir = '{OUTDIR}'\n  filband = '{filband}'\n"
             "  lsigma(3) = .true.\n  lsym = .false.\n  no_overlap = .true.\n/\n"
         )
-        (directory / "spin_texture.in").write_text(text)
+        (directory / f"{stem}.in").write_text(text)
         record = self.profile.run(
-            self.profile.bands_command, directory, "spin_texture.in", "spin_texture.out",
-            parallel=False, progress=progress, label="spin_texture",
+            self.profile.bands_command, directory, f"{stem}.in", f"{stem}.out",
+            parallel=False, progress=progress, label=stem,
         )
         if record.returncode != 0:
             raise CalculationFailed(
-                f"bands.x failed (exit {record.returncode}) in {directory}: {_tail(directory / 'spin_texture.out')}",
-                f"read {directory / 'spin_texture.out'}",
+                f"bands.x failed (exit {record.returncode}) in {directory}: {_tail(directory / f'{stem}.out')}",
+                f"read {directory / f'{stem}.out'}",
             )
-        return parse_bandsx_sigma_z(directory / "spin_texture.dat", bands.xml.bands.eigenvalues)
+        return parse_bandsx_sigma_z(directory / filband, bands.xml.bands.eigenvalues)
+
+    def orbital_projections(self, directory: Path, progress: ProgressFn | None = None) -> Projections:
+        """projwfc.x on the last (scalar-relativistic) run in ``directory``: |<phi_lm|psi_nk>|^2
+        on real spherical harmonics, kept in ``proj.projwfc_up``."""
+        text = (f"&PROJWFC\n  prefix = '{PREFIX}'\n  outdir = '{OUTDIR}'\n  filproj = 'proj'\n"
+                "  lsym = .false.\n/\n")
+        (directory / "projwfc.in").write_text(text)
+        record = self.profile.run(self.profile.projwfc_command, directory, "projwfc.in", "projwfc.out",
+                                  parallel=False, progress=progress, label="projwfc")
+        if record.returncode != 0 or not (directory / "proj.projwfc_up").is_file():
+            raise CalculationFailed(
+                f"projwfc.x failed (exit {record.returncode}) in {directory}: {_tail(directory / 'projwfc.out')}",
+                f"read {directory / 'projwfc.out'}",
+            )
+        return parse_projwfc_up(directory / "proj.projwfc_up")
+
+    def read_bands(self, directory: Path, step: str, labels: tuple[str, ...] = (),
+                   sigma_file: str | None = None) -> BandData:
+        """Any bands step's eigenvalues (``<step>.xml``), with <sigma_z> from ``sigma_file``."""
+        b = parse_pw_xml(directory / f"{step}.xml").bands
+        bands = BandData(b.kpoints_crystal, b.eigenvalues, b.n_electrons, b.spinor, b.reciprocal_cell,
+                         labels=tuple(labels[: len(b.kpoints_crystal)]))
+        if sigma_file and (directory / sigma_file).is_file():
+            bands = bands.with_sigma_z(parse_bandsx_sigma_z(directory / sigma_file, bands.eigenvalues))
+        return bands
 
     def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()) -> BandData:
         """The spin-orbit bands run in ``directory`` (bands_soc.xml), with <sigma_z> when present."""

@@ -34,10 +34,12 @@ class EspressoProfile:
     bands_command: str = "bands.x"
     mpi_command: str = "mpirun"
     nprocs: int = 1
+    projwfc_command: str = "projwfc.x"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EspressoProfile":
-        return cls(settings.pw_command, settings.bands_command, settings.mpi_command, settings.nprocs)
+        return cls(settings.pw_command, settings.bands_command, settings.mpi_command, settings.nprocs,
+                   settings.projwfc_command)
 
     def _resolve(self, command: str) -> list[str]:
         parts = shlex.split(command)

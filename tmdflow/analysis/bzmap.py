@@ -1,0 +1,118 @@
+"""Spin-orbit splitting over the k_z = 0 plane: the irreducible wedge and its unfolding.
+
+The spin-orbit run is made on the grid points (i/N, j/N) of the irreducible wedge Gamma-M-K
+(crystal coordinates u, v of b1, b2 at 60 deg: 0 <= v <= u, 2u + v <= 1; N divisible by 3 so that
+K is on the grid).  The full zone follows from the 12 operations that leave E(k) invariant for a
+non-magnetic D3h layer: the point group's C3 rotations and vertical mirrors, and time reversal
+(k -> -k).  <sigma_z> changes sign under time reversal and under the vertical mirrors whose
+line in k-space is a Gamma-M line (they map K to K'); it is kept under C3 and under the mirrors
+across Gamma-K lines.  Hence Delta(k) = 0 on Gamma-M lines and Delta(K') = -Delta(K).
+
+Signed splitting of a band pair (docs/physics.md): Delta(k) = E(state with <sigma_z> > 0) -
+E(state with <sigma_z> < 0), in meV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bands import BandData
+from ..errors import AnalysisError, InputError
+
+
+def wedge_points(n: int) -> np.ndarray:
+    """Crystal coordinates (m, 3) of the grid points of the irreducible wedge Gamma-M-K."""
+    if n < 3 or n % 3:
+        raise InputError(f"map_points must be a multiple of 3 (>= 3) so that K lies on the grid, got {n}",
+                         "use e.g. map_points: 24 (paper) or 6 (tests)")
+    pts = [(i / n, j / n, 0.0) for j in range(n + 1) for i in range(j, n + 1) if 2 * i + j <= n]
+    return np.array(pts)
+
+
+@dataclass(frozen=True)
+class KOperation:
+    matrix: np.ndarray  # 2x2, Cartesian, acting on (kx, ky)
+    sigma_sign: int  # +1: <sigma_z> kept, -1: reversed
+    name: str
+
+
+def k_operations(reciprocal_cell: np.ndarray) -> list[KOperation]:
+    """The 12 operations (rotations by m*60 deg, mirrors across Gamma-M and Gamma-K lines)."""
+    b = np.asarray(reciprocal_cell)[:2, :2]
+    theta_m = np.arctan2(*(np.array([0.5, 0.0]) @ b)[::-1])
+    theta_k = np.arctan2(*(np.array([1 / 3, 1 / 3]) @ b)[::-1])
+    ops = []
+    for m in range(6):
+        a = m * np.pi / 3
+        ops.append(KOperation(np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]),
+                              1 if m % 2 == 0 else -1, f"C6^{m}"))
+    for kind, theta0, sign in (("mirror G-M", theta_m, -1), ("mirror G-K", theta_k, 1)):
+        for m in range(3):
+            t = theta0 + m * np.pi / 3
+            ops.append(KOperation(np.array([[np.cos(2 * t), np.sin(2 * t)], [np.sin(2 * t), -np.cos(2 * t)]]),
+                                  sign, f"{kind} {m}"))
+    return ops
+
+
+def signed_pair_splitting(energies: np.ndarray, sigma_z: np.ndarray, lower: int) -> np.ndarray:
+    """Delta = E(up) - E(down) in meV for the band pair (lower, lower + 1) at every k-point;
+    0 where the pair is degenerate or the spins are not opposite (no defined sign)."""
+    e1, e2 = energies[:, lower], energies[:, lower + 1]
+    s1, s2 = sigma_z[:, lower], sigma_z[:, lower + 1]
+    delta = np.where(s2 > s1, e2 - e1, e1 - e2) * 1000.0
+    return np.where(np.sign(s1) == -np.sign(s2), delta, 0.0)
+
+
+@dataclass(frozen=True)
+class SplittingMap:
+    """The unfolded map: Cartesian k (1/Angstrom), UVB energy (eV, VBM = 0) and spin, Delta of
+    the uppermost valence and lowermost conduction pairs (meV)."""
+
+    k_cartesian: np.ndarray  # (m, 2)
+    uvb_energy_ev: np.ndarray  # (m,)
+    uvb_sigma_z: np.ndarray  # (m,)
+    delta_uvb_mev: np.ndarray  # (m,)
+    delta_lcb_mev: np.ndarray  # (m,)
+    reciprocal_cell: np.ndarray
+
+
+def unfold(bands: BandData) -> SplittingMap:
+    """From a spin-orbit run on :func:`wedge_points` (with <sigma_z>) to the whole zone."""
+    if bands.sigma_z is None or not bands.spinor:
+        raise AnalysisError("the map needs a spin-orbit run with <sigma_z>", "run the soc_map step (bands.x)")
+    nocc = bands.n_occupied
+    e, sz = np.asarray(bands.eigenvalues), np.asarray(bands.sigma_z)
+    vbm = float(e[:, nocc - 1].max())
+    kc = bands.kpoints_cartesian[:, :2]
+    d_v = signed_pair_splitting(e, sz, nocc - 2)
+    d_c = signed_pair_splitting(e, sz, nocc)
+    out_k, out_e, out_s, out_dv, out_dc = [], [], [], [], []
+    for op in k_operations(bands.reciprocal_cell):
+        out_k.append(kc @ op.matrix.T)
+        out_e.append(e[:, nocc - 1] - vbm)
+        out_s.append(op.sigma_sign * sz[:, nocc - 1])
+        out_dv.append(op.sigma_sign * d_v)
+        out_dc.append(op.sigma_sign * d_c)
+    k = np.vstack(out_k)
+    # drop the duplicates that the operations produce on the wedge edges
+    _, keep = np.unique(np.round(k, 6), axis=0, return_index=True)
+    keep = np.sort(keep)
+    return SplittingMap(k[keep], np.concatenate(out_e)[keep], np.concatenate(out_s)[keep],
+                        np.concatenate(out_dv)[keep], np.concatenate(out_dc)[keep],
+                        np.asarray(bands.reciprocal_cell))
+
+
+def on_gamma_m_edge(kpoints_crystal: np.ndarray) -> np.ndarray:
+    """Mask of wedge points on the Gamma-M edge (v = 0)."""
+    return np.abs(np.asarray(kpoints_crystal)[:, 1]) < 1e-9
+
+
+def bz_hexagon(reciprocal_cell: np.ndarray) -> np.ndarray:
+    """Corners (7, 2) of the first Brillouin zone (closed), Cartesian 1/Angstrom."""
+    b = np.asarray(reciprocal_cell)[:2, :2]
+    k = np.array([1 / 3, 1 / 3]) @ b
+    ang = np.arctan2(k[1], k[0])
+    r = np.linalg.norm(k)
+    return np.array([[r * np.cos(ang + m * np.pi / 3), r * np.sin(ang + m * np.pi / 3)] for m in range(7)])
