@@ -18,7 +18,8 @@ ROOT = Path(__file__).parent.parent
 def test_shipped_workflows_validate():
     z = load_workflow(ROOT / "workflows" / "zhu2011.yaml")
     assert z.materials == ["MoS2", "MoSe2", "WS2", "WSe2"] and z.structures == ["monolayer", "bulk"]
-    assert z.steps[0] == "relax" and z.steps[-1] == "analysis"
+    assert z.steps[0] == "relax" and z.steps[-1] == "figures" and "analysis" in z.steps
+    assert z.model_copy(update={"calculator": "wien2k"}).calculator_steps()[-1] == "analysis"  # QE-only left out
     q = load_workflow(ROOT / "workflows" / "quick.yaml")
     assert q.preset == "quick" and q.structures == ["monolayer"]
     assert load_workflow(ROOT / "workflows" / "quick.yaml", preset="paper").preset == "paper"
@@ -48,11 +49,12 @@ def test_workflows_are_chained_fireworks_with_typed_tasks():
     wf = wfs[0]
     assert wf.metadata["tmdflow_key"] == "zhu2011:MoS2-monolayer-paper"
     names = [fw.name for fw in sorted(wf.fws, key=lambda fw: -fw.fw_id)]
-    assert names == [f"MoS2-monolayer-{s}" for s in ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")]
+    assert names == [f"MoS2-monolayer-{s}" for s in ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis",
+                                                      "bands_sr", "soc_map", "figures")]
     task = wf.fws[0].tasks[0]
     assert isinstance(task, TmdflowStepTask) and task["calculator"] == "espresso"
     # links: each step is the child of the previous one
-    assert sum(len(v) for v in wf.links.values()) == 4
+    assert sum(len(v) for v in wf.links.values()) == 7  # a chain of 8 steps
 
 
 def test_queue_scripts_by_content(tmp_path):

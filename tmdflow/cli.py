@@ -223,10 +223,18 @@ def submit(workflow, preset_name, calculator, force):
 
     try:
         results = api.submit(workflow, preset_name, force, calculator=calculator)
+        from .workflow_spec import load_workflow
+
+        skipped = load_workflow(workflow, preset_name, calculator).skipped_steps()
     except TmdflowError as exc:
         _fail(exc)
+    if skipped:
+        click.echo(f"note: steps {', '.join(skipped)} are not implemented for this calculator: not submitted",
+                   err=True)
     for r in results:
         state = "already submitted (use --force to add again)" if r.skipped else "added"
+        if r.appended:
+            state = f"extended with {len(r.appended)} step(s): fw_ids {r.appended[0]}-{r.appended[-1]}"
         click.echo(f"{r.key:40s} fw_ids {r.fw_ids[0]}-{r.fw_ids[-1]}  {state}")
 
 

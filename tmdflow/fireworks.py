@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,10 +22,10 @@ from fireworks import Firework, FWAction, FWorker, Workflow
 from fireworks.core.firework import FiretaskBase
 from fireworks.core.rocket_launcher import launch_rocket
 
-from .errors import TmdflowError, WalltimeReached
+from .errors import InputError, TmdflowError, WalltimeReached
 from .presets import load_preset
 from .settings import Settings, load_settings
-from .steps import StepRequest, run_step
+from .steps import STEPS, StepRequest, run_step
 from .store.connection import Connection, connect
 from .store.documents import StructureDoc, TaskDocument
 from .store.results import ResultsStore
@@ -99,7 +99,7 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
     for formula in spec.materials:
         for dim in spec.structures:
             fireworks: list[Firework] = []
-            for step in spec.steps:
+            for step in spec.calculator_steps():
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
                                        overrides=dict(spec.overrides), step=step, calculator=spec.calculator)
                 parents = fireworks[-1:] or None
@@ -116,6 +116,7 @@ class Submitted:
     key: str
     fw_ids: list[int]
     skipped: bool
+    appended: list[int] = field(default_factory=list)  # steps added to an existing workflow
 
 
 @contextmanager
@@ -132,8 +133,35 @@ def _no_progress_bars():
         fw_launchpad.tqdm = original
 
 
+def _extend(lpad, doc: dict, wf: Workflow) -> list[int]:
+    """Append to an already submitted workflow the steps the spec has and it lacks.
+
+    Only steps after the existing ones may be added (e.g. the figure steps after 'analysis'):
+    they are chained after the workflow's last step and receive its hand-off (the relaxed
+    structure) through FireWorks' spec pull, so nothing already computed is rerun."""
+    names = {f["name"]: f["fw_id"] for f in lpad.fireworks.find({"fw_id": {"$in": doc["nodes"]}}, {"name": 1, "fw_id": 1})}
+    ordered = sorted(wf.fws, key=lambda f: STEPS.index(f.tasks[0]["step"]))
+    missing = [f for f in ordered if f.name not in names]
+    if not missing:
+        return []
+    present = [f for f in ordered if f.name in names]
+    if present and STEPS.index(missing[0].tasks[0]["step"]) < STEPS.index(present[-1].tasks[0]["step"]):
+        raise InputError(
+            f"workflow {doc['metadata']['tmdflow_key']} was submitted without step "
+            f"'{missing[0].tasks[0]['step']}', which would have to run before steps already there",
+            "only later steps can be added to a submitted workflow; use --force for a new one",
+        )
+    fresh: list[Firework] = []
+    for f in missing:
+        fresh.append(Firework(f.tasks, name=f.name, parents=fresh[-1:] or None))
+    leaves = [int(n) for n in doc["nodes"] if not doc["links"].get(str(n))]
+    lpad.append_wf(Workflow(fresh), leaves, pull_spec_mods=True)
+    return sorted(f.fw_id for f in fresh)
+
+
 def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None, force: bool = False) -> list[Submitted]:
-    """Add the workflows to the LaunchPad; a key already submitted is skipped unless ``force``.
+    """Add the workflows to the LaunchPad.  A key already submitted is skipped unless ``force``,
+    or extended when the spec has steps it lacks (e.g. figures added later to a finished study).
 
     One query finds the existing keys and one bulk insert adds the rest (1000 workflows in
     seconds, docs/performance.md).
@@ -142,17 +170,21 @@ def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None,
     workflows = build_workflows(spec, preset_name)
     keys = [wf.metadata["tmdflow_key"] for wf in workflows]
     existing = {
-        doc["metadata"]["tmdflow_key"]: sorted(doc["nodes"])
+        doc["metadata"]["tmdflow_key"]: doc
         for doc in lpad.workflows.find({"metadata.tmdflow_key": {"$in": keys}, "state": {"$ne": "ARCHIVED"}},
-                                       {"metadata.tmdflow_key": 1, "nodes": 1})
+                                       {"metadata": 1, "nodes": 1, "links": 1})
     }
     new = [wf for wf in workflows if force or wf.metadata["tmdflow_key"] not in existing]
+    appended = {} if force else {wf.metadata["tmdflow_key"]: _extend(lpad, existing[wf.metadata["tmdflow_key"]], wf)
+                                 for wf in workflows if wf.metadata["tmdflow_key"] in existing}
     if new:
         with _no_progress_bars():
             lpad.bulk_add_wfs(new)  # reassigns fw_ids in place
     added = {wf.metadata["tmdflow_key"]: sorted(wf.id_fw) for wf in new}
     conn.checkpoint()
-    return [Submitted(k, added[k], False) if k in added else Submitted(k, existing[k], True) for k in keys]
+    return [Submitted(k, added[k], False) if k in added
+            else Submitted(k, sorted(existing[k]["nodes"]) + appended.get(k, []), True, appended.get(k, []))
+            for k in keys]
 
 
 def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:

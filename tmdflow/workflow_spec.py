@@ -75,6 +75,9 @@ class WorkflowSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "WorkflowSpec":
+        missing_core = [s for s in self.steps if s in CORE_STEPS and s not in self.calculator_steps()]
+        if missing_core:
+            raise ValueError(f"calculator '{self.calculator}' does not implement {missing_core}")
         preset = self.load_preset()
         if preset.spin_orbit_mode == "second_variational":
             if "scf_soc" in self.steps or "scf_sr" not in self.steps:
@@ -84,6 +87,16 @@ class WorkflowSpec(BaseModel):
         elif "scf_soc" not in self.steps:
             raise ValueError("spin_orbit_mode scf needs the scf_soc step (or use second_variational)")
         return self
+
+    def calculator_steps(self) -> list[str]:
+        """The steps submitted for this calculator: the optional figure steps are left out for
+        codes that do not implement them (``skipped_steps`` names them)."""
+        from .calculators.base import supported_steps
+
+        return [s for s in self.steps if s in supported_steps(self.calculator)]
+
+    def skipped_steps(self) -> list[str]:
+        return [s for s in self.steps if s not in self.calculator_steps()]
 
     def load_preset(self, override_name: str | None = None) -> Preset:
         try:

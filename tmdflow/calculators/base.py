@@ -23,6 +23,7 @@ class CalculatorAdapter(Protocol):
 
     name: str
     uses_pseudopotentials: bool
+    supported_steps: tuple[str, ...]  # workflow steps this code implements
 
     def check_executables(self, spin_texture: bool = False) -> None: ...
 
@@ -34,10 +35,21 @@ class CalculatorAdapter(Protocol):
 
 
 _REGISTRY: dict[str, Callable[[Settings], CalculatorAdapter]] = {}
+_STEPS: dict[str, tuple[str, ...]] = {}
 
 
-def register_calculator(name: str, factory: Callable[[Settings], CalculatorAdapter]) -> None:
+def register_calculator(name: str, factory: Callable[[Settings], CalculatorAdapter],
+                        supported_steps: tuple[str, ...] = ()) -> None:
     _REGISTRY[name] = factory
+    _STEPS[name] = tuple(supported_steps)
+
+
+def supported_steps(name: str) -> tuple[str, ...]:
+    """The workflow steps ``name`` implements (known without building the adapter)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise InputError(f"unknown calculator '{name}'", f"choose one of {sorted(_REGISTRY)}")
+    return _STEPS[name]
 
 
 def registered_calculators() -> list[str]:
@@ -56,8 +68,8 @@ def _load_builtin() -> None:
     if "espresso" not in _REGISTRY:
         from .espresso.adapter import EspressoCalculator
 
-        register_calculator("espresso", EspressoCalculator.from_settings)
+        register_calculator("espresso", EspressoCalculator.from_settings, EspressoCalculator.supported_steps)
     if "wien2k" not in _REGISTRY:
         from .wien2k.adapter import Wien2kCalculator
 
-        register_calculator("wien2k", Wien2kCalculator.from_settings)
+        register_calculator("wien2k", Wien2kCalculator.from_settings, Wien2kCalculator.supported_steps)

@@ -72,6 +72,7 @@ def check_step_pseudopotentials(pseudo_files: Mapping[str, Path], spin_orbit: bo
 class EspressoCalculator:
     name = "espresso"
     uses_pseudopotentials = True
+    supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures")
 
     def __init__(self, profile: EspressoProfile, keep_scratch: bool = False) -> None:
         self.profile = profile

@@ -81,6 +81,8 @@ def _has_inversion(atoms: Atoms) -> bool:
 class Wien2kCalculator:
     name = "wien2k"
     uses_pseudopotentials = False  # all-electron
+    #: the figure steps (bands_sr, soc_map, figures) need <sigma_z> and projections: QE only
+    supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")
 
     def __init__(self, profile: Wien2kProfile) -> None:
         self.profile = profile
