@@ -18,7 +18,7 @@ missing_packages() {
   echo "${missing[@]:-}"
 }
 
-# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x; OpenMPI; OpenBLAS)
+# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS)
 missing="$(missing_packages)"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -35,11 +35,11 @@ if [ -n "$missing" ]; then
   else
     say "ERROR: missing Debian packages: $missing"
     say "       install them as root:  sudo apt-get install $missing"
-    say "       (or put your own pw.x/ld1.x/bands.x on PATH and set TMDFLOW_SKIP_APT=1)"
+    say "       (or put your own pw.x/ld1.x/bands.x/projwfc.x on PATH and set TMDFLOW_SKIP_APT=1)"
     [ "${TMDFLOW_SKIP_APT:-0}" = "1" ] || exit 1
   fi
 fi
-for exe in pw.x ld1.x bands.x; do
+for exe in pw.x ld1.x bands.x projwfc.x; do
   command -v "$exe" >/dev/null 2>&1 || { say "ERROR: $exe not on PATH after installation"; exit 1; }
 done
 
