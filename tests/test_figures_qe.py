@@ -131,3 +131,36 @@ def test_bulk_is_indirect_and_spin_degenerate(tmp_path, pseudo_dir):
     k = bands.kpoints_crystal[int(np.argmin(cb))]
     assert abs(k[0] - k[1]) < 1e-6  # on Gamma-K ...
     assert 0.4 < k[0] / (1 / 3) < 0.7  # ... about half way (paper: 0.55; grid step 0.25 here)
+
+
+def test_report_embeds_tables_checks_figures_and_provenance(mos2_figures, tmp_path):
+    """`tmdflow report` from a store holding this run's documents (as the workflow writes them)."""
+    from click.testing import CliRunner
+
+    from tmdflow.cli import main
+    from tmdflow.settings import load_settings
+    from tmdflow.store.connection import connect
+    from tmdflow.store.results import ResultsStore
+
+    uri = f"embedded:{tmp_path / 'store.json'}"
+    conn = connect(load_settings(env={}, config_file=tmp_path / "none.yaml", db_uri=uri))
+    store = ResultsStore(conn.db)
+    out = mos2_figures["out"]
+    for step in ("scf_sr", "scf_soc", "bands_soc", "bands_sr", "soc_map"):
+        if out[step].task is not None:
+            store.upsert_task(out[step].task)
+    store.upsert_material(out["analysis"].material)
+    store.put_figures(out["figures"].figures)
+    conn.checkpoint()
+    result = CliRunner().invoke(main, ["report", "-o", str(tmp_path / "r.html")],
+                                env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": str(tmp_path / "none.yaml")})
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") == 4  # Fig. 2, 3 (map, contours), 4 embedded
+    assert "Physics checks: <b class='ok'>passed</b>" in page
+    assert "Δ_VB(K)" in page and "MoS2" in page and "ecutwfc" in page
+    assert "Mo.rel2" in page or "Mo.rel" in page  # pseudopotential provenance with checksums
+    md = CliRunner().invoke(main, ["report", "--format", "markdown", "-o", str(tmp_path / "r.md")],
+                            env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": str(tmp_path / "none.yaml")})
+    assert md.exit_code == 0 and (tmp_path / "r_images").is_dir()
+    assert "![Fig. 2 analogue" in (tmp_path / "r.md").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import TmdflowError
+from .errors import InputError, TmdflowError
 
 
 class Progress:
@@ -353,6 +353,30 @@ def table1(fmt, preset_name, calculator):
         click.echo(api.table1(fmt, preset_name, _settings_or_fail(), calculator), nl=False)
     except TmdflowError as exc:
         _fail(exc)
+
+
+@main.command()
+@click.option("--preset", "preset_name", help="only results of this preset")
+@click.option("--calculator", help="only results of this code (espresso, wien2k)")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("tmdflow-report.html"), show_default=True)
+def report(preset_name, calculator, fmt, output):
+    """Write a self-contained report (tables, figures, checks, settings, provenance) from the store."""
+    from .run_report import collect, write_report
+    from .store.connection import connect
+    from .store.results import ResultsStore
+
+    try:
+        sections = collect(ResultsStore(connect(_settings_or_fail()).db), preset_name, calculator)
+    except TmdflowError as exc:
+        _fail(exc)
+    if not sections:
+        _fail(InputError("no material results in the store for this selection",
+                         "run a workflow first (tmdflow submit ... && tmdflow launch), or check --preset"))
+    if fmt == "markdown" and output.suffix == ".html":
+        output = output.with_suffix(".md")
+    path = write_report(sections, output, fmt, title=f"tmdflow report{f' ({preset_name})' if preset_name else ''}")
+    click.echo(f"wrote {path} ({len(sections)} material result(s))")
 
 
 @main.command()

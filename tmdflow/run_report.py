@@ -1,0 +1,144 @@
+"""`tmdflow report`: one self-contained HTML (images embedded) or Markdown (+ image files)
+report of a run, built from the results store: Table I, the Delta/dE table, the physics
+checks, the Fig. 2-4 analogues, the settings and the provenance of every number."""
+
+from __future__ import annotations
+
+import base64
+import html
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .analysis.paper import paper_citation
+from .analysis.table1 import COLUMNS, _cell, table1_rows
+from .store.documents import FiguresDoc, MaterialDocument, TaskDocument
+from .store.results import MaterialQuery, ResultsStore
+
+FIGURE_ORDER = ("fig2_bands", "fig3_splitting_map", "fig3_contours", "fig4_gamma_k")
+CAPTIONS = {
+    "fig2_bands": "Fig. 2 analogue: bands on Γ–M–K–Γ with (solid) and without (dotted) spin–orbit coupling; "
+                  "zero at the spin–orbit VBM.",
+    "fig3_splitting_map": "Fig. 3 analogue: Δ(k) = E(↑) − E(↓) of the uppermost valence and lowermost conduction "
+                          "bands over the first Brillouin zone (hexagon).",
+    "fig3_contours": "Fig. 3 analogue: UVB iso-energy lines at binding energies 0.2, 0.5, 0.8 eV coloured by spin.",
+    "fig4_gamma_k": "Fig. 4 analogue: Δ along Γ–K (sign from ⟨σz⟩) and the orbital characters of the "
+                    "scalar-relativistic UVB and LCB (projwfc.x).",
+}
+
+
+@dataclass
+class MaterialSection:
+    material: MaterialDocument
+    figures: FiguresDoc | None
+    tasks: list[TaskDocument]
+
+
+def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
+    sections = []
+    for m in store.materials(MaterialQuery(preset=preset, calculator=calculator)):
+        tasks = store.tasks({"task_id": {"$regex": f"^{m.material_id}-"}})
+        sections.append(MaterialSection(m, store.figures(m.material_id), tasks))
+    return sections
+
+
+def _provenance_rows(section: MaterialSection) -> list[list[str]]:
+    rows = []
+    for t in sorted(section.tasks, key=lambda t: str(t.created_at)):
+        pseudos = ", ".join(f"{p.file} ({p.sha256[:12]})" for p in t.pseudopotentials.values()) or "—"
+        corr = "; ".join(f"{c.handler}: {c.changes}" for c in t.corrections) or "—"
+        rows.append([t.step, t.state, t.code_version or "?", f"{t.wall_seconds or 0:.0f}", t.host or "?", pseudos, corr])
+    return rows
+
+
+def _settings_rows(section: MaterialSection) -> list[list[str]]:
+    for t in section.tasks:
+        preset = (t.inputs or {}).get("preset")
+        if preset:
+            keys = [k for k in preset if not k.startswith("wien2k_") or section.material.calculator == "wien2k"]
+            return [[k, str(preset[k])] for k in keys]
+    return []
+
+
+def _checks_rows(f: FiguresDoc | None) -> list[list[str]]:
+    if f is None:
+        return []
+    c = f.checks
+    return [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in c.items() if k not in ("failures",)] + \
+        [["failures", "; ".join(c.get("failures") or []) or "none"]]
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _table1(sections: list[MaterialSection]) -> tuple[list[str], list[list[str]]]:
+    rows = table1_rows([s.material for s in sections])
+    return [c.header for c in COLUMNS], [[_cell(r, c) for c in COLUMNS] for r in rows]
+
+
+def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", title: str = "tmdflow report") -> Path:
+    """Write the report to ``out`` (a file for html; for markdown a file beside an images/ folder)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t1_headers, t1_rows = _table1(sections)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    table = _html_table if fmt == "html" else _md_table
+    parts: list[str] = []
+    if fmt == "html":
+        parts.append(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                     "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;"
+                     "font-size:12px;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}"
+                     "img{max-width:100%}.fail{color:#b00}.ok{color:#070}</style></head><body>")
+        parts.append(f"<h1>{html.escape(title)}</h1><p>Generated {stamp} from the results store. Reference: "
+                     f"{html.escape(paper_citation())}.</p><h2>Table I and spin splittings</h2>")
+    else:
+        parts.append(f"# {title}\n\nGenerated {stamp} from the results store. Reference: {paper_citation()}.\n\n"
+                     "## Table I and spin splittings\n")
+    parts.append(table(t1_headers, t1_rows))
+    images = out.parent / (out.stem + "_images")
+    for s in sections:
+        m = s.material
+        name = f"{m.formula} {m.dimensionality} ({m.preset}, {m.calculator})"
+        checks = s.figures.checks if s.figures else None
+        verdict = "not run" if checks is None else ("passed" if checks.get("passed") else "FAILED")
+        if fmt == "html":
+            cls = "ok" if verdict == "passed" else "fail"
+            parts.append(f"<h2>{html.escape(name)}</h2><p>Physics checks: <b class='{cls}'>{verdict}</b></p>")
+        else:
+            parts.append(f"\n## {name}\n\nPhysics checks: **{verdict}**\n")
+        if checks:
+            parts.append(table(["check", "value"], _checks_rows(s.figures)))
+        for stem in FIGURE_ORDER:
+            png = Path(s.figures.directory) / f"{stem}.png" if s.figures else None
+            if png is None or not png.is_file():
+                continue
+            if fmt == "html":
+                data = base64.b64encode(png.read_bytes()).decode()
+                parts.append(f"<figure><img src='data:image/png;base64,{data}'/><figcaption>"
+                             f"{html.escape(CAPTIONS[stem])} Data: {html.escape(str(png.with_suffix('.csv')))}"
+                             "</figcaption></figure>")
+            else:
+                images.mkdir(parents=True, exist_ok=True)
+                target = images / f"{m.material_id}-{stem}.png"
+                shutil.copyfile(png, target)
+                parts.append(f"\n![{CAPTIONS[stem]}]({images.name}/{target.name})\n\n*{CAPTIONS[stem]}*\n")
+        heading = "<h3>{}</h3>" if fmt == "html" else "\n### {}\n"
+        parts.append(heading.format("Settings"))
+        parts.append(table(["parameter", "value"], _settings_rows(s)))
+        parts.append(heading.format("Provenance"))
+        parts.append(table(["step", "state", "code", "wall s", "host", "pseudopotentials (sha256)", "corrections"],
+                           _provenance_rows(s)))
+    if fmt == "html":
+        parts.append("</body></html>")
+    out.write_text("\n".join(parts) + "\n")
+    return out
