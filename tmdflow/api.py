@@ -27,10 +27,10 @@ def _conn(settings: Settings | None) -> tuple[Settings, Connection]:
 
 
 def submit(workflow: str | Path, preset: str | None = None, force: bool = False, settings: Settings | None = None,
-           calculator: str | None = None):
+           calculator: str | None = None, materials: list[str] | None = None):
     from .fireworks import submit as fw_submit
 
-    spec = load_workflow(Path(workflow), preset, calculator)  # validated before the database is touched
+    spec = load_workflow(Path(workflow), preset, calculator, materials)  # validated before the database is touched
     settings, conn = _conn(settings)
     return fw_submit(conn, spec, preset, force)
 

@@ -113,16 +113,33 @@ def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_di
 @click.option("--a", type=float, help="in-plane lattice constant (Angstrom); default: inputs/materials.yaml")
 @click.option("--d", type=float, help="vertical M-X separation (Angstrom); default: inputs/materials.yaml")
 @click.option("--vacuum", type=float, help="vacuum between layers (Angstrom); default: the preset's")
+@click.option("--structure", "structure_file", type=click.Path(path_type=Path),
+              help="take a and d from a monolayer CIF/POSCAR file (formula from the file: FORMULAS may be '-')")
 @click.option("--kmesh", type=int, help="override the preset's n x n x 1 SCF mesh")
 @click.option("--ecutwfc", type=float, help="override the preset's wavefunction cut-off (Ry)")
 @click.option("--ecutrho", type=float, help="override the preset's density cut-off (Ry)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @_machine_options
-def compute(formulas, preset_name, a, d, vacuum, kmesh, ecutwfc, ecutrho, as_json, nprocs, work_dir, user_pseudo_dir):
+def compute(formulas, preset_name, a, d, vacuum, structure_file, kmesh, ecutwfc, ecutrho, as_json, nprocs, work_dir,
+            user_pseudo_dir):
     """Spin-orbit calculation of MX2 monolayers and their splittings at K.
 
     FORMULAS: one or more MX2 formulas, M in Cr, Mo, W and X in S, Se, Te (e.g. MoS2 WSe2).
     """
+    if structure_file:
+        from .structure_input import read_geometry
+
+        try:
+            geo = read_geometry(structure_file)
+            if geo.dimensionality != "monolayer":
+                raise InputError(f"{structure_file} holds a {geo.dimensionality}; compute runs monolayers",
+                                 "give a monolayer file, or use a workflow with structure_files for bulk")
+            if formulas not in (("-",), (geo.formula,)):
+                raise InputError(f"{structure_file} holds {geo.formula}, not {' '.join(formulas)}",
+                                 f"run 'tmdflow compute {geo.formula} --structure {structure_file}' (or '-')")
+        except TmdflowError as exc:
+            _fail(exc)
+        formulas, a, d = (geo.formula,), geo.a, geo.d
     overrides = {"kmesh": kmesh, "ecutwfc": ecutwfc, "ecutrho": ecutrho}
     _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_dir, user_pseudo_dir, as_json)
 
@@ -216,16 +233,18 @@ def _settings_or_fail():
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--preset", "preset_name", help="replace the workflow's preset")
 @click.option("--calculator", help="replace the workflow's calculator (espresso, wien2k)")
+@click.option("--materials", help="replace the workflow's materials, e.g. MoTe2,WTe2,CrS2")
 @click.option("--force", is_flag=True, help="add again even if this workflow was submitted before")
-def submit(workflow, preset_name, calculator, force):
+def submit(workflow, preset_name, calculator, materials, force):
     """Add a workflow batch (YAML in workflows/) to the LaunchPad; prints the workflow ids."""
     from . import api
 
+    formulas = [m.strip() for m in materials.split(",") if m.strip()] if materials else None
     try:
-        results = api.submit(workflow, preset_name, force, calculator=calculator)
+        results = api.submit(workflow, preset_name, force, calculator=calculator, materials=formulas)
         from .workflow_spec import load_workflow
 
-        skipped = load_workflow(workflow, preset_name, calculator).skipped_steps()
+        skipped = load_workflow(workflow, preset_name, calculator, formulas).skipped_steps()
     except TmdflowError as exc:
         _fail(exc)
     if skipped:

@@ -40,7 +40,7 @@ class TmdflowStepTask(FiretaskBase):
     # explicit module path: FireWorks imports it when deserialising (no USER_PACKAGES needed)
     _fw_name = "{{tmdflow.fireworks.TmdflowStepTask}}"
     required_params = ["workflow", "formula", "dimensionality", "preset", "overrides", "step", "calculator"]
-    optional_params = ["restart"]
+    optional_params = ["restart", "geometry"]
 
     def run_task(self, fw_spec):
         worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
@@ -53,7 +53,7 @@ class TmdflowStepTask(FiretaskBase):
             calculator=self["calculator"],
             structure=StructureDoc.model_validate(handoff["structure"]) if handoff.get("structure") else None,
             relaxed=bool(handoff.get("relaxed", False)), restart=bool(self.get("restart", False)),
-            max_seconds=max_seconds,
+            max_seconds=max_seconds, geometry=self.get("geometry"),
         )
         store = ResultsStore(connect(settings).db)
         try:
@@ -102,6 +102,8 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
             for step in spec.calculator_steps():
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
                                        overrides=dict(spec.overrides), step=step, calculator=spec.calculator)
+                if spec.geometry(formula, dim):
+                    task["geometry"] = spec.geometry(formula, dim)  # from the user's structure file
                 parents = fireworks[-1:] or None
                 fireworks.append(Firework(task, name=f"{formula}-{dim}-{step}", parents=parents))
             key = workflow_key(spec, formula, dim, preset.name)

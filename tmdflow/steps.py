@@ -55,6 +55,7 @@ class StepRequest:
     relaxed: bool = False
     restart: bool = False
     max_seconds: float | None = None
+    geometry: dict | None = None  # starting a, d (monolayer) or a, c, z (bulk) from a user's file
 
     @property
     def material_id(self) -> str:
@@ -102,8 +103,13 @@ def select_pseudopotentials(material: Material, preset: Preset, settings: Settin
     return pseudos
 
 
-def initial_structure(formula: str, dimensionality: str, preset: Preset) -> Atoms:
-    """Starting geometry from inputs/materials.yaml (the paper's Table I where it has one)."""
+def initial_structure(formula: str, dimensionality: str, preset: Preset, geometry: dict | None = None) -> Atoms:
+    """Starting geometry: the user's (``geometry``, read from a structure file) or
+    inputs/materials.yaml (the paper's Table I where it has one)."""
+    if geometry:
+        if dimensionality == "monolayer":
+            return build_monolayer(formula, geometry["a"], geometry["d"], preset.vacuum)
+        return build_bulk_2h(formula, geometry["a"], geometry["c"], geometry["z"])
     m = get_material(formula)
     if dimensionality == "monolayer":
         if m.monolayer is None:
@@ -182,7 +188,8 @@ def with_scf_corrections(run: Callable[[Preset], PwStepResult], preset: Preset,
 def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: ProgressFn | None = None) -> StepOutcome:
     if req.step not in STEPS:
         raise InputError(f"unknown step '{req.step}'", f"steps are {STEPS}")
-    atoms = req.structure.to_atoms() if req.structure else initial_structure(req.formula, req.dimensionality, req.preset)
+    atoms = (req.structure.to_atoms() if req.structure
+             else initial_structure(req.formula, req.dimensionality, req.preset, req.geometry))
     expected = MONOLAYER_SPACEGROUP if req.dimensionality == "monolayer" else BULK_SPACEGROUP
     material = get_material(req.formula)
     root = Path(run_root) / req.material_id

@@ -24,6 +24,10 @@ class WorkflowSpec(BaseModel):
     materials: list[str] = Field(min_length=1)
     structures: list[str] = Field(default_factory=lambda: ["monolayer"], min_length=1)
     steps: list[str] = Field(default_factory=lambda: ["scf_soc", "bands_soc", "analysis"], min_length=1)
+    # starting geometries from the user's files (CIF/POSCAR), per formula; paths relative to the
+    # workflow file.  Read when the workflow is loaded: only the numbers travel with the steps.
+    structure_files: dict[str, str] = Field(default_factory=dict)
+    geometries: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict, exclude=True)
 
     @field_validator("materials")
     @classmethod
@@ -88,6 +92,9 @@ class WorkflowSpec(BaseModel):
             raise ValueError("spin_orbit_mode scf needs the scf_soc step (or use second_variational)")
         return self
 
+    def geometry(self, formula: str, dimensionality: str) -> dict[str, Any] | None:
+        return self.geometries.get(formula, {}).get(dimensionality)
+
     def calculator_steps(self) -> list[str]:
         """The steps submitted for this calculator: the optional figure steps are left out for
         codes that do not implement them (``skipped_steps`` names them)."""
@@ -120,8 +127,10 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
-def load_workflow(path: Path, preset: str | None = None, calculator: str | None = None) -> WorkflowSpec:
-    """Read and validate ``path``; ``preset`` / ``calculator`` replace the file's (CLI options)."""
+def load_workflow(path: Path, preset: str | None = None, calculator: str | None = None,
+                  materials: list[str] | None = None) -> WorkflowSpec:
+    """Read and validate ``path``; ``preset`` / ``calculator`` / ``materials`` replace the file's
+    (CLI options); structure files are read and checked here, before anything is submitted."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"workflow file {path} not found", "see workflows/ for examples")
@@ -137,8 +146,10 @@ def load_workflow(path: Path, preset: str | None = None, calculator: str | None 
         data["preset"] = preset
     if calculator:
         data["calculator"] = calculator
+    if materials:
+        data["materials"] = list(materials)
     try:
-        return WorkflowSpec.model_validate(data)
+        spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -148,3 +159,32 @@ def load_workflow(path: Path, preset: str | None = None, calculator: str | None 
             problems.append(f"{path}:{line or '?'}: {where}: {err['msg']}")
         raise InputError("invalid workflow:\n  " + "\n  ".join(problems),
                          "fix the fields named above (schema: tmdflow/workflow_spec.py)") from None
+    return _read_structure_files(spec, path, root)
+
+
+def _read_structure_files(spec: WorkflowSpec, path: Path, root) -> WorkflowSpec:
+    from .structure_input import read_geometry
+
+    geometries: dict[str, dict[str, dict[str, Any]]] = {}
+    for formula, file in spec.structure_files.items():
+        line = _line_of(root, ("structure_files", formula))
+        where = f"{path}:{line or '?'}: structure_files.{formula}"
+        try:
+            geo = read_geometry((path.parent / file) if not Path(file).is_absolute() else Path(file))
+        except InputError as exc:
+            raise InputError(f"{where}: {exc.problem}", exc.remedy) from None
+        if geo.formula != parse_formula_str(formula):
+            raise InputError(f"{where}: the file holds {geo.formula}, not {formula}", "fix the mapping")
+        if geo.formula not in spec.materials:
+            raise InputError(f"{where}: {geo.formula} is not among the workflow's materials {spec.materials}",
+                             "add it to materials: or remove the file")
+        if geo.dimensionality not in spec.structures:
+            raise InputError(f"{where}: the file holds a {geo.dimensionality}, the workflow computes {spec.structures}",
+                             "give a file of a structure the workflow computes")
+        geometries.setdefault(geo.formula, {})[geo.dimensionality] = geo.as_dict()
+    return spec.model_copy(update={"geometries": geometries})
+
+
+def parse_formula_str(formula: str) -> str:
+    m, x = parse_formula(formula)
+    return f"{m}{x}2"
