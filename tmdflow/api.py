@@ -89,9 +89,16 @@ def query(formula: str | None = None, dimensionality: str | None = None, preset:
     return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset, calculator))
 
 
+def error_bars(settings: Settings | None = None) -> dict[str, dict[str, float]]:
+    """formula -> quantity -> error bar (meV) from the convergence studies in the store (the
+    largest, when several base presets were studied)."""
+    _, conn = _conn(settings)
+    return ResultsStore(conn.db).error_bars()
+
+
 def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings | None = None,
            calculator: str | None = None) -> str:
-    return render(table1_rows(query(settings=settings), preset, calculator), fmt)
+    return render(table1_rows(query(settings=settings), preset, calculator, error_bars(settings)), fmt)
 
 
 def backup(path: Path, settings: Settings | None = None) -> dict[str, int]:

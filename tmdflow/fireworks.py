@@ -87,6 +87,33 @@ class TmdflowStepTask(FiretaskBase):
         )
 
 
+class TmdflowConvergenceTask(FiretaskBase):
+    """Run a convergence study of one monolayer (tmdflow.convergence) and store its document."""
+
+    _fw_name = "{{tmdflow.fireworks.TmdflowConvergenceTask}}"
+    required_params = ["formula", "preset", "overrides", "ladders", "tolerance_mev"]
+
+    def run_task(self, fw_spec):
+        from .convergence import converge, run_pipeline
+        from .store.documents import ConvergenceDoc
+
+        worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
+        worker.pop("max_seconds", None)
+        settings = load_settings(**worker)
+        preset = load_preset(self["preset"], self["overrides"])
+        root = Path(settings.work_dir) / "convergence" / f"{self['formula']}-{preset.name}"
+        result = converge(self["formula"], preset, dict(self["ladders"]),
+                          run_pipeline(self["formula"], preset, settings, root), float(self["tolerance_mev"]))
+        doc = ConvergenceDoc(convergence_id=f"{self['formula']}-monolayer-{preset.name}", formula=self["formula"],
+                             base_preset=preset.name, tolerance_mev=result.tolerance_mev,
+                             converged_settings=result.converged_settings, converged=result.converged,
+                             error_bars_mev=result.error_bars_mev, values_mev=result.values_mev,
+                             points=[{"settings": p.settings, "values": p.values, "wall_seconds": p.wall_seconds}
+                                     for p in result.points])
+        ResultsStore(connect(settings).db).put_convergence(doc)
+        return FWAction(stored_data={"convergence_id": doc.convergence_id, "converged": result.converged})
+
+
 def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset: str) -> str:
     key = f"{spec.name}:{formula}-{dimensionality}-{preset}"
     return key if spec.calculator == "espresso" else f"{key}-{spec.calculator}"
@@ -96,6 +123,16 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
     """One FireWorks Workflow per material x structure, steps chained in order."""
     preset = spec.load_preset(preset_name)
     workflows = []
+    if spec.kind == "convergence":
+        for formula in spec.materials:
+            task = TmdflowConvergenceTask(formula=formula, preset=preset.name, overrides=dict(spec.overrides),
+                                          ladders=dict(spec.convergence.ladders),
+                                          tolerance_mev=spec.convergence.tolerance_mev)
+            key = workflow_key(spec, formula, "monolayer", preset.name)
+            workflows.append(Workflow([Firework(task, name=f"{formula}-monolayer-convergence")], name=key,
+                                      metadata={"tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
+                                                "dimensionality": "monolayer", "preset": preset.name}))
+        return workflows
     for formula in spec.materials:
         for dim in spec.structures:
             fireworks: list[Firework] = []

@@ -33,13 +33,15 @@ class MaterialSection:
     material: MaterialDocument
     figures: FiguresDoc | None
     tasks: list[TaskDocument]
+    error_bars: dict[str, float] | None = None  # from a convergence study, meV
 
 
 def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
+    bars = store.error_bars()
     sections = []
     for m in store.materials(MaterialQuery(preset=preset, calculator=calculator)):
         tasks = store.tasks({"task_id": {"$regex": f"^{m.material_id}-"}})
-        sections.append(MaterialSection(m, store.figures(m.material_id), tasks))
+        sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.formula)))
     return sections
 
 
@@ -82,7 +84,8 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _table1(sections: list[MaterialSection]) -> tuple[list[str], list[list[str]]]:
-    rows = table1_rows([s.material for s in sections])
+    bars = {s.material.formula: s.error_bars for s in sections if s.error_bars}
+    rows = table1_rows([s.material for s in sections], error_bars=bars)
     return [c.header for c in COLUMNS], [[_cell(r, c) for c in COLUMNS] for r in rows]
 
 

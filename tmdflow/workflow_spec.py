@@ -14,9 +14,31 @@ from .presets import Preset, load_preset
 from .steps import CORE_STEPS, STEPS
 
 
+class ConvergenceSpec(BaseModel):
+    """kind: convergence -- ladders per parameter (ascending) and the tolerance (meV)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tolerance_mev: float = Field(default=2.0, gt=0)
+    ladders: dict[str, list[float]] = Field(min_length=1)
+
+    @field_validator("ladders")
+    @classmethod
+    def _ladders(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        from .convergence import PARAMETERS
+
+        for p, values in v.items():
+            if p not in PARAMETERS:
+                raise ValueError(f"cannot converge '{p}'; parameters are {list(PARAMETERS)}")
+            if len(values) < 2 or list(values) != sorted(values):
+                raise ValueError(f"the {p} ladder {values} needs >= 2 ascending values")
+        return v
+
+
 class WorkflowSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str = Field(default="study", pattern=r"^(study|convergence)$")
+    convergence: ConvergenceSpec | None = None
     description: str = ""
     calculator: str = "espresso"
     preset: str = "quick"
@@ -79,6 +101,15 @@ class WorkflowSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "WorkflowSpec":
+        if self.kind == "convergence":
+            if self.convergence is None:
+                raise ValueError("kind: convergence needs a convergence: section (ladders, tolerance_mev)")
+            if self.structures != ["monolayer"] or self.calculator != "espresso":
+                raise ValueError("convergence studies run monolayers with the espresso calculator")
+            self.load_preset()
+            return self
+        if self.convergence is not None:
+            raise ValueError("a convergence: section needs kind: convergence")
         missing_core = [s for s in self.steps if s in CORE_STEPS and s not in self.calculator_steps()]
         if missing_core:
             raise ValueError(f"calculator '{self.calculator}' does not implement {missing_core}")

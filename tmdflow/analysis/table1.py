@@ -28,9 +28,11 @@ COLUMNS = [
     Column("ml_d", "mono d (Å)", ".3f"), Column("ml_d_paper", "paper", ".3f"), Column("ml_d_dev", "dev", "+.3f"),
     Column("bk_a", "bulk a (Å)", ".3f"), Column("bk_c", "bulk c (Å)", ".3f"),
     Column("bk_z", "bulk z", ".4f"), Column("bk_z_paper", "paper", ".3f"), Column("bk_z_dev", "dev", "+.4f"),
-    Column("dvb", "Δ_VB(K) (meV)", ".1f"), Column("dvb_paper", "paper", ".0f"), Column("dvb_dev", "dev", "+.1f"),
-    Column("dcb", "Δ_CB(K) (meV)", "+.1f"),
-    Column("dgk", "δE_Γ-K (meV)", ".1f"), Column("dgk_paper", "paper", ".0f"), Column("dgk_dev", "dev", "+.1f"),
+    Column("dvb", "Δ_VB(K) (meV)", ".1f"), Column("dvb_err", "±", ".1f"),
+    Column("dvb_paper", "paper", ".0f"), Column("dvb_dev", "dev", "+.1f"),
+    Column("dcb", "Δ_CB(K) (meV)", "+.1f"), Column("dcb_err", "±", ".1f"),
+    Column("dgk", "δE_Γ-K (meV)", ".1f"), Column("dgk_err", "±", ".1f"),
+    Column("dgk_paper", "paper", ".0f"), Column("dgk_dev", "dev", "+.1f"),
     Column("gap", "gap (eV)", ".3f"), Column("gap_type", "gap type", "s"),
 ]
 
@@ -40,9 +42,10 @@ def _dev(ours, ref):
 
 
 def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None,
-                calculator: str | None = None) -> list[dict]:
+                calculator: str | None = None, error_bars: dict[str, dict[str, float]] | None = None) -> list[dict]:
     """One row per material and code; rows of codes other than Quantum ESPRESSO are labelled
-    ``MoS2 (wien2k)``."""
+    ``MoS2 (wien2k)``.  ``error_bars``: formula -> quantity -> meV, from a convergence study
+    (shown in the ± columns of the monolayer numbers)."""
     paper = load_yaml("paper_zhu2011.yaml")["materials"]
     by_formula: dict[tuple[str, str], dict[str, MaterialDocument]] = {}
     for m in materials:
@@ -60,6 +63,10 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
                        dcb=s.delta_cb_k_mev if s.delta_cb_sign_known else None, dgk=s.delta_e_gamma_k_mev,
                        gap=s.gap_ev, gap_type="direct at K" if s.direct_gap_at_k
                        else f"indirect ({s.vbm_location}->{s.cbm_location})")
+        bars = (error_bars or {}).get(formula)
+        if ml and bars:
+            row.update(dvb_err=bars.get("delta_vb_k_mev"), dcb_err=bars.get("delta_cb_k_mev") if row.get("dcb") is not None
+                       else None, dgk_err=bars.get("delta_e_gamma_k_mev"))
         if bk:
             row.update(bk_a=bk.table1.a_angstrom, bk_c=bk.table1.c_angstrom, bk_z=bk.table1.z)
         row.update(ml_a_paper=ref.get("monolayer_a"), ml_d_paper=ref.get("monolayer_d"),

@@ -150,3 +150,19 @@ class FiguresDoc(BaseModel):
     checks: dict[str, Any]
     gamma_k_profile: dict[str, list[float]] = Field(default_factory=dict)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ConvergenceDoc(BaseModel):
+    """A convergence study of one monolayer: converged settings and error bars (meV)."""
+
+    model_config = ConfigDict(extra="forbid")
+    convergence_id: str  # "<formula>-monolayer-<base preset>"
+    formula: str
+    base_preset: str
+    tolerance_mev: float
+    converged_settings: dict[str, float]
+    converged: dict[str, bool]
+    error_bars_mev: dict[str, float]
+    values_mev: dict[str, float]
+    points: list[dict[str, Any]]
+    updated_at: datetime = Field(default_factory=utcnow)

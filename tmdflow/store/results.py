@@ -12,14 +12,15 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from ..errors import InputError
-from .documents import BandStructureDoc, FiguresDoc, MaterialDocument, TaskDocument, utcnow
+from .documents import BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, TaskDocument, utcnow
 
-TASKS, MATERIALS, BANDS, FIGURES = "tasks", "materials", "bandstructures", "figures"
+TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE = "tasks", "materials", "bandstructures", "figures", "convergence"
 INDEXES = {
     TASKS: [("task_id", True), ("formula", False), ("state", False)],
     MATERIALS: [("material_id", True), ("formula", False), ("dimensionality", False), ("preset", False)],
     BANDS: [("bandstructure_id", True)],
     FIGURES: [("material_id", True)],
+    CONVERGENCE: [("convergence_id", True), ("formula", False)],
 }
 
 
@@ -87,6 +88,22 @@ class ResultsStore:
         raw = self.db[FIGURES].find_one({"material_id": material_id})
         return FiguresDoc.model_validate(_clean(raw)) if raw else None
 
+    def put_convergence(self, doc: ConvergenceDoc) -> None:
+        self.db[CONVERGENCE].update_one({"convergence_id": doc.convergence_id},
+                                        {"$set": doc.model_dump(mode="json")}, upsert=True)
+
+    def convergence(self) -> list[ConvergenceDoc]:
+        return [ConvergenceDoc.model_validate(_clean(d)) for d in self.db[CONVERGENCE].find({})]
+
+    def error_bars(self) -> dict[str, dict[str, float]]:
+        """formula -> quantity -> error bar (meV); the largest when several studies exist."""
+        bars: dict[str, dict[str, float]] = {}
+        for doc in self.convergence():
+            mine = bars.setdefault(doc.formula, {})
+            for q, v in doc.error_bars_mev.items():
+                mine[q] = max(mine.get(q, 0.0), v)
+        return bars
+
     def task(self, task_id: str) -> TaskDocument | None:
         raw = self.db[TASKS].find_one({"task_id": task_id})
         return TaskDocument.model_validate(_clean(raw)) if raw else None
@@ -106,7 +123,7 @@ class ResultsStore:
         return out
 
     def counts(self) -> dict[str, int]:
-        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES)}
+        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE)}
 
 
 def export_database(db) -> dict[str, list[dict]]:

@@ -1,0 +1,112 @@
+"""Convergence of Delta_VB(K), Delta_CB(K) and dE(Gamma-K) with ecutwfc, k-mesh and vacuum.
+
+One parameter at a time (in the order given), each on an ascending ladder, the others held at
+their converged values: a parameter is converged at the first value whose change to the next
+ladder value is below the tolerance (default 2 meV) for all three quantities.  The error bar of
+a quantity is the root-sum-square of its last change over the parameters (the changes are
+independent estimates of the remaining truncation error).  Plain logic: the calculation is a
+function passed in (the real one runs tmdflow's SCF + bands + analysis pipeline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .analysis.splitting import SplittingResult
+from .errors import InputError
+from .presets import Preset
+
+QUANTITIES = ("delta_vb_k_mev", "delta_cb_k_mev", "delta_e_gamma_k_mev")
+PARAMETERS = ("ecutwfc", "kmesh", "vacuum")
+DEFAULT_TOLERANCE_MEV = 2.0
+
+
+@dataclass(frozen=True)
+class ConvergencePoint:
+    settings: dict  # ecutwfc, ecutrho, kmesh, vacuum of this run
+    values: dict  # the three quantities, meV
+    wall_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConvergenceResult:
+    formula: str
+    base_preset: str
+    tolerance_mev: float
+    converged_settings: dict
+    converged: dict  # parameter -> bool (False: ladder exhausted)
+    error_bars_mev: dict  # quantity -> error bar
+    values_mev: dict  # quantity -> value at the converged settings
+    points: list[ConvergencePoint] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _settings(preset: Preset, current: dict) -> dict:
+    ratio = preset.ecutrho / preset.ecutwfc  # density cut-off follows the wavefunction one
+    e = float(current["ecutwfc"])
+    return {"ecutwfc": e, "ecutrho": e * ratio, "kmesh": int(current["kmesh"]), "vacuum": float(current["vacuum"])}
+
+
+def converge(formula: str, preset: Preset, ladders: dict[str, list], run: Callable[[dict], tuple[SplittingResult, float]],
+             tolerance_mev: float = DEFAULT_TOLERANCE_MEV) -> ConvergenceResult:
+    unknown = set(ladders) - set(PARAMETERS)
+    if unknown:
+        raise InputError(f"cannot converge {sorted(unknown)}", f"ladders are given for {list(PARAMETERS)}")
+    for p, values in ladders.items():
+        if len(values) < 2 or list(values) != sorted(values):
+            raise InputError(f"the {p} ladder {values} needs >= 2 ascending values", "e.g. ecutwfc: [45, 60, 75]")
+    if tolerance_mev <= 0:
+        raise InputError(f"tolerance {tolerance_mev} meV must be positive", "e.g. 2")
+    current = {"ecutwfc": preset.ecutwfc, "kmesh": preset.kmesh, "vacuum": preset.vacuum}
+    cache: dict[tuple, ConvergencePoint] = {}
+    points: list[ConvergencePoint] = []
+
+    def evaluate(trial: dict) -> ConvergencePoint:
+        s = _settings(preset, trial)
+        key = tuple(sorted(s.items()))
+        if key not in cache:
+            result, wall = run(s)
+            cache[key] = ConvergencePoint(s, {q: float(getattr(result, q)) for q in QUANTITIES}, wall)
+            points.append(cache[key])
+        return cache[key]
+
+    last_change: dict[str, dict[str, float]] = {}
+    converged: dict[str, bool] = {}
+    for p in (q for q in PARAMETERS if q in ladders):
+        ladder = list(ladders[p])
+        previous = evaluate({**current, p: ladder[0]})
+        converged[p] = False
+        for i in range(1, len(ladder)):
+            nxt = evaluate({**current, p: ladder[i]})
+            change = {q: abs(nxt.values[q] - previous.values[q]) for q in QUANTITIES}
+            last_change[p] = change
+            if max(change.values()) < tolerance_mev:
+                current[p] = ladder[i - 1]
+                converged[p] = True
+                break
+            previous = nxt
+        else:
+            current[p] = ladder[-1]  # not converged within the ladder: the best we have
+    final = evaluate(current)
+    bars = {q: math.sqrt(sum(c[q] ** 2 for c in last_change.values())) for q in QUANTITIES}
+    return ConvergenceResult(formula, preset.name, tolerance_mev, _settings(preset, current), converged, bars,
+                             final.values, points)
+
+
+def run_pipeline(formula: str, preset: Preset, settings, root: Path, progress=None):
+    """The real calculation of one convergence point: tmdflow's monolayer pipeline."""
+    from .compute import compute_material
+
+    def run(s: dict) -> tuple[SplittingResult, float]:
+        p = dataclasses.replace(preset, ecutwfc=s["ecutwfc"], ecutrho=s["ecutrho"], kmesh=s["kmesh"])
+        tag = f"e{s['ecutwfc']:g}-k{s['kmesh']}-v{s['vacuum']:g}"
+        r = compute_material(formula, p, settings, vacuum=s["vacuum"], directory=Path(root) / tag, progress=progress)
+        return r.splitting, sum(step.wall_seconds for step in r.steps)
+
+    return run
