@@ -32,6 +32,9 @@ from .store.results import ResultsStore
 from .workflow_spec import WorkflowSpec
 
 HANDOFF = "tmdflow_handoff"
+#: optional steps that only make sense for a monolayer (bulk 2H: Kramers-degenerate bands;
+#: the phonon stage is defined for the layer)
+MONOLAYER_ONLY_STEPS = ("soc_map", "phonons")
 
 
 class TmdflowStepTask(FiretaskBase):
@@ -81,6 +84,8 @@ class TmdflowStepTask(FiretaskBase):
             store.upsert_material(outcome.material)
         if outcome.figures is not None:
             store.put_figures(outcome.figures)
+        if outcome.phonons is not None:
+            store.put_phonons(outcome.phonons)
         return FWAction(
             update_spec={HANDOFF: {"structure": outcome.structure.model_dump(mode="json"), "relaxed": outcome.relaxed}},
             stored_data={"task_id": request.task_id, "corrections": len(outcome.corrections)},
@@ -137,6 +142,8 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
         for dim in spec.structures:
             fireworks: list[Firework] = []
             for step in spec.calculator_steps():
+                if dim == "bulk" and step in MONOLAYER_ONLY_STEPS:
+                    continue
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
                                        overrides=dict(spec.overrides), step=step, calculator=spec.calculator)
                 if spec.geometry(formula, dim):

@@ -33,6 +33,8 @@ class Preset:
     extra_bands: int
     path_points: int
     spin_texture: bool
+    phonon_supercell: int  # phonons step: n x n x 1 supercell
+    phonon_displacement: float  # Angstrom
     map_points: int  # splitting map (soc_map step): N x N grid of the zone, irreducible wedge computed
     # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
     wien2k_rmt: float

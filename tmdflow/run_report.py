@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .analysis.paper import paper_citation
 from .analysis.table1 import COLUMNS, _cell, table1_rows
-from .store.documents import FiguresDoc, MaterialDocument, TaskDocument
+from .store.documents import FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
 from .store.results import MaterialQuery, ResultsStore
 
 FIGURE_ORDER = ("fig2_bands", "fig3_splitting_map", "fig3_contours", "fig4_gamma_k")
@@ -25,6 +25,7 @@ CAPTIONS = {
     "fig3_contours": "Fig. 3 analogue: UVB iso-energy lines at binding energies 0.2, 0.5, 0.8 eV coloured by spin.",
     "fig4_gamma_k": "Fig. 4 analogue: Δ along Γ–K (sign from ⟨σz⟩) and the orbital characters of the "
                     "scalar-relativistic UVB and LCB (projwfc.x).",
+    "phonons": "Phonon dispersion (phonopy finite displacements, Quantum ESPRESSO forces).",
 }
 
 
@@ -34,6 +35,7 @@ class MaterialSection:
     figures: FiguresDoc | None
     tasks: list[TaskDocument]
     error_bars: dict[str, float] | None = None  # from a convergence study, meV
+    phonons: PhononDoc | None = None
 
 
 def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
@@ -41,7 +43,8 @@ def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> 
     sections = []
     for m in store.materials(MaterialQuery(preset=preset, calculator=calculator)):
         tasks = store.tasks({"task_id": {"$regex": f"^{m.material_id}-"}})
-        sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.formula)))
+        sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.formula),
+                                        store.phonons(m.material_id)))
     return sections
 
 
@@ -89,6 +92,10 @@ def _table1(sections: list[MaterialSection]) -> tuple[list[str], list[list[str]]
     return [c.header for c in COLUMNS], [[_cell(r, c) for c in COLUMNS] for r in rows]
 
 
+def heading_fmt(fmt: str) -> str:
+    return "<h3>{}</h3>" if fmt == "html" else "\n### {}\n"
+
+
 def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", title: str = "tmdflow report") -> Path:
     """Write the report to ``out`` (a file for html; for markdown a file beside an images/ folder)."""
     out = Path(out)
@@ -121,8 +128,20 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
             parts.append(f"\n## {name}\n\nPhysics checks: **{verdict}**\n")
         if checks:
             parts.append(table(["check", "value"], _checks_rows(s.figures)))
-        for stem in FIGURE_ORDER:
-            png = Path(s.figures.directory) / f"{stem}.png" if s.figures else None
+        stems = list(FIGURE_ORDER)
+        if s.phonons:
+            from .phonons import THZ_TO_CM1
+
+            res = s.phonons.result
+            parts.append((heading_fmt(fmt)).format(f"Phonons ({res['supercell']}×{res['supercell']}×1): "
+                                                    f"{s.phonons.verdict}"))
+            parts.append(table(["q", "frequencies (cm⁻¹)"],
+                               [[q, ", ".join(f"{f * THZ_TO_CM1:.1f}" for f in sorted(res["frequencies_thz"][q]))]
+                                for q in ("G", "M", "K")]))
+            stems.append("phonons")
+        for stem in stems:
+            folder = s.figures.directory if s.figures else (str(Path(s.phonons.files[0]).parent) if s.phonons else None)
+            png = Path(folder) / f"{stem}.png" if folder else None
             if png is None or not png.is_file():
                 continue
             if fmt == "html":
@@ -135,7 +154,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
                 target = images / f"{m.material_id}-{stem}.png"
                 shutil.copyfile(png, target)
                 parts.append(f"\n![{CAPTIONS[stem]}]({images.name}/{target.name})\n\n*{CAPTIONS[stem]}*\n")
-        heading = "<h3>{}</h3>" if fmt == "html" else "\n### {}\n"
+        heading = heading_fmt(fmt)
         parts.append(heading.format("Settings"))
         parts.append(table(["parameter", "value"], _settings_rows(s)))
         parts.append(heading.format("Provenance"))

@@ -31,12 +31,12 @@ from .presets import Preset
 from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
 from .settings import Settings
 from .store.documents import (
-    BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PseudoRef, StructureDoc, Table1Entry,
+    BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PhononDoc, PseudoRef, StructureDoc, Table1Entry,
     TaskDocument, encode_array,
 )
 from .structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer, spacegroup_number
 
-STEPS = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures")
+STEPS = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures", "phonons")
 #: the steps a workflow must have; the ones after "analysis" (tmdflow.figure_steps) are optional
 CORE_STEPS = STEPS[:5]
 MAX_SCF_CORRECTIONS = 2
@@ -77,6 +77,7 @@ class StepOutcome:
     material: MaterialDocument | None = None
     bandstructure: BandStructureDoc | None = None
     figures: FiguresDoc | None = None
+    phonons: PhononDoc | None = None
     corrections: list[Correction] = field(default_factory=list)
 
 
@@ -202,10 +203,15 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
     if req.step == "analysis":
         return _analysis(req, atoms, root, calc)
     if not calc.uses_pseudopotentials:
-        if req.step in FIGURE_STEPS:
+        if req.step in (*FIGURE_STEPS, "phonons"):
             raise InputError(f"the {req.step} step is implemented for Quantum ESPRESSO only",
                              "remove bands_sr/soc_map/figures from a wien2k workflow (docs/wien2k.md)")
         return _all_electron_step(req, calc, atoms, root, kmesh, expected, say)
+    if req.step == "phonons":
+        from .phonon_step import run_phonon_step
+
+        pseudos = select_pseudopotentials(material, req.preset, settings, rels=(1,))
+        return run_phonon_step(req, calc, atoms, root, pseudos, say)
     if req.step in FIGURE_STEPS:
         rels = (1,) if req.step == "bands_sr" else (2,)
         pseudos = None if req.step == "figures" else select_pseudopotentials(material, req.preset, settings, rels=rels)

@@ -166,3 +166,17 @@ class ConvergenceDoc(BaseModel):
     values_mev: dict[str, float]
     points: list[dict[str, Any]]
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PhononDoc(BaseModel):
+    """Phonons of one monolayer (phonopy + QE forces): frequencies at Gamma, M, K, dispersion,
+    the stability verdict and the plot files."""
+
+    model_config = ConfigDict(extra="forbid")
+    material_id: str
+    formula: str
+    stable: bool
+    verdict: str
+    result: dict[str, Any]  # tmdflow.phonons.PhononResult as a dict (THz)
+    files: list[str] = Field(default_factory=list)
+    updated_at: datetime = Field(default_factory=utcnow)

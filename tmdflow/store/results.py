@@ -12,15 +12,19 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from ..errors import InputError
-from .documents import BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, TaskDocument, utcnow
+from .documents import (
+    BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument, utcnow,
+)
 
-TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE = "tasks", "materials", "bandstructures", "figures", "convergence"
+TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS = (
+    "tasks", "materials", "bandstructures", "figures", "convergence", "phonons")
 INDEXES = {
     TASKS: [("task_id", True), ("formula", False), ("state", False)],
     MATERIALS: [("material_id", True), ("formula", False), ("dimensionality", False), ("preset", False)],
     BANDS: [("bandstructure_id", True)],
     FIGURES: [("material_id", True)],
     CONVERGENCE: [("convergence_id", True), ("formula", False)],
+    PHONONS: [("material_id", True)],
 }
 
 
@@ -88,6 +92,14 @@ class ResultsStore:
         raw = self.db[FIGURES].find_one({"material_id": material_id})
         return FiguresDoc.model_validate(_clean(raw)) if raw else None
 
+    def put_phonons(self, doc: PhononDoc) -> None:
+        self.db[PHONONS].update_one({"material_id": doc.material_id}, {"$set": doc.model_dump(mode="json")},
+                                    upsert=True)
+
+    def phonons(self, material_id: str) -> PhononDoc | None:
+        raw = self.db[PHONONS].find_one({"material_id": material_id})
+        return PhononDoc.model_validate(_clean(raw)) if raw else None
+
     def put_convergence(self, doc: ConvergenceDoc) -> None:
         self.db[CONVERGENCE].update_one({"convergence_id": doc.convergence_id},
                                         {"$set": doc.model_dump(mode="json")}, upsert=True)
@@ -123,7 +135,7 @@ class ResultsStore:
         return out
 
     def counts(self) -> dict[str, int]:
-        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE)}
+        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS)}
 
 
 def export_database(db) -> dict[str, list[dict]]:

@@ -72,7 +72,8 @@ def check_step_pseudopotentials(pseudo_files: Mapping[str, Path], spin_orbit: bo
 class EspressoCalculator:
     name = "espresso"
     uses_pseudopotentials = True
-    supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures")
+    supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures",
+                       "phonons")
 
     def __init__(self, profile: EspressoProfile, keep_scratch: bool = False) -> None:
         self.profile = profile
@@ -136,13 +137,15 @@ class EspressoCalculator:
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
         spin_orbit: bool, kmesh: tuple[int, int, int], progress: ProgressFn | None = None,
         step: str | None = None, restart: bool = False, max_seconds: float | None = None,
+        stress: bool = True,
     ) -> PwStepResult:
+        """``stress=False`` skips the stress tensor (costly with PAW; not needed for phonon forces)."""
         step = step or ("scf_soc" if spin_orbit else "scf_sr")
         check_step_pseudopotentials(pseudo_files, spin_orbit)
         directory.mkdir(parents=True, exist_ok=True)
         names = link_pseudopotentials(directory, pseudo_files)
         job = PwJob("scf", atoms, preset, names, "./pseudo", spin_orbit, kmesh=kmesh, restart=restart,
-                    max_seconds=max_seconds)
+                    max_seconds=max_seconds, stress=stress)
         nk_full = kmesh[0] * kmesh[1] * kmesh[2]
         return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, nk_full))
 

@@ -43,6 +43,7 @@ class PwJob:
     cell_dofree: str | None = None  # vc-relax only: '2Dxy' for monolayers
     forc_conv_thr: float = 5e-4  # Ry/bohr (0.5 mRy/bohr, the paper's criterion)
     press_conv_thr: float = 0.5  # kbar
+    stress: bool = True  # tstress for scf/relax (off for phonon supercells: PAW stress is costly)
 
 
 def _fmt(value) -> str:
@@ -80,7 +81,7 @@ def build_pw_input(job: PwJob) -> str:
         "verbosity": "high",
         "disk_io": "low",
         "tprnfor": job.calculation in ("scf", "relax", "vc-relax") or None,
-        "tstress": job.calculation in ("scf", "relax", "vc-relax") or None,
+        "tstress": (job.calculation in ("scf", "relax", "vc-relax") and job.stress) or None,
         "max_seconds": job.max_seconds,
         "restart_mode": "restart" if job.restart else None,
         "forc_conv_thr": job.forc_conv_thr if job.calculation in ("relax", "vc-relax") else None,

@@ -1,0 +1,92 @@
+"""The optional ``phonons`` workflow step (Quantum ESPRESSO, monolayers): phonopy displacements
+of an n x n x 1 supercell of the (relaxed) monolayer, one scalar-relativistic SCF with forces per
+displacement, dispersion on Gamma-M-K-Gamma, frequencies at Gamma, M, K and the stability verdict.
+
+Each displacement runs in ``<material>/phonons/disp-NNN/``; a displacement whose converged
+output for the same positions is already there is read, not rerun, so an interrupted step
+resumes where it stopped.  Scratch is deleted after each SCF (the XML copy is kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ase import Atoms
+
+from .errors import InputError
+from .phonons import displaced_supercells, phonon_dispersion, plot_dispersion
+from .store.documents import PhononDoc, StructureDoc, TaskDocument
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .steps import StepOutcome, StepRequest
+
+CONV_THR_PER_ATOM = 1e-10  # Ry: forces to ~1e-5 Ry/bohr for 0.01 A displacements
+
+
+def _previous_forces(directory: Path, cell: Atoms) -> np.ndarray | None:
+    from .calculators.espresso.parsers import parse_pw_xml
+
+    xml = directory / "scf.xml"
+    if not xml.is_file():
+        return None
+    try:
+        out = parse_pw_xml(xml)
+    except Exception:  # a damaged file from an interrupted run: rerun
+        return None
+    same = out.positions_angstrom.shape == cell.positions.shape and np.allclose(
+        out.positions_angstrom, cell.positions, atol=1e-5)
+    return out.forces_ev_per_angstrom if (same and out.converged and out.forces_ev_per_angstrom is not None) else None
+
+
+def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos, say) -> "StepOutcome":
+    from .steps import StepOutcome, with_scf_corrections
+
+    if req.dimensionality != "monolayer":
+        raise InputError("the phonons step is implemented for monolayers",
+                         "workflows leave it out for bulk (tmdflow.fireworks.build_workflows)")
+    preset = req.preset
+    n = preset.phonon_supercell
+    if n < 2:
+        raise InputError(f"phonon_supercell must be >= 2, got {n}", "use 3 (3x3x1) or 4")
+    calc.check_executables(spin_texture=False)
+    phonon, cells = displaced_supercells(atoms, n, preset.phonon_displacement)
+    kn = max(1, int(round(preset.kmesh / n)))
+    ph_preset = dataclasses.replace(preset, conv_thr=min(preset.conv_thr, CONV_THR_PER_ATOM * len(cells[0])))
+    files = {el: pseudos.for_element(el, spin_orbit=False).path for el in sorted(set(atoms.get_chemical_symbols()))}
+    forces, wall, reused, corrections = [], 0.0, 0, []
+    for i, cell in enumerate(cells, start=1):
+        d = root / "phonons" / f"disp-{i:03d}"
+        previous = _previous_forces(d, cell)
+        if previous is not None:
+            forces.append(previous)
+            reused += 1
+            continue
+        if say:
+            say(f"phonons: displacement {i}/{len(cells)} ({len(cell)} atoms, {kn}x{kn}x1)")
+        result = with_scf_corrections(
+            lambda p: calc.scf(cell, p, d, files, spin_orbit=False, kmesh=(kn, kn, 1), progress=say, step="scf",
+                               stress=False), ph_preset, corrections)
+        forces.append(result.xml.forces_ev_per_angstrom)
+        wall += result.run.wall_seconds
+        shutil.rmtree(d / "out", ignore_errors=True)
+    res = phonon_dispersion(phonon, forces, n)
+    out = root / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_dispersion(res, out, f"{req.formula} monolayer {n}x{n}x1")
+    doc = PhononDoc(material_id=req.material_id, formula=req.formula, result=res.to_dict(),
+                    stable=res.stable, verdict=res.verdict, files=[str(p) for p in plots])
+    task = TaskDocument(
+        task_id=req.task_id, formula=req.formula, dimensionality=req.dimensionality, preset=preset.name,
+        step=req.step, calculator=req.calculator, code_version=None,
+        inputs={"supercell": [n, n, 1], "displacement_angstrom": preset.phonon_displacement,
+                "kmesh": [kn, kn, 1], "conv_thr": ph_preset.conv_thr, "preset": dataclasses.asdict(preset)},
+        structure=StructureDoc.from_atoms(atoms),
+        outputs={"n_displacements": len(cells), "reused_displacements": reused, "stable": res.stable,
+                 "verdict": res.verdict, "min_frequency_thz": res.min_frequency_thz},
+        wall_seconds=wall, directory=str(root / "phonons"), corrections=corrections,
+    )
+    return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task, phonons=doc)
