@@ -74,10 +74,10 @@ def phonon_dispersion(phonon, forces: list[np.ndarray], n: int, points_per_segme
     corners = [special["G"], special["M"], special["K"], special["G"]]
     paths = [[a + (b - a) * t for t in np.linspace(0, 1, points_per_segment)] for a, b in zip(corners[:-1], corners[1:])]
     phonon.run_band_structure(paths)
-    bs = phonon.get_band_structure_dict()
-    dist = np.concatenate(bs["distances"])
-    fr = np.vstack(bs["frequencies"])
-    qs = np.vstack(bs["qpoints"])
+    bs = phonon.band_structure
+    dist = np.concatenate(bs.distances)
+    fr = np.vstack(bs.frequencies)
+    qs = np.vstack(bs.qpoints)
     rec = np.linalg.inv(phonon.primitive.cell).T  # rows: reciprocal vectors without 2 pi
     gm = np.linalg.norm(special["M"] @ rec)
     qfrac = np.linalg.norm(qs @ rec, axis=1) / gm
