@@ -55,6 +55,8 @@ def test_workflows_are_chained_fireworks_with_typed_tasks():
     assert isinstance(task, TmdflowStepTask) and task["calculator"] == "espresso"
     # links: each step is the child of the previous one
     assert sum(len(v) for v in wf.links.values()) == 7  # a chain of 8 steps
+    priorities = [fw.spec["_priority"] for fw in wf.fws]
+    assert priorities == sorted(priorities) and len(set(priorities)) == 8  # depth-first: a material at a time
 
 
 def test_queue_scripts_by_content(tmp_path):

@@ -119,6 +119,12 @@ class TmdflowConvergenceTask(FiretaskBase):
         return FWAction(stored_data={"convergence_id": doc.convergence_id, "converged": result.converged})
 
 
+def step_priority(step: str) -> int:
+    """FireWorks runs the READY Firework of highest ``_priority`` first: later steps rank higher,
+    so a launcher finishes a material (through its figures) before starting the next one."""
+    return STEPS.index(step)
+
+
 def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset: str) -> str:
     key = f"{spec.name}:{formula}-{dimensionality}-{preset}"
     return key if spec.calculator == "espresso" else f"{key}-{spec.calculator}"
@@ -149,7 +155,8 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
                 if spec.geometry(formula, dim):
                     task["geometry"] = spec.geometry(formula, dim)  # from the user's structure file
                 parents = fireworks[-1:] or None
-                fireworks.append(Firework(task, name=f"{formula}-{dim}-{step}", parents=parents))
+                fireworks.append(Firework(task, name=f"{formula}-{dim}-{step}", parents=parents,
+                                          spec={"_priority": step_priority(step)}))
             key = workflow_key(spec, formula, dim, preset.name)
             workflows.append(Workflow(fireworks, name=key, metadata={
                 "tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
@@ -199,7 +206,8 @@ def _extend(lpad, doc: dict, wf: Workflow) -> list[int]:
         )
     fresh: list[Firework] = []
     for f in missing:
-        fresh.append(Firework(f.tasks, name=f.name, parents=fresh[-1:] or None))
+        fresh.append(Firework(f.tasks, name=f.name, parents=fresh[-1:] or None,
+                              spec={"_priority": step_priority(f.tasks[0]["step"])}))
     leaves = [int(n) for n in doc["nodes"] if not doc["links"].get(str(n))]
     lpad.append_wf(Workflow(fresh), leaves, pull_spec_mods=True)
     return sorted(f.fw_id for f in fresh)
@@ -274,7 +282,9 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
                 if progress:
                     progress(f"stop file {stop} found: stopping; 'tmdflow launch' resumes")
                 break
-            ready = lpad.fireworks.find_one({"state": "READY"}, {"name": 1, "fw_id": 1}, sort=[("fw_id", 1)])
+            # the same order as FireWorks' own choice (priority, then creation)
+            ready = lpad.fireworks.find_one({"state": "READY"}, {"name": 1, "fw_id": 1},
+                                            sort=[("spec._priority", -1), ("created_on", 1)])
             name = ready["name"] if ready else "?"
             if progress:
                 progress(f"running {name}")
