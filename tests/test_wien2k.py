@@ -193,27 +193,15 @@ def test_spin_orbit_needs_the_scalar_relativistic_case_first(fake_wien2k, tmp_pa
         _scf(fake_wien2k, tmp_path, spin_orbit=True)
 
 
-def test_symmetry_changed_by_wien2k_is_refused(fake_wien2k, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_WIEN2K_SYMMETRY", "break")
-    with pytest.raises(StructureSymmetryError, match="changed the symmetry.*156"):
-        _scf(fake_wien2k, tmp_path)
-
-
-def test_sphere_radii_changed_by_init_are_refused(fake_wien2k, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_WIEN2K_RMT", "2.35")
-    with pytest.raises(InputError, match="sphere radii"):
-        _scf(fake_wien2k, tmp_path)
-
-
-def test_warnings_in_scf_fail_the_step(fake_wien2k, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_WIEN2K_WARN", "1")
-    with pytest.raises(CalculationFailed, match="QTL-B"):
-        _scf(fake_wien2k, tmp_path)
-
-
-def test_unconverged_scf_is_reported(fake_wien2k, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_WIEN2K_NOT_CONVERGED", "1")
-    with pytest.raises(ScfNotConverged, match="not converged after 12 iterations"):
+@pytest.mark.parametrize("switch, value, error, message", [
+    ("FAKE_WIEN2K_SYMMETRY", "break", StructureSymmetryError, "changed the symmetry.*156"),  # sgroup moved an atom
+    ("FAKE_WIEN2K_RMT", "2.35", InputError, "sphere radii"),  # setrmt in batch init
+    ("FAKE_WIEN2K_WARN", "1", CalculationFailed, "QTL-B"),  # :WARN line in case.scf
+    ("FAKE_WIEN2K_NOT_CONVERGED", "1", ScfNotConverged, "not converged after 12 iterations"),
+])
+def test_wien2k_failure_modes_are_named_errors(fake_wien2k, tmp_path, monkeypatch, switch, value, error, message):
+    monkeypatch.setenv(switch, value)
+    with pytest.raises(error, match=message):
         _scf(fake_wien2k, tmp_path)
 
 

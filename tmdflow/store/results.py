@@ -84,21 +84,25 @@ class ResultsStore:
         raw = self.db[BANDS].find_one({"bandstructure_id": bandstructure_id})
         return BandStructureDoc.model_validate(_clean(raw)) if raw else None
 
+    def _put_by_material(self, collection: str, doc) -> None:
+        self.db[collection].update_one({"material_id": doc.material_id}, {"$set": doc.model_dump(mode="json")},
+                                       upsert=True)
+
+    def _get_by_material(self, collection: str, material_id: str, model):
+        raw = self.db[collection].find_one({"material_id": material_id})
+        return model.model_validate(_clean(raw)) if raw else None
+
     def put_figures(self, doc: FiguresDoc) -> None:
-        self.db[FIGURES].update_one({"material_id": doc.material_id}, {"$set": doc.model_dump(mode="json")},
-                                    upsert=True)
+        self._put_by_material(FIGURES, doc)
 
     def figures(self, material_id: str) -> FiguresDoc | None:
-        raw = self.db[FIGURES].find_one({"material_id": material_id})
-        return FiguresDoc.model_validate(_clean(raw)) if raw else None
+        return self._get_by_material(FIGURES, material_id, FiguresDoc)
 
     def put_phonons(self, doc: PhononDoc) -> None:
-        self.db[PHONONS].update_one({"material_id": doc.material_id}, {"$set": doc.model_dump(mode="json")},
-                                    upsert=True)
+        self._put_by_material(PHONONS, doc)
 
     def phonons(self, material_id: str) -> PhononDoc | None:
-        raw = self.db[PHONONS].find_one({"material_id": material_id})
-        return PhononDoc.model_validate(_clean(raw)) if raw else None
+        return self._get_by_material(PHONONS, material_id, PhononDoc)
 
     def put_convergence(self, doc: ConvergenceDoc) -> None:
         self.db[CONVERGENCE].update_one({"convergence_id": doc.convergence_id},
