@@ -107,3 +107,19 @@ def test_kramers_degenerate_levels_count_once_as_in_bulk_2h():
     assert r.delta_vb_k_mev == pytest.approx(200)
     assert r.delta_cb_k_mev == pytest.approx(100) and not r.delta_cb_sign_known
     assert r.spin_degenerate
+
+
+def test_gamma_k_profile_needs_a_path_and_the_spin_texture():
+    import numpy as np
+
+    from tmdflow.bands import BandData
+    from tmdflow.figures import gamma_k_profile
+
+    labels = ("G", "K", "K'", "M", "Q", "G", "M", "K", "", "G")
+    k = np.zeros((10, 3))
+    k[7], k[8] = (1 / 3, 1 / 3, 0), (1 / 6, 1 / 6, 0)  # the K -> Gamma segment of the path
+    bands = BandData(k, np.tile(np.arange(4.0), (10, 1)), 2, True, np.eye(3), labels=labels)
+    assert gamma_k_profile(bands) == {}  # no <sigma_z>: no signed splitting to plot
+    with_sz = bands.with_sigma_z(np.tile([1.0, -1.0, 1.0, -1.0], (10, 1)))
+    prof = gamma_k_profile(with_sz)
+    assert np.allclose(prof["fraction"], [0, 0.5, 1]) and np.allclose(prof["delta_uvb_mev"], -1000.0)

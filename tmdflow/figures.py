@@ -136,7 +136,7 @@ def gamma_k_profile(soc: BandData, sr: BandData | None = None,
     """Along Gamma -> K (the K-Gamma segment of the path, reversed): fraction of Gamma-K,
     signed Delta (meV) of UVB and LCB, and the orbital weights of the SR UVB / LCB."""
     seg = path_segment(soc.labels, "K", "G")[::-1]
-    if not seg:
+    if not seg or soc.sigma_z is None:  # no path, or no spin texture (spin_texture: false): no signed Delta
         return {}
     nocc = soc.n_occupied
     e, sz = np.asarray(soc.eigenvalues)[seg], np.asarray(soc.sigma_z)[seg]
