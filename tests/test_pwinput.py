@@ -1,10 +1,13 @@
 """The generated pw.x inputs: checked by content and read back with ASE's independent parser."""
 
+import re
+
 import ase.io
 import numpy as np
 import pytest
 
 from tmdflow.calculators.espresso.pwinput import PwJob, build_pw_input
+from tmdflow.errors import InputError
 from tmdflow.kpoints import gamma_k_list
 from tmdflow.presets import load_preset
 from tmdflow.structures import build_monolayer
@@ -50,3 +53,23 @@ def test_bands_input_lists_gamma_and_k_explicitly(atoms):
     rows = np.array([[float(x) for x in line.split()] for line in block[1:4]])
     assert np.allclose(rows[1, :3], [1 / 3, 1 / 3, 0]) and np.allclose(rows[2, :3], [-1 / 3, -1 / 3, 0])
     assert "tprnfor" not in text  # no forces in a non-SCF run
+
+
+def test_non_scf_runs_get_the_preset_davidson_threshold_not_one_derived_from_conv_thr(atoms):
+    # pw.x would otherwise use 0.1 * conv_thr / N_el (3.8e-12 Ry at the paper preset)
+    paper = load_preset("paper")
+    k, _ = gamma_k_list()
+    bands = build_pw_input(PwJob("bands", atoms, paper, {"Mo": "a", "S": "b"}, "./pseudo",
+                                 spin_orbit=True, kpoints=k, nbnd=42))
+    scf = build_pw_input(PwJob("scf", atoms, paper, {"Mo": "a", "S": "b"}, "./pseudo", spin_orbit=True))
+    value = re.search(r"diago_thr_init = (\S+)", bands).group(1)
+    assert float(value.replace("d", "e")) == paper.nscf_diago_thr
+    assert f"diago_david_ndim = {paper.diago_david_ndim}" in bands and f"diago_david_ndim = {paper.diago_david_ndim}" in scf
+    assert "diago_thr_init" not in scf  # SCF: pw.x tightens the threshold itself as it converges
+
+
+def test_nonpositive_davidson_threshold_or_too_small_working_space_is_refused():
+    with pytest.raises(InputError, match="nscf_diago_thr"):
+        load_preset("quick", {"nscf_diago_thr": 0.0})
+    with pytest.raises(InputError, match="diago_david_ndim"):
+        load_preset("quick", {"diago_david_ndim": 1})

@@ -24,6 +24,8 @@ class Preset:
     kmesh_bulk_kz: int
     vacuum: float
     conv_thr: float
+    nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
+    diago_david_ndim: int  # Davidson working-space size (pw.x's own default: 2)
     mixing_beta: float
     mixing_mode: str
     electron_maxstep: int
@@ -55,7 +57,7 @@ class Preset:
                 f"spin_orbit_mode '{self.spin_orbit_mode}' is not one of {SPIN_ORBIT_MODES}",
                 "use scf (self-consistent noncollinear) or second_variational",
             )
-        for name in ("ecutwfc", "ecutrho", "conv_thr", "mixing_beta"):
+        for name in ("ecutwfc", "ecutrho", "conv_thr", "nscf_diago_thr", "mixing_beta"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}", f"fix {name}")
         if self.ecutrho < self.ecutwfc:
@@ -69,6 +71,9 @@ class Preset:
                 f"{self.wien2k_scan_points} x {self.wien2k_scan_step}",
                 "use e.g. wien2k_scan_points: 5, wien2k_scan_step: 0.01 (1 % of a)",
             )
+        if self.diago_david_ndim < 2:
+            raise InputError(f"diago_david_ndim must be >= 2, got {self.diago_david_ndim}",
+                             "use 2 (pw.x's default, least memory) or 4 (faster bands runs)")
         if self.kmesh < 1 or self.kmesh_bulk_kz < 1:
             raise InputError(f"k-mesh must be >= 1, got {self.kmesh}", "use e.g. kmesh: 6")
 

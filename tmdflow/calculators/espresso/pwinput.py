@@ -106,6 +106,10 @@ def build_pw_input(job: PwJob) -> str:
         "mixing_mode": p.mixing_mode,
         "electron_maxstep": int(p.electron_maxstep),
         "diago_full_acc": True if job.calculation != "scf" else None,
+        # without it pw.x derives the non-SCF threshold from conv_thr (0.1 conv_thr / N_el), far
+        # tighter than meV band energies need at tight conv_thr (bench/nscf_threshold.py)
+        "diago_thr_init": float(p.nscf_diago_thr) if job.calculation in ("bands", "nscf") else None,
+        "diago_david_ndim": int(p.diago_david_ndim),
     }
     lines = _namelist("CONTROL", control) + _namelist("SYSTEM", system) + _namelist("ELECTRONS", electrons)
     if job.calculation in ("relax", "vc-relax"):
