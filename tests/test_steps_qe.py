@@ -4,6 +4,7 @@ clean stop at max_seconds followed by a restart from the checkpoint (test preset
 import numpy as np
 import pytest
 
+from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
 from tmdflow.errors import WalltimeReached
 from tmdflow.presets import load_preset
 from tmdflow.steps import StepRequest, run_step
@@ -15,9 +16,10 @@ pytestmark = pytest.mark.qe
 FORCE_CRITERION = 0.5e-3 * 13.605693122994 / 0.529177210903
 
 
-def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d(qe_settings):
-    out = run_step(StepRequest("t", "MoS2", "monolayer", load_preset("test"), "relax"), qe_settings,
-                   qe_settings.work_dir)
+def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d_in_its_own_vacuum(qe_settings):
+    # relaxed in 10 A of vacuum (relax_vacuum), handed on in the preset's 11 A
+    preset = load_preset("test", {"vacuum": 11.0, "relax_vacuum": 10.0})
+    out = run_step(StepRequest("t", "MoS2", "monolayer", preset, "relax"), qe_settings, qe_settings.work_dir)
     atoms = out.structure.to_atoms()
     assert out.relaxed and spacegroup_number(atoms, symprec=1e-3) == 187
     a = np.linalg.norm(atoms.cell[0])
@@ -26,7 +28,11 @@ def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d(qe_settings):
     # PBE: the paper relaxed a = 3.193 A, d = 1.567 A; small settings, pseudopotentials: 1 % / 0.03 A
     assert a == pytest.approx(3.193, rel=0.01)
     assert d == pytest.approx(1.567, abs=0.03)
-    assert atoms.cell[2, 2] == pytest.approx(2 * 1.567 + 10.0, abs=1e-6)  # 2Dxy: c untouched
+    assert atoms.cell[2, 2] == pytest.approx(2 * d + 11.0, abs=1e-6)
+    (relax_xml,) = qe_settings.work_dir.glob("**/relax/relax.xml")
+    relax_cell = parse_pw_xml(relax_xml).cell_angstrom
+    assert relax_cell[2, 2] == pytest.approx(2 * 1.567 + 10.0, abs=1e-6)  # 2Dxy: c untouched
+    assert np.linalg.norm(relax_cell[0]) == pytest.approx(a, abs=1e-9)
     assert out.task.outputs["relax_converged"] is True
     assert out.task.outputs["max_force_ev_per_angstrom"] < FORCE_CRITERION
 

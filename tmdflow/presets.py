@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from .data import inputs_dir, load_yaml
 from .errors import InputError
+from .structures import MIN_VACUUM
 
 SPIN_ORBIT_MODES = ("scf", "second_variational")
 
@@ -23,6 +24,7 @@ class Preset:
     kmesh: int
     kmesh_bulk_kz: int
     vacuum: float
+    relax_vacuum: float | None  # monolayer relax step: vacuum of its cell (A); None = vacuum
     conv_thr: float
     nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
     diago_david_ndim: int  # Davidson working-space size (pw.x's own default: 2)
@@ -71,6 +73,10 @@ class Preset:
                 f"{self.wien2k_scan_points} x {self.wien2k_scan_step}",
                 "use e.g. wien2k_scan_points: 5, wien2k_scan_step: 0.01 (1 % of a)",
             )
+        if self.relax_vacuum is not None and self.relax_vacuum < MIN_VACUUM:
+            raise InputError(f"relax_vacuum {self.relax_vacuum} A is below {MIN_VACUUM} A: periodic images of "
+                             "the layer would interact during the relaxation",
+                             f"use relax_vacuum >= {MIN_VACUUM} (e.g. 15), or null to relax in the preset's vacuum")
         if self.diago_david_ndim < 2:
             raise InputError(f"diago_david_ndim must be >= 2, got {self.diago_david_ndim}",
                              "use 2 (pw.x's default, least memory) or 4 (faster bands runs)")
@@ -102,8 +108,11 @@ def load_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Preset
     coerced = {}
     for key, val in values.items():
         t = types[key]
+        if t.endswith(" | None") and val is None:
+            coerced[key] = None
+            continue
         try:
-            coerced[key] = {"float": float, "int": int, "bool": bool, "str": str}[t](val)
+            coerced[key] = {"float": float, "int": int, "bool": bool, "str": str}[t.removesuffix(" | None")](val)
         except (KeyError, TypeError, ValueError):
             raise InputError(f"preset value {key}={val!r} has the wrong type ({t})", "fix it") from None
     return Preset(**coerced)

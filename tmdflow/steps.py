@@ -229,6 +229,10 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
             if not scalar_step or second_variational else {})
 
     if req.step == "relax":
+        relax_vacuum = req.preset.relax_vacuum if req.dimensionality == "monolayer" else None
+        if relax_vacuum is not None:  # a and d do not feel the vacuum beyond ~10 A (docs/performance.md)
+            start = table1_entry(atoms, "monolayer", False)
+            atoms = build_monolayer(req.formula, start.a_angstrom, start.d_angstrom, relax_vacuum)
         result, relaxed_atoms = calc.relax(
             atoms, req.preset, root / "relax", scalar, kmesh, variable_cell=req.dimensionality == "monolayer",
             progress=say, restart=req.restart, max_seconds=req.max_seconds)
@@ -237,6 +241,9 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         if sg != expected:
             raise InputError(f"relaxation broke the symmetry: space group {sg}, expected {expected}",
                              f"inspect {root / 'relax'}")
+        if relax_vacuum is not None:  # the later steps run in the preset's vacuum
+            final = table1_entry(relaxed_atoms, "monolayer", True)
+            relaxed_atoms = build_monolayer(req.formula, final.a_angstrom, final.d_angstrom, req.preset.vacuum)
         task = _task(req, result, relaxed_atoms, scalar, pseudos, corrections)
         return StepOutcome(StructureDoc.from_atoms(relaxed_atoms, sg), True, task=task)
 
