@@ -106,3 +106,12 @@ def test_not_a_pw_output_is_refused(tmp_path):
 @pytest.mark.parametrize("text,seconds", [("50.82s", 50.82), ("1m12.46s", 72.46), ("1h 2m", 3720), ("2h30m", 9000)])
 def test_qe_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_unconverged_eigenvalues_of_a_real_non_scf_run_are_counted():
+    # paper-preset SR bands of the relaxed MoS2 monolayer (96 k-points): pw.x printed
+    # "c_bands:  1 eigenvalues not converged" once
+    out = parse_pw_stdout(QE67 / "mos2_paper_bands_sr" / "bands_sr.out")
+    assert out.unconverged_eigenvalues == 1
+    assert out.job_done and out.bands.eigenvalues.shape[0] == 96
+    assert parse_pw_stdout(QUICK / "bands_soc.out").unconverged_eigenvalues == 0

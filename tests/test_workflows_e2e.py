@@ -102,6 +102,9 @@ def test_unconverged_scf_was_corrected_and_recorded(e2e):
     assert task["corrections"][0]["handler"] == "scf_not_converged"
     assert task["corrections"][0]["changes"]["mixing_beta"] == 0.2
     assert len(task["pseudopotentials"]["Mo"]["sha256"]) == 64 and task["code_version"].startswith("6.")
+    assert task["outputs"]["unconverged_eigenvalues"] is None  # not reported for an SCF
+    bands = next(doc for _, doc in data["tasks"]["documents"] if doc["task_id"].endswith("bands_soc"))
+    assert isinstance(bands["outputs"]["unconverged_eigenvalues"], int)
 
 
 def test_query_and_table1_from_the_store(e2e):

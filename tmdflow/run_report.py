@@ -52,7 +52,11 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
     rows = []
     for t in sorted(section.tasks, key=lambda t: str(t.created_at)):
         pseudos = ", ".join(f"{p.file} ({p.sha256[:12]})" for p in t.pseudopotentials.values()) or "—"
-        corr = "; ".join(f"{c.handler}: {c.changes}" for c in t.corrections) or "—"
+        notes = [f"{c.handler}: {c.changes}" for c in t.corrections]
+        unconverged = (t.outputs or {}).get("unconverged_eigenvalues")
+        if unconverged:
+            notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")
+        corr = "; ".join(notes) or "—"
         rows.append([t.step, t.state, t.code_version or "?", f"{t.wall_seconds or 0:.0f}", t.host or "?", pseudos, corr])
     return rows
 
@@ -158,7 +162,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
         parts.append(heading.format("Settings"))
         parts.append(table(["parameter", "value"], _settings_rows(s)))
         parts.append(heading.format("Provenance"))
-        parts.append(table(["step", "state", "code", "wall s", "host", "pseudopotentials (sha256)", "corrections"],
+        parts.append(table(["step", "state", "code", "wall s", "host", "pseudopotentials (sha256)", "corrections / notes"],
                            _provenance_rows(s)))
     if fmt == "html":
         parts.append("</body></html>")

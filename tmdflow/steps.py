@@ -151,6 +151,10 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             "n_scf_steps": x.n_scf_steps, "fermi_energy_ev": x.fermi_energy_ev,
             "max_force_ev_per_angstrom": float(np.abs(forces).max()) if forces is not None else None,
             "n_electrons": x.bands.n_electrons, "n_kpoints": len(x.bands.kpoints_crystal),
+            # non-SCF runs: final eigenvalues short of the Davidson threshold (None for SCF runs,
+            # where pw.x prints the same line for transient early iterations)
+            "unconverged_eigenvalues": (result.stdout.unconverged_eigenvalues
+                                        if x.calculation in ("bands", "nscf") else None),
         },
         pseudopotentials={el: PseudoRef(file=p.name, sha256=_sha(pseudos, el, p), source=pseudos.family)
                           for el, p in files.items()},

@@ -27,6 +27,9 @@ class PwStdout:
     n_electrons: float | None
     spinor: bool
     bands: BandData | None
+    # "c_bands: N eigenvalues not converged", summed over the run: in a non-SCF run these are final
+    # eigenvalues short of the Davidson threshold (usually the top bands); in an SCF, transient
+    unconverged_eigenvalues: int = 0
 
 
 def parse_duration(text: str) -> float:
@@ -108,6 +111,7 @@ def parse_pw_stdout(source: str | Path) -> PwStdout:
         wall_seconds=parse_duration(wall[-1]) if wall else None,
         error=f"{err.group(1)}: {err.group(2).strip()}" if err else None,
         walltime_exceeded="Maximum CPU time exceeded" in text,
+        unconverged_eigenvalues=sum(int(n) for n in re.findall(r"c_bands:\s+(\d+) eigenvalues not converged", text)),
         n_electrons=float(nelec.group(1)) if nelec else None,
         spinor=spinor,
         bands=bands,
