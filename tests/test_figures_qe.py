@@ -131,6 +131,8 @@ def test_bulk_is_indirect_and_spin_degenerate(tmp_path, pseudo_dir):
     k = bands.kpoints_crystal[int(np.argmin(cb))]
     assert abs(k[0] - k[1]) < 1e-6  # on Gamma-K ...
     assert 0.4 < k[0] / (1 / 3) < 0.7  # ... about half way (paper: 0.55; grid step 0.25 here)
+    fraction, where = s.cbm_location.split()
+    assert where == "Gamma-K" and float(fraction) == pytest.approx(3 * k[0], abs=0.005)  # as reported
 
 
 def test_report_embeds_tables_checks_figures_and_provenance(mos2_figures, tmp_path):

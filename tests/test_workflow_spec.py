@@ -77,3 +77,15 @@ def test_table1_shows_paper_value_and_deviation():
     assert render(rows, "csv").splitlines()[0].startswith("formula,ml_a")
     tex = render(rows, "latex")
     assert r"\begin{tabular}" in tex and r"$\Delta$" in tex
+
+
+def test_table1_reports_the_bulk_gap_and_where_its_band_edges_are():
+    import dataclasses
+
+    bulk = _material(dim="bulk")
+    bulk = bulk.model_copy(update={"splitting": dataclasses.replace(
+        bulk.splitting, gap_ev=0.874, direct_gap_at_k=False, vbm_location="Gamma", cbm_location="0.55 Gamma-K")})
+    row = table1_rows([_material(), bulk])[0]
+    assert row["gap_type"] == "direct at K"  # the monolayer
+    assert row["bk_gap"] == pytest.approx(0.874) and row["bk_edges"] == "VBM Gamma, CBM 0.55 Gamma-K"
+    assert "VBM Gamma, CBM 0.55 Gamma-K" in render([row], "markdown")

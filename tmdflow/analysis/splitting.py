@@ -67,6 +67,11 @@ def _location(bands: BandData, ik: int) -> str:
         return "K'"
     if bands.labels and ik < len(bands.labels) and bands.labels[ik]:
         return bands.labels[ik]
+    on_plane = abs(k[2]) < 1e-6
+    if on_plane and abs(k[0] - k[1]) < 1e-6 and 0 < k[0] < 1 / 3:  # Gamma -> K = (1/3, 1/3, 0)
+        return f"{3 * k[0]:.2f} Gamma-K"
+    if on_plane and abs(k[1]) < 1e-6 and 0 < k[0] < 0.5:  # Gamma -> M = (1/2, 0, 0)
+        return f"{2 * k[0]:.2f} Gamma-M"
     return "k=(" + ", ".join(f"{x:.3f}" for x in k) + ")"
 
 

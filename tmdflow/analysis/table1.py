@@ -34,6 +34,7 @@ COLUMNS = [
     Column("dgk", "δE_Γ-K (meV)", ".1f"), Column("dgk_err", "±", ".1f"),
     Column("dgk_paper", "paper", ".0f"), Column("dgk_dev", "dev", "+.1f"),
     Column("gap", "gap (eV)", ".3f"), Column("gap_type", "gap type", "s"),
+    Column("bk_gap", "bulk gap (eV)", ".3f"), Column("bk_edges", "bulk band edges", "s"),
 ]
 
 
@@ -69,6 +70,10 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
                        else None, dgk_err=bars.get("delta_e_gamma_k_mev"))
         if bk:
             row.update(bk_a=bk.table1.a_angstrom, bk_c=bk.table1.c_angstrom, bk_z=bk.table1.z)
+            if bk.splitting is not None:
+                b = bk.splitting
+                row.update(bk_gap=b.gap_ev, bk_edges="direct at K" if b.direct_gap_at_k
+                           else f"VBM {b.vbm_location}, CBM {b.cbm_location}")
         row.update(ml_a_paper=ref.get("monolayer_a"), ml_d_paper=ref.get("monolayer_d"),
                    bk_z_paper=ref.get("bulk_z"), dvb_paper=ref.get("delta_vb_k"), dgk_paper=ref.get("delta_e_gamma_k"))
         for k in ("ml_a", "ml_d", "bk_z", "dvb", "dgk"):
