@@ -62,12 +62,24 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
 
 
 def _settings_rows(section: MaterialSection) -> list[list[str]]:
-    for t in section.tasks:
-        preset = (t.inputs or {}).get("preset")
-        if preset:
-            keys = [k for k in preset if not k.startswith("wien2k_") or section.material.calculator == "wien2k"]
-            return [[k, str(preset[k])] for k in keys]
-    return []
+    """The preset each step ran with; a key whose value differed between steps (a preset changed
+    while a study was resumed) lists every value with its steps, '(not set)' where a step's preset
+    predates the key."""
+    tasks = [t for t in sorted(section.tasks, key=lambda t: str(t.created_at)) if (t.inputs or {}).get("preset")]
+    keys: list[str] = []
+    for t in tasks:
+        keys += [k for k in t.inputs["preset"] if k not in keys]
+    keys = [k for k in keys if not k.startswith("wien2k_") or section.material.calculator == "wien2k"]
+    rows = []
+    for key in keys:
+        by_value: dict[str, list[str]] = {}
+        for t in tasks:
+            by_value.setdefault(str(t.inputs["preset"].get(key, "(not set)")), []).append(t.step)
+        if len(by_value) == 1:
+            rows.append([key, next(iter(by_value))])
+        else:
+            rows.append([key, "; ".join(f"{v} ({', '.join(steps)})" for v, steps in by_value.items())])
+    return rows
 
 
 def _checks_rows(f: FiguresDoc | None) -> list[list[str]]:

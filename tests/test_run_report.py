@@ -1,0 +1,40 @@
+"""Report tables built from store documents (no calculation)."""
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+from tmdflow.presets import load_preset
+from tmdflow.run_report import MaterialSection, _provenance_rows, _settings_rows
+from tmdflow.store.documents import TaskDocument
+
+from .test_store import _material
+
+T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+def _task(step: str, minutes: int, preset: dict, **outputs) -> TaskDocument:
+    return TaskDocument(task_id=f"MoS2-monolayer-quick-{step}", formula="MoS2", dimensionality="monolayer",
+                        preset="quick", step=step, calculator="espresso", inputs={"preset": preset},
+                        outputs=outputs, created_at=T0 + timedelta(minutes=minutes))
+
+
+def test_settings_that_changed_while_a_study_was_resumed_are_listed_per_step():
+    new = dataclasses.asdict(load_preset("quick"))
+    old = {k: v for k, v in new.items() if k != "diago_david_ndim"}  # written before the key existed
+    old["map_points"] = 24
+    section = MaterialSection(_material(), None, [_task("bands_soc", 2, new), _task("relax", 0, old),
+                                                  _task("scf_soc", 1, old)])
+    rows = dict(_settings_rows(section))
+    assert rows["ecutwfc"] == "45.0"  # the same for every step: one value
+    assert rows["diago_david_ndim"] == "(not set) (relax, scf_soc); 4 (bands_soc)"
+    assert rows["map_points"] == f"24 (relax, scf_soc); {new['map_points']} (bands_soc)"
+    assert not any(k.startswith("wien2k_") for k in rows)  # a Quantum ESPRESSO result
+
+
+def test_unconverged_eigenvalues_of_a_bands_run_appear_in_the_provenance():
+    preset = dataclasses.asdict(load_preset("quick"))
+    section = MaterialSection(_material(), None, [_task("scf_soc", 0, preset, unconverged_eigenvalues=None),
+                                                  _task("bands_soc", 1, preset, unconverged_eigenvalues=2)])
+    notes = {row[0]: row[-1] for row in _provenance_rows(section)}
+    assert notes["scf_soc"] == "—"
+    assert notes["bands_soc"].startswith("2 eigenvalue(s) short of the Davidson threshold")
