@@ -69,7 +69,7 @@ def phonon_dispersion(phonon, forces: list[np.ndarray], n: int, points_per_segme
     phonon.symmetrize_force_constants()  # translational invariance (acoustic sum rule)
     special = {k: np.array(v) for k, v in SPECIAL_Q.items()}
     phonon.run_qpoints([special[k] for k in ("G", "M", "K")])
-    freqs = phonon.get_qpoints_dict()["frequencies"]
+    freqs = phonon.qpoints.frequencies
     at_points = {k: [float(x) for x in freqs[i]] for i, k in enumerate(("G", "M", "K"))}
     corners = [special["G"], special["M"], special["K"], special["G"]]
     paths = [[a + (b - a) * t for t in np.linspace(0, 1, points_per_segment)] for a, b in zip(corners[:-1], corners[1:])]
