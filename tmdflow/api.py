@@ -46,6 +46,14 @@ def launch(max_launches: int = 0, recover: bool = False, expiration_secs: int = 
     return {"launched": n, "recovered": rerun}
 
 
+def prioritize(pattern: str, rank: int, settings: Settings | None = None):
+    """Workflows whose key matches ``pattern`` run before those of lower rank (default 0)."""
+    from .fireworks import prioritize as fw_prioritize
+
+    _, conn = _conn(settings)
+    return fw_prioritize(conn, pattern, rank)
+
+
 @dataclass
 class FireworkStatus:
     fw_id: int

@@ -63,6 +63,7 @@ def main() -> None:
       tmdflow submit workflows/zhu2011.yaml    add a batch to the LaunchPad
       tmdflow launch [--queue]                 run it here, or submit jobs to SLURM/PBS
       tmdflow status | query | table1          watch, query results, regenerate Table I
+    tmdflow priority '*-monolayer-*' 1       run these workflows first
       tmdflow run workflows/quick.yaml         submit + launch + table in one go (make run)
 
     Machine settings come from ~/.tmdflow.yaml or TMDFLOW_* variables (see docs/user-guide.md).
@@ -291,6 +292,22 @@ def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, 
     if out["recovered"]:
         click.echo(f"marked lost runs for rerun: fw_ids {out['recovered']}", err=True)
     progress.done(f"launched {out['launched']} Firework(s)")
+
+
+@main.command()
+@click.argument("pattern")
+@click.argument("rank", type=int)
+def priority(pattern, rank):
+    """Run the workflows whose key matches PATTERN (shell-style, e.g. '*-monolayer-*') before
+    those of lower RANK (all start at 0); a material's steps keep their order."""
+    from . import api
+
+    try:
+        changed = api.prioritize(pattern, rank, _settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    for r in changed:
+        click.echo(f"{r.key}: rank {r.rank}, {len(r.fw_ids)} step(s) still to run")
 
 
 @main.command()

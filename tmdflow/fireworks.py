@@ -9,6 +9,7 @@ the workflow.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import socket
 import threading
@@ -119,10 +120,54 @@ class TmdflowConvergenceTask(FiretaskBase):
         return FWAction(stored_data={"convergence_id": doc.convergence_id, "converged": result.converged})
 
 
-def step_priority(step: str) -> int:
+RANK_STRIDE = 100  # > len(STEPS): a workflow's rank outweighs every step order
+
+
+def step_priority(step: str, rank: int = 0) -> int:
     """FireWorks runs the READY Firework of highest ``_priority`` first: later steps rank higher,
-    so a launcher finishes a material (through its figures) before starting the next one."""
-    return STEPS.index(step)
+    so a launcher finishes a material (through its figures) before starting the next one; a
+    workflow of higher ``rank`` (``tmdflow priority``) runs before any of lower rank."""
+    return rank * RANK_STRIDE + STEPS.index(step)
+
+
+@dataclass
+class Reprioritized:
+    key: str
+    rank: int
+    fw_ids: list[int]  # the steps still to run, whose priority changed
+
+
+def prioritize(conn: Connection, pattern: str, rank: int) -> list[Reprioritized]:
+    """Give the workflows whose key matches ``pattern`` (shell-style, e.g. ``'*-monolayer-*'``)
+    the ``rank``: their steps not yet run go before those of lower-ranked workflows.  Steps
+    completed, running or failed keep their record; the rank is kept in the workflow's metadata
+    so steps appended later (``submit`` extending a workflow) get it too."""
+    if not -RANK_STRIDE < rank < RANK_STRIDE:
+        raise InputError(f"rank {rank} is out of range", f"use an integer between {-RANK_STRIDE + 1} and {RANK_STRIDE - 1}")
+    lpad = conn.launchpad
+    matched = [doc for doc in lpad.workflows.find({"state": {"$ne": "ARCHIVED"}}, {"metadata": 1, "nodes": 1, "name": 1},
+                                                  sort=[("created_on", 1)])
+               if fnmatch.fnmatchcase(doc.get("metadata", {}).get("tmdflow_key", doc["name"]), pattern)]
+    if not matched:
+        keys = [d.get("metadata", {}).get("tmdflow_key", d["name"]) for d in lpad.workflows.find({}, {"metadata": 1, "name": 1})]
+        raise InputError(f"no workflow key matches '{pattern}'",
+                         f"keys look like {keys[0]!r}; see 'tmdflow status'" if keys else "submit a workflow first")
+    out = []
+    for doc in matched:
+        changed = []
+        for fw in lpad.fireworks.find({"fw_id": {"$in": doc["nodes"]}, "state": {"$in": ["WAITING", "READY"]}},
+                                      {"fw_id": 1, "spec._tasks": 1}):
+            step = fw["spec"]["_tasks"][0].get("step")
+            if step not in STEPS:  # e.g. a convergence task: one Firework, rank alone
+                priority = rank * RANK_STRIDE
+            else:
+                priority = step_priority(step, rank)
+            lpad.fireworks.update_one({"fw_id": fw["fw_id"]}, {"$set": {"spec._priority": priority}})
+            changed.append(fw["fw_id"])
+        lpad.workflows.update_one({"_id": doc["_id"]}, {"$set": {"metadata.tmdflow_rank": rank}})
+        out.append(Reprioritized(doc.get("metadata", {}).get("tmdflow_key", doc["name"]), rank, sorted(changed)))
+    conn.checkpoint()
+    return out
 
 
 def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset: str) -> str:
@@ -205,9 +250,10 @@ def _extend(lpad, doc: dict, wf: Workflow) -> list[int]:
             "only later steps can be added to a submitted workflow; use --force for a new one",
         )
     fresh: list[Firework] = []
+    rank = doc["metadata"].get("tmdflow_rank", 0)
     for f in missing:
         fresh.append(Firework(f.tasks, name=f.name, parents=fresh[-1:] or None,
-                              spec={"_priority": step_priority(f.tasks[0]["step"])}))
+                              spec={"_priority": step_priority(f.tasks[0]["step"], rank)}))
     leaves = [int(n) for n in doc["nodes"] if not doc["links"].get(str(n))]
     lpad.append_wf(Workflow(fresh), leaves, pull_spec_mods=True)
     return sorted(f.fw_id for f in fresh)
