@@ -53,6 +53,8 @@ def test_scf_stdout_convergence_and_timing():
     xml = parse_pw_xml(QUICK / "scf_soc.xml")
     assert out.converged is True and out.n_iterations == xml.n_scf_steps
     assert out.wall_seconds > 0 and out.error is None and not out.walltime_exceeded
+    # the fixture's closing clock line: "PWSCF : 30.12s CPU 41.84s WALL"
+    assert out.cpu_seconds == pytest.approx(30.12) and out.wall_seconds == pytest.approx(41.84)
     assert out.n_electrons == 26.0
 
 
@@ -103,7 +105,8 @@ def test_not_a_pw_output_is_refused(tmp_path):
         parse_pw_stdout(f)
 
 
-@pytest.mark.parametrize("text,seconds", [("50.82s", 50.82), ("1m12.46s", 72.46), ("1h 2m", 3720), ("2h30m", 9000)])
+@pytest.mark.parametrize("text,seconds", [("50.82s", 50.82), ("1m12.46s", 72.46), ("1h 2m", 3720), ("2h30m", 9000),
+                                                 ("1d 3h 5m", 97500)])
 def test_qe_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 

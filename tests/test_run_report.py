@@ -33,8 +33,11 @@ def test_settings_that_changed_while_a_study_was_resumed_are_listed_per_step():
 
 def test_unconverged_eigenvalues_of_a_bands_run_appear_in_the_provenance():
     preset = dataclasses.asdict(load_preset("quick"))
-    section = MaterialSection(_material(), None, [_task("scf_soc", 0, preset, unconverged_eigenvalues=None),
+    section = MaterialSection(_material(), None, [_task("scf_soc", 0, preset, unconverged_eigenvalues=None,
+                                                        pw_cpu_seconds=61.4),
                                                   _task("bands_soc", 1, preset, unconverged_eigenvalues=2)])
-    notes = {row[0]: row[-1] for row in _provenance_rows(section)}
+    rows = {row[0]: row for row in _provenance_rows(section)}
+    notes = {step: row[-1] for step, row in rows.items()}
+    assert rows["scf_soc"][4] == "61" and rows["bands_soc"][4] == "—"  # pw.x CPU s (older tasks: not recorded)
     assert notes["scf_soc"] == "—"
     assert notes["bands_soc"].startswith("2 eigenvalue(s) short of the Davidson threshold")

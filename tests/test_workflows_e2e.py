@@ -105,6 +105,8 @@ def test_unconverged_scf_was_corrected_and_recorded(e2e):
     assert task["outputs"]["unconverged_eigenvalues"] is None  # not reported for an SCF
     bands = next(doc for _, doc in data["tasks"]["documents"] if doc["task_id"].endswith("bands_soc"))
     assert isinstance(bands["outputs"]["unconverged_eigenvalues"], int)
+    # pw.x's own clock (first MPI process), next to the step's wall time
+    assert 0 < task["outputs"]["pw_cpu_seconds"] <= 1.5 * task["wall_seconds"]
 
 
 def test_query_and_table1_from_the_store(e2e):

@@ -57,7 +57,9 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
         if unconverged:
             notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")
         corr = "; ".join(notes) or "—"
-        rows.append([t.step, t.state, t.code_version or "?", f"{t.wall_seconds or 0:.0f}", t.host or "?", pseudos, corr])
+        cpu = (t.outputs or {}).get("pw_cpu_seconds")
+        rows.append([t.step, t.state, t.code_version or "?", f"{t.wall_seconds or 0:.0f}",
+                     f"{cpu:.0f}" if cpu is not None else "—", t.host or "?", pseudos, corr])
     return rows
 
 
@@ -174,7 +176,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
         parts.append(heading.format("Settings"))
         parts.append(table(["parameter", "value"], _settings_rows(s)))
         parts.append(heading.format("Provenance"))
-        parts.append(table(["step", "state", "code", "wall s", "host", "pseudopotentials (sha256)", "corrections / notes"],
+        parts.append(table(["step", "state", "code", "wall s", "pw.x CPU s", "host", "pseudopotentials (sha256)", "corrections / notes"],
                            _provenance_rows(s)))
     if fmt == "html":
         parts.append("</body></html>")

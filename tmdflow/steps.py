@@ -155,6 +155,7 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             # where pw.x prints the same line for transient early iterations)
             "unconverged_eigenvalues": (result.stdout.unconverged_eigenvalues
                                         if x.calculation in ("bands", "nscf") else None),
+            "pw_cpu_seconds": result.stdout.cpu_seconds,
         },
         pseudopotentials={el: PseudoRef(file=p.name, sha256=_sha(pseudos, el, p), source=pseudos.family)
                           for el, p in files.items()},

@@ -22,6 +22,7 @@ class PwStdout:
     converged: bool | None  # None when no SCF loop ran (bands/nscf)
     n_iterations: int | None
     wall_seconds: float | None
+    cpu_seconds: float | None  # of the first MPI process: the cost on an idle machine when others share the cores
     error: str | None  # "routine: message" of a QE error, if any
     walltime_exceeded: bool
     n_electrons: float | None
@@ -33,10 +34,10 @@ class PwStdout:
 
 
 def parse_duration(text: str) -> float:
-    """QE clock strings: '50.82s', '1m12.46s', '1h 2m', '2h30m' -> seconds."""
+    """QE clock strings: '50.82s', '1m12.46s', '1h 2m', '2h30m', '1d 3h 5m' -> seconds."""
     total = 0.0
-    for value, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text):
-        total += float(value) * {"h": 3600, "m": 60, "s": 1}[unit]
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([dhms])", text):
+        total += float(value) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[unit]
     return total
 
 
@@ -86,6 +87,7 @@ def parse_pw_stdout(source: str | Path) -> PwStdout:
     not_conv = re.search(r"convergence NOT achieved", text)
     converged = True if iters else (False if not_conv else None)
     wall = re.findall(r"PWSCF\s*:.*CPU\s+(.+?)\s+WALL", text)
+    cpu = re.findall(r"PWSCF\s*:\s*(.+?)\s+CPU", text)
     nelec = re.search(r"number of electrons\s*=\s*([\d.]+)", text)
     spinor = bool(re.search(r"calculation with spin-orbit|Noncollinear calculation", text))
     alat = re.search(r"lattice parameter \(alat\)\s*=\s*([\d.]+)", text)
@@ -109,6 +111,7 @@ def parse_pw_stdout(source: str | Path) -> PwStdout:
         converged=converged,
         n_iterations=int(iters.group(1)) if iters else None,
         wall_seconds=parse_duration(wall[-1]) if wall else None,
+        cpu_seconds=parse_duration(cpu[-1]) if cpu else None,
         error=f"{err.group(1)}: {err.group(2).strip()}" if err else None,
         walltime_exceeded="Maximum CPU time exceeded" in text,
         unconverged_eigenvalues=sum(int(n) for n in re.findall(r"c_bands:\s+(\d+) eigenvalues not converged", text)),
