@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tmdflow.calculators.espresso.parsers.stdout import parse_duration
+from tmdflow.calculators.espresso.parsers.stdout import parse_pw_stdout
 from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
 from tmdflow.calculators.espresso.profile import EspressoProfile
 from tmdflow.settings import load_settings
@@ -54,11 +54,10 @@ def run_once(soc_dir: Path, electrons: str | None, profile: EspressoProfile) -> 
         text = (work / "bands.out").read_text()
         prefix = re.search(r"prefix\s*=\s*'([^']+)'", (work / "bands.in").read_text()).group(1)
         bands = parse_pw_xml(work / "out" / f"{prefix}.save" / "data-file-schema.xml").bands
-        cpu = parse_duration(re.search(r"PWSCF\s*:\s*(.*?)CPU", text).group(1))
+        stdout = parse_pw_stdout(text)
         ethr, iters = re.search(r"ethr =\s*([-\dE.+]+),\s*avg # of iterations =\s*([\d.]+)", text).groups()
-        not_converged = sum(int(n) for n in re.findall(r"c_bands:\s+(\d+) eigenvalues not converged", text))
-        return {"eig": bands.eigenvalues, "nel": int(round(bands.n_electrons)), "cpu": cpu,
-                "ethr": float(ethr), "iters": float(iters), "not_converged": not_converged}
+        return {"eig": bands.eigenvalues, "nel": int(round(bands.n_electrons)), "cpu": stdout.cpu_seconds,
+                "ethr": float(ethr), "iters": float(iters), "not_converged": stdout.unconverged_eigenvalues}
     finally:
         shutil.rmtree(work)
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from tmdflow.calculators import get_calculator
-from tmdflow.calculators.espresso.parsers.stdout import parse_duration
+from tmdflow.calculators.espresso.parsers.stdout import parse_pw_stdout
 from tmdflow.materials import get_material
 from tmdflow.presets import load_preset
 from tmdflow.settings import load_settings
@@ -38,7 +38,7 @@ def relax_once(formula: str, preset_name: str, vacuum: float) -> dict:
     entry = table1_entry(relaxed, "monolayer", True)
     steps = re.search(r"bfgs converged in\s+(\d+) scf cycles and\s+(\d+) bfgs steps", text)
     return {"a": entry.a_angstrom, "d": entry.d_angstrom, "bfgs": int(steps.group(2)) if steps else -1,
-            "cpu_min": parse_duration(re.findall(r"PWSCF\s*:\s*(.*?)CPU", text)[-1]) / 60, "dir": work}
+            "cpu_min": parse_pw_stdout(text).cpu_seconds / 60, "dir": work}
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tmdflow.calculators.espresso.parsers.stdout import parse_duration
+from tmdflow.calculators.espresso.parsers.stdout import parse_pw_stdout
 from tmdflow.calculators.espresso.profile import EspressoProfile
 from tmdflow.settings import load_settings
 
@@ -34,8 +34,8 @@ def run_once(scf_input: Path, ndim: int, profile: EspressoProfile) -> dict:
                            check=True)
         out = (work / "scf.out").read_text()
         return {
-            "cpu": parse_duration(re.search(r"PWSCF\s*:\s*(.*?)CPU", out).group(1)),
-            "iterations": int(re.search(r"convergence has been achieved in\s+(\d+)", out).group(1)),
+            "cpu": parse_pw_stdout(out).cpu_seconds,
+            "iterations": parse_pw_stdout(out).n_iterations,
             "energy_ry": float(re.search(r"!\s+total energy\s+=\s+(-?\d+\.\d+)", out).group(1)),
             "level_ev": float(re.search(r"(?:highest occupied level|Fermi energy is)\s*(?:\(ev\))?\s*[=:]?\s*(-?\d+\.\d+)",
                                         out).group(1)),
