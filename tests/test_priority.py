@@ -14,6 +14,8 @@ def test_ranked_workflow_runs_first_and_keeps_its_rank_when_extended(tmp_path):
     _tmdflow(env, "submit", str(tmp_path / "a.yaml"))
     out = _tmdflow(env, "priority", "*:WS2-*", "1").stdout
     assert "ext:WS2-bulk-test-wien2k: rank 1, 4 step(s) still to run" in out
+    status = _tmdflow(env, "status").stdout
+    assert "ext:WS2-bulk-test-wien2k  [READY]  rank 1" in status and "ext:MoS2-bulk-test-wien2k  [READY]\n" in status
     _tmdflow(env, "launch", "--max-launches", "2")
     fws = _fireworks(tmp_path)
     done = sorted(n for n, d in fws.items() if d["state"] == "COMPLETED")

@@ -67,6 +67,7 @@ class WorkflowStatus:
     key: str
     state: str
     fireworks: list[FireworkStatus]
+    rank: int = 0  # tmdflow priority: higher ranks run first
 
 
 def _reason(lpad, fw_id: int) -> str | None:
@@ -87,7 +88,8 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
         for fw in lpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, sort=[("fw_id", 1)]):
             fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"],
                                       _reason(lpad, fw["fw_id"]) if fw["state"] == "FIZZLED" else None))
-        out.append(WorkflowStatus(wf.get("metadata", {}).get("tmdflow_key", wf["name"]), wf["state"], fws))
+        meta = wf.get("metadata", {})
+        out.append(WorkflowStatus(meta.get("tmdflow_key", wf["name"]), wf["state"], fws, meta.get("tmdflow_rank", 0)))
     return out
 
 

@@ -326,7 +326,7 @@ def status(as_json):
     if not wfs:
         click.echo("no workflows (tmdflow submit workflows/quick.yaml)")
     for wf in wfs:
-        click.echo(f"{wf.key}  [{wf.state}]")
+        click.echo(f"{wf.key}  [{wf.state}]" + (f"  rank {wf.rank}" if wf.rank else ""))
         for fw in wf.fireworks:
             line = f"    {fw.fw_id:5d}  {fw.name:36s} {fw.state}"
             click.echo(line + (f"  -- {fw.reason}" if fw.reason else ""))
