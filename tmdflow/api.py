@@ -54,6 +54,14 @@ def prioritize(pattern: str, rank: int, settings: Settings | None = None):
     return fw_prioritize(conn, pattern, rank)
 
 
+def rerun(fw_ids: list[int], settings: Settings | None = None) -> list[int]:
+    """Run these steps, and the steps after them, again (ids from ``status``)."""
+    from .fireworks import rerun as fw_rerun
+
+    _, conn = _conn(settings)
+    return fw_rerun(conn, fw_ids)
+
+
 @dataclass
 class FireworkStatus:
     fw_id: int

@@ -64,6 +64,7 @@ def main() -> None:
       tmdflow launch [--queue]                 run it here, or submit jobs to SLURM/PBS
       tmdflow status | query | table1          watch, query results, regenerate Table I
     tmdflow priority '*-monolayer-*' 1       run these workflows first
+    tmdflow rerun 12                         run step 12 and the steps after it again
       tmdflow run workflows/quick.yaml         submit + launch + table in one go (make run)
 
     Machine settings come from ~/.tmdflow.yaml or TMDFLOW_* variables (see docs/user-guide.md).
@@ -308,6 +309,20 @@ def priority(pattern, rank):
         _fail(exc)
     for r in changed:
         click.echo(f"{r.key}: rank {r.rank}, {len(r.fw_ids)} step(s) still to run")
+
+
+@main.command()
+@click.argument("fw_ids", nargs=-1, type=int, required=True)
+def rerun(fw_ids):
+    """Run the steps FW_IDS (from 'tmdflow status') and every step after them again on the next
+    launch, e.g. the analysis after an analysis-code update (it rereads the bands run)."""
+    from . import api
+
+    try:
+        reset = api.rerun(list(fw_ids), _settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"will run again on the next 'tmdflow launch': fw_ids {reset}")
 
 
 @main.command()

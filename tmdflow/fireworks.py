@@ -287,6 +287,40 @@ def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None,
             for k in keys]
 
 
+def rerun(conn: Connection, fw_ids: list[int]) -> list[int]:
+    """Reset completed or failed steps, and every step after them, to run again (e.g. the
+    analysis after the analysis code improved: it rereads the bands run, nothing before it is
+    recomputed).  A step that is running is refused; nothing is reset unless every id is valid.
+    Returns the ids that will run again."""
+    lpad = conn.launchpad
+    found = {fw["fw_id"]: fw for fw in lpad.fireworks.find({"fw_id": {"$in": list(fw_ids)}}, {"fw_id": 1, "state": 1, "name": 1})}
+    missing = sorted(set(fw_ids) - set(found))
+    if missing:
+        raise InputError(f"no step with fw_id {missing}", "see the fw_ids in 'tmdflow status'")
+    busy = [f"{fw['fw_id']} ({fw['name']})" for fw in found.values() if fw["state"] in ("RUNNING", "RESERVED")]
+    if busy:
+        raise InputError(f"step(s) {', '.join(busy)} are running",
+                         "wait for them to finish, or 'tmdflow launch --recover' if their launcher died")
+    reset: set[int] = set()
+    for fw_id in sorted(fw_ids):
+        lpad.rerun_fw(fw_id)  # FireWorks resets the step's descendants too; it returns only the step
+        reset |= {fw_id} | _descendants(lpad, fw_id)
+    conn.checkpoint()
+    return sorted(reset)
+
+
+def _descendants(lpad, fw_id: int) -> set[int]:
+    links = lpad.workflows.find_one({"nodes": fw_id}, {"links": 1})["links"]
+    out: set[int] = set()
+    todo = [fw_id]
+    while todo:
+        for child in links.get(str(todo.pop()), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
 def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:
     env = {"tmdflow": {k: str(v) for k, v in (
         ("pw_command", settings.pw_command), ("bands_command", settings.bands_command),
