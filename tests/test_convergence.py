@@ -84,17 +84,17 @@ def test_convergence_workflow_stores_error_bars_that_table1_shows(tmp_path, pseu
     from tmdflow.store.documents import ConvergenceDoc
     from tmdflow.store.results import ResultsStore
 
-    rows = table1_rows([_material_doc()], error_bars={"MoS2": doc["error_bars_mev"]})
+    rows = table1_rows([_material_doc()], error_bars={"MoS2-monolayer-test": doc["error_bars_mev"]})
     table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert float(table[0]["dvb_err"]) == pytest.approx(doc["error_bars_mev"]["delta_vb_k_mev"])
     assert ConvergenceDoc.model_validate({k: v for k, v in doc.items() if k != "_id"})
 
 
-def _material_doc():
+def _material_doc(preset="test", formula="MoS2"):
     from tmdflow.store.documents import MaterialDocument, Table1Entry
 
-    return MaterialDocument(material_id="MoS2-monolayer-test", formula="MoS2", dimensionality="monolayer",
-                            preset="test", calculator="espresso", spin_orbit_mode="scf",
+    return MaterialDocument(material_id=f"{formula}-monolayer-{preset}", formula=formula, dimensionality="monolayer",
+                            preset=preset, calculator="espresso", spin_orbit_mode="scf",
                             table1=Table1Entry(a_angstrom=3.19, d_angstrom=1.57, relaxed=False),
                             splitting=_result(147.7))
 
@@ -125,3 +125,56 @@ def test_table1_shows_error_bars_from_the_store(tmp_path):
     header, row = out.output.splitlines()[:2]
     cells = dict(zip(header.split(","), row.split(",")))
     assert (cells["dvb_err"], cells["dcb_err"], cells["dgk_err"]) == ("0.3", "0.2", "1.7")
+
+
+def test_error_bars_apply_only_at_settings_at_least_as_converged_and_the_same_pseudopotentials():
+    from tmdflow.convergence import applicable_error_bars, error_bars_apply
+
+    study = {"ecutwfc": 45.0, "ecutrho": 360.0, "kmesh": 9, "vacuum": 15.0, "pseudo_family": "pslibrary-paw",
+             "spin_orbit_mode": "scf"}
+    paper = {"ecutwfc": 60.0, "ecutrho": 480.0, "kmesh": 16, "vacuum": 30.0, "pseudo_family": "pslibrary-paw",
+             "spin_orbit_mode": "scf"}
+    assert error_bars_apply(study, paper)  # above the converged settings: the bar is an upper bound
+    assert error_bars_apply(study, {**paper, "ecutwfc": 45.0})  # equal counts
+    assert not error_bars_apply(study, {**paper, "kmesh": 6})  # below the converged mesh: unknown error
+    assert not error_bars_apply(study, {**paper, "vacuum": 10.0})
+    assert not error_bars_apply(study, {**paper, "pseudo_family": "pslibrary-nc"})
+    assert not error_bars_apply(study, {**paper, "spin_orbit_mode": "second_variational"})
+    bars = applicable_error_bars([(study, {"delta_vb_k_mev": 0.1, "delta_e_gamma_k_mev": 1.8}),
+                                  ({**study, "kmesh": 20}, {"delta_vb_k_mev": 9.0}),  # does not apply to 16
+                                  ({**study, "ecutwfc": 60.0}, {"delta_vb_k_mev": 0.4, "delta_e_gamma_k_mev": 0.5})],
+                                 paper)
+    assert bars == {"delta_vb_k_mev": 0.4, "delta_e_gamma_k_mev": 1.8}  # the largest of those that apply
+    assert applicable_error_bars([({**study, "kmesh": 20}, {"delta_vb_k_mev": 9.0})], paper) is None
+
+
+def test_store_shows_a_study_s_error_bars_only_for_results_it_covers(tmp_path):
+    """A quick-based study converged at 9x9x1: a quick result (6x6x1) gets no bar, a paper result
+    (16x16x1) and a quick result whose workflow overrode the mesh to 12 do; a study of MoS2 says
+    nothing about WS2."""
+    from tmdflow.settings import load_settings
+    from tmdflow.store.connection import connect
+    from tmdflow.store.documents import ConvergenceDoc, TaskDocument
+    from tmdflow.store.results import ResultsStore
+    import dataclasses
+
+    conn = connect(load_settings(env={}, config_file=tmp_path / "none.yaml", db_uri=f"embedded:{tmp_path / 's.json'}"))
+    store = ResultsStore(conn.db)
+    store.put_convergence(ConvergenceDoc(convergence_id="MoS2-monolayer-quick", formula="MoS2", base_preset="quick",
+                                         tolerance_mev=2.0,
+                                         converged_settings={"ecutwfc": 45.0, "ecutrho": 360.0, "kmesh": 9,
+                                                             "vacuum": 15.0},
+                                         converged={"ecutwfc": True, "kmesh": True, "vacuum": True},
+                                         error_bars_mev={"delta_vb_k_mev": 0.1, "delta_cb_k_mev": 0.0,
+                                                         "delta_e_gamma_k_mev": 1.8},
+                                         values_mev={}, points=[]))  # an older document: no pseudo_family
+    quick, paper, ws2 = _material_doc("quick"), _material_doc("paper"), _material_doc("paper", "WS2")
+    overridden = _material_doc("quick").model_copy(update={"material_id": "MoS2-monolayer-quick12"})
+    store.upsert_task(TaskDocument(task_id="MoS2-monolayer-quick12-bands_soc", formula="MoS2",
+                                   dimensionality="monolayer", preset="quick", step="bands_soc", calculator="espresso",
+                                   inputs={"preset": {**dataclasses.asdict(load_preset("quick")), "kmesh": 12}}))
+    bars = store.error_bars([quick, paper, ws2, overridden])
+    assert set(bars) == {"MoS2-monolayer-paper", "MoS2-monolayer-quick12"}
+    assert bars["MoS2-monolayer-paper"]["delta_e_gamma_k_mev"] == 1.8
+    nc = _material_doc("second_variational")  # norm-conserving files: the PAW study does not apply
+    assert store.error_bars([nc]) == {}

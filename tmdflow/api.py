@@ -107,16 +107,17 @@ def query(formula: str | None = None, dimensionality: str | None = None, preset:
     return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset, calculator))
 
 
-def error_bars(settings: Settings | None = None) -> dict[str, dict[str, float]]:
-    """formula -> quantity -> error bar (meV) from the convergence studies in the store (the
-    largest, when several base presets were studied)."""
+def error_bars(materials: list[MaterialDocument], settings: Settings | None = None) -> dict[str, dict[str, float]]:
+    """material_id -> quantity -> error bar (meV) from the convergence studies in the store that
+    apply to each material (ResultsStore.error_bars)."""
     _, conn = _conn(settings)
-    return ResultsStore(conn.db).error_bars()
+    return ResultsStore(conn.db).error_bars(materials)
 
 
 def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings | None = None,
            calculator: str | None = None) -> str:
-    return render(table1_rows(query(settings=settings), preset, calculator, error_bars(settings)), fmt)
+    materials = query(settings=settings)
+    return render(table1_rows(materials, preset, calculator, error_bars(materials, settings)), fmt)
 
 
 def backup(path: Path, settings: Settings | None = None) -> dict[str, int]:

@@ -99,6 +99,43 @@ def converge(formula: str, preset: Preset, ladders: dict[str, list], run: Callab
                              final.values, points)
 
 
+# The settings an error bar depends on: a study's bars hold for a result computed with the same
+# pseudopotential family and spin-orbit mode and settings at least as converged as the study's.
+MATCHED = ("pseudo_family", "spin_orbit_mode")
+AT_LEAST = ("ecutwfc", "kmesh", "vacuum")
+
+
+def error_bars_apply(study_settings: dict, result_settings: dict) -> bool:
+    """True when a convergence study's error bars hold for a result computed with
+    ``result_settings`` (a preset as a dict): same pseudopotential family and spin-orbit mode,
+    and cut-off, k-mesh and vacuum each at least the study's converged value.  A result at
+    settings above the converged ones has a smaller truncation error, so the study's bar is an
+    upper bound; below them the study says nothing about it.  A key missing on either side is
+    not compared."""
+    for key in MATCHED:
+        if key in study_settings and key in result_settings and study_settings[key] != result_settings[key]:
+            return False
+    for key in AT_LEAST:
+        if key in study_settings and key in result_settings and \
+                float(result_settings[key]) < float(study_settings[key]) - 1e-9:
+            return False
+    return True
+
+
+def applicable_error_bars(studies: list[tuple[dict, dict]], result_settings: dict) -> dict[str, float] | None:
+    """The error bars (quantity -> meV) for one result from ``studies`` (pairs of a study's
+    settings -- converged values plus pseudo_family, spin_orbit_mode -- and its error bars):
+    the largest over the studies that apply (``error_bars_apply``), None when none does."""
+    bars: dict[str, float] = {}
+    applied = False
+    for study_settings, study_bars in studies:
+        if error_bars_apply(study_settings, result_settings):
+            applied = True
+            for q, v in study_bars.items():
+                bars[q] = max(bars.get(q, 0.0), float(v))
+    return bars if applied else None
+
+
 def run_pipeline(formula: str, preset: Preset, settings, root: Path, progress=None):
     """The real calculation of one convergence point: tmdflow's monolayer pipeline."""
     from .compute import compute_material

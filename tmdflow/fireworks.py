@@ -111,7 +111,8 @@ class TmdflowConvergenceTask(FiretaskBase):
         result = converge(self["formula"], preset, dict(self["ladders"]),
                           run_pipeline(self["formula"], preset, settings, root), float(self["tolerance_mev"]))
         doc = ConvergenceDoc(convergence_id=f"{self['formula']}-monolayer-{preset.name}", formula=self["formula"],
-                             base_preset=preset.name, tolerance_mev=result.tolerance_mev,
+                             base_preset=preset.name, pseudo_family=preset.pseudo_family,
+                             spin_orbit_mode=preset.spin_orbit_mode, tolerance_mev=result.tolerance_mev,
                              converged_settings=result.converged_settings, converged=result.converged,
                              error_bars_mev=result.error_bars_mev, values_mev=result.values_mev,
                              points=[{"settings": p.settings, "values": p.values, "wall_seconds": p.wall_seconds}

@@ -39,11 +39,12 @@ class MaterialSection:
 
 
 def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
-    bars = store.error_bars()
+    materials = store.materials(MaterialQuery(preset=preset, calculator=calculator))
+    bars = store.error_bars(materials)
     sections = []
-    for m in store.materials(MaterialQuery(preset=preset, calculator=calculator)):
+    for m in materials:
         tasks = store.tasks({"task_id": {"$regex": f"^{m.material_id}-"}})
-        sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.formula),
+        sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.material_id),
                                         store.phonons(m.material_id)))
     return sections
 
@@ -105,7 +106,7 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _table1(sections: list[MaterialSection]) -> tuple[list[str], list[list[str]]]:
-    bars = {s.material.formula: s.error_bars for s in sections if s.error_bars}
+    bars = {s.material.material_id: s.error_bars for s in sections if s.error_bars}
     rows = table1_rows([s.material for s in sections], error_bars=bars)
     return [c.header for c in COLUMNS], [[_cell(r, c) for c in COLUMNS] for r in rows]
 

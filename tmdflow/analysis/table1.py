@@ -45,8 +45,8 @@ def _dev(ours, ref):
 def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None,
                 calculator: str | None = None, error_bars: dict[str, dict[str, float]] | None = None) -> list[dict]:
     """One row per material and code; rows of codes other than Quantum ESPRESSO are labelled
-    ``MoS2 (wien2k)``.  ``error_bars``: formula -> quantity -> meV, from a convergence study
-    (shown in the ± columns of the monolayer numbers)."""
+    ``MoS2 (wien2k)``.  ``error_bars``: monolayer material_id -> quantity -> meV, from the
+    convergence studies that apply to it (shown in the ± columns of the monolayer numbers)."""
     paper = load_yaml("paper_zhu2011.yaml")["materials"]
     by_formula: dict[tuple[str, str], dict[str, MaterialDocument]] = {}
     for m in materials:
@@ -64,7 +64,7 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
                        dcb=s.delta_cb_k_mev if s.delta_cb_sign_known else None, dgk=s.delta_e_gamma_k_mev,
                        gap=s.gap_ev, gap_type="direct at K" if s.direct_gap_at_k
                        else f"indirect ({s.vbm_location}->{s.cbm_location})")
-        bars = (error_bars or {}).get(formula)
+        bars = (error_bars or {}).get(ml.material_id) if ml else None
         if ml and bars:
             row.update(dvb_err=bars.get("delta_vb_k_mev"), dcb_err=bars.get("delta_cb_k_mev") if row.get("dcb") is not None
                        else None, dgk_err=bars.get("delta_e_gamma_k_mev"))

@@ -159,6 +159,8 @@ class ConvergenceDoc(BaseModel):
     convergence_id: str  # "<formula>-monolayer-<base preset>"
     formula: str
     base_preset: str
+    pseudo_family: str | None = None  # of the base preset; None in older documents (then taken
+    spin_orbit_mode: str | None = None  # from the named base preset)
     tolerance_mev: float
     converged_settings: dict[str, float]
     converged: dict[str, bool]
@@ -166,6 +168,21 @@ class ConvergenceDoc(BaseModel):
     values_mev: dict[str, float]
     points: list[dict[str, Any]]
     updated_at: datetime = Field(default_factory=utcnow)
+
+    def study_settings(self) -> dict[str, Any]:
+        """The converged settings with the pseudopotential family and spin-orbit mode they hold for."""
+        out: dict[str, Any] = dict(self.converged_settings)
+        if self.pseudo_family is None or self.spin_orbit_mode is None:
+            from ..presets import available_presets, load_preset
+
+            if self.base_preset in available_presets():
+                base = load_preset(self.base_preset)
+                out.update(pseudo_family=base.pseudo_family, spin_orbit_mode=base.spin_orbit_mode)
+        if self.pseudo_family is not None:
+            out["pseudo_family"] = self.pseudo_family
+        if self.spin_orbit_mode is not None:
+            out["spin_orbit_mode"] = self.spin_orbit_mode
+        return out
 
 
 class PhononDoc(BaseModel):

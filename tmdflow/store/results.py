@@ -6,6 +6,7 @@ keyed by a deterministic id, so re-running a workflow updates documents and neve
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -111,14 +112,34 @@ class ResultsStore:
     def convergence(self) -> list[ConvergenceDoc]:
         return [ConvergenceDoc.model_validate(_clean(d)) for d in self.db[CONVERGENCE].find({})]
 
-    def error_bars(self) -> dict[str, dict[str, float]]:
-        """formula -> quantity -> error bar (meV); the largest when several studies exist."""
-        bars: dict[str, dict[str, float]] = {}
+    def error_bars(self, materials: Iterable[MaterialDocument]) -> dict[str, dict[str, float]]:
+        """material_id -> quantity -> error bar (meV) for the Quantum ESPRESSO monolayers among
+        ``materials`` that a convergence study of their formula applies to (same pseudopotential
+        family and spin-orbit mode, settings at least the study's converged ones:
+        tmdflow.convergence.error_bars_apply); the largest when several apply."""
+        from ..convergence import applicable_error_bars
+
+        studies: dict[str, list[tuple[dict, dict]]] = {}
         for doc in self.convergence():
-            mine = bars.setdefault(doc.formula, {})
-            for q, v in doc.error_bars_mev.items():
-                mine[q] = max(mine.get(q, 0.0), v)
-        return bars
+            studies.setdefault(doc.formula, []).append((doc.study_settings(), doc.error_bars_mev))
+        out = {}
+        for m in materials:
+            if m.calculator != "espresso" or m.dimensionality != "monolayer" or m.formula not in studies:
+                continue
+            bars = applicable_error_bars(studies[m.formula], self.result_settings(m))
+            if bars is not None:
+                out[m.material_id] = bars
+        return out
+
+    def result_settings(self, material: MaterialDocument) -> dict[str, Any]:
+        """The preset (with the workflow's overrides) a material's spin-orbit bands ran with, from
+        its task document; the named preset when the task has none."""
+        task = self.task(f"{material.material_id}-bands_soc")
+        if task is not None and (task.inputs or {}).get("preset"):
+            return dict(task.inputs["preset"])
+        from ..presets import available_presets, load_preset
+
+        return dataclasses.asdict(load_preset(material.preset)) if material.preset in available_presets() else {}
 
     def task(self, task_id: str) -> TaskDocument | None:
         raw = self.db[TASKS].find_one({"task_id": task_id})
