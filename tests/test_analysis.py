@@ -123,3 +123,43 @@ def test_gamma_k_profile_needs_a_path_and_the_spin_texture():
     with_sz = bands.with_sigma_z(np.tile([1.0, -1.0, 1.0, -1.0], (10, 1)))
     prof = gamma_k_profile(with_sz)
     assert np.allclose(prof["fraction"], [0, 0.5, 1]) and np.allclose(prof["delta_uvb_mev"], -1000.0)
+
+
+WSE2 = QE67 / "wse2_quick_soc"
+
+
+@pytest.fixture(scope="module")
+def wse2():
+    from tmdflow.calculators.espresso.parsers import parse_bandsx_sigma_inplane
+
+    xml = parse_pw_xml(WSE2 / "bands_soc.xml")
+    f = WSE2 / "spin_texture.dat"
+    return xml.bands.with_sigma_z(parse_bandsx_sigma_z(f, xml.bands.eigenvalues),
+                                  parse_bandsx_sigma_inplane(f, xml.bands.eigenvalues))
+
+
+def test_in_plane_spin_check_passes_real_wse2_and_catches_tilted_or_parallel_spins(wse2):
+    """The spin check on a real run (WSe2, the smallest |<sigma_z>| at K of the four: 0.888 for the
+    lowest conduction state) and on two corrupted copies of it: an in-plane spin component at K
+    (what a broken sigma_h would give) and a split pair whose two states carry the same spin."""
+    from dataclasses import replace
+
+    from tmdflow.analysis.checks import check_monolayer
+
+    spin_messages = ("sigma_z", "in-plane", "opposite spins")
+    r = analyze_bands(wse2)
+    assert r.k_sigma_inplane_max is not None and r.k_sigma_inplane_max < 0.005
+    assert abs(r.cb_k_sigma_z[0]) == pytest.approx(0.888, abs=0.01)
+    checks = check_monolayer(wse2)  # the fixture has no Gamma-M path: only that failure is expected
+    assert not [f for f in checks.failures if any(m in f for m in spin_messages)], checks.failures
+    assert checks.max_sigma_inplane_at_k < 0.005
+
+    nocc = wse2.n_occupied
+    tilted = wse2.sigma_inplane.copy()
+    tilted[1, nocc] = 0.3
+    failures = check_monolayer(replace(wse2, sigma_inplane=tilted)).failures
+    assert any("in-plane spin" in f for f in failures), failures
+    parallel = wse2.sigma_z.copy()
+    parallel[1, nocc + 1] = -parallel[1, nocc + 1]  # c2 now has the spin of c1
+    failures = check_monolayer(replace(wse2, sigma_z=parallel)).failures
+    assert any("conduction pair at K does not carry opposite spins" in f for f in failures), failures

@@ -38,7 +38,8 @@ def test_physics_checks_hold(mos2_figures):
     assert checks["passed"], checks["failures"]
     assert checks["max_delta_gamma_m_mev"] < 1.0  # Delta = 0 along Gamma-M (path)
     assert checks["map_max_delta_gamma_m_mev"] < 1.0  # ... and on the map's Gamma-M edge
-    assert checks["min_sigma_z_at_k"] > 0.95  # full out-of-plane polarisation at K
+    assert checks["min_sigma_z_at_k"] > 0.95  # full out-of-plane polarisation at K (MoS2: 0.99+)
+    assert checks["max_sigma_inplane_at_k"] < 0.01  # bands.x lsigma(1..3) ran in the pipeline
     assert checks["spin_reversed_at_kprime"]  # Delta(K') = -Delta(K)
     assert checks["delta_kprime_mev"] == pytest.approx(checks["delta_k_mev"], abs=0.5)
 

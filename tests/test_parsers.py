@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tmdflow.calculators.espresso.parsers import parse_bandsx_sigma_z, parse_pw_stdout, parse_pw_xml
+from tmdflow.calculators.espresso.parsers import (parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_pw_stdout,
+                                                  parse_pw_xml)
 from tmdflow.calculators.espresso.parsers.stdout import parse_duration
 from tmdflow.errors import OutputParseError
 
@@ -81,6 +82,28 @@ def test_bandsx_spin_texture_is_attached_to_the_right_states():
     assert np.allclose(sz[2], -sz[1], atol=0.02)
     # at Gamma every level is a Kramers pair: values come in +- pairs
     assert abs(sz[0].sum()) < 0.05
+
+
+def test_bandsx_in_plane_spin_vanishes_and_sigma_z_is_reduced_only_by_orbital_mixing(tmp_path):
+    """WSe2 (quick, the study's relaxed a, d; bands.x lsigma(1..3)): sigma_h makes <sigma_x>,
+    <sigma_y> vanish for every non-degenerate state of the k_z = 0 plane, while |<sigma_z>| of the
+    lowest conduction state at K is well below 1 (spin-orbit admixture of M d_xz, d_yz of the
+    other spin: |<sigma_z>| = 1 - 2w) -- it is still fully out of plane."""
+    d = QE67 / "wse2_quick_soc"
+    bands = parse_pw_xml(d / "bands_soc.xml").bands
+    sz = parse_bandsx_sigma_z(d / "spin_texture.dat", bands.eigenvalues)
+    sp = parse_bandsx_sigma_inplane(d / "spin_texture.dat", bands.eigenvalues)
+    nocc = bands.n_occupied
+    edge = slice(nocc - 2, nocc + 2)  # v2, v1, c1, c2
+    for ik in (1, 2, 4):  # K, K', Q: split (non-degenerate) pairs
+        assert np.all(sp[ik, edge] < 0.005), sp[ik, edge]  # bands.x prints s/2 to 0.001
+    assert abs(sz[1, nocc - 1]) > 0.99  # top valence state at K: pure d(m=2) with one spin
+    assert 0.8 < abs(sz[1, nocc]) < 0.95  # lowest conduction state at K: measured 0.888
+    assert sp[0, edge].max() > 0.05  # at Gamma (Kramers pairs) the spin direction is arbitrary: the
+    # in-plane file really holds sigma_x, sigma_y, not zeros
+    for name in ("spin_texture.dat", "spin_texture.dat.3"):  # a run with lsigma(3) only
+        (tmp_path / name).write_text((d / name).read_text())
+    assert parse_bandsx_sigma_inplane(tmp_path / "spin_texture.dat") is None
 
 
 def test_bandsx_energies_that_do_not_match_are_refused():

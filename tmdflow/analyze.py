@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .analysis.splitting import SplittingResult, analyze_bands
 from .bands import BandData
-from .calculators.espresso.parsers import parse_bandsx_sigma_z, parse_pw_stdout, parse_pw_xml
+from .calculators.espresso.parsers import (parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_pw_stdout,
+                                          parse_pw_xml)
 from .errors import AnalysisError, OutputParseError, TmdflowError
 
 
@@ -64,7 +65,8 @@ def _attach_spin(directory: Path, bands: BandData) -> BandData:
     for sigma in sorted(directory.glob("*.3")):
         filband = sigma.with_suffix("")
         try:
-            return bands.with_sigma_z(parse_bandsx_sigma_z(filband, bands.eigenvalues))
+            return bands.with_sigma_z(parse_bandsx_sigma_z(filband, bands.eigenvalues),
+                                      parse_bandsx_sigma_inplane(filband, bands.eigenvalues))
         except TmdflowError:
             continue
     return bands

@@ -20,6 +20,7 @@ class BandData:
                      False for spin-degenerate runs (two electrons per band)
     reciprocal_cell: (3, 3) rows b_i in 1/Angstrom (2*pi included)
     sigma_z:         optional (nk, nbnd) <sigma_z> expectation in units of hbar/2 (-1..1)
+    sigma_inplane:   optional (nk, nbnd) |<sigma_par>| = sqrt(<sigma_x>^2 + <sigma_y>^2), same units
     """
 
     kpoints_crystal: np.ndarray
@@ -29,6 +30,7 @@ class BandData:
     reciprocal_cell: np.ndarray
     sigma_z: np.ndarray | None = None
     labels: tuple[str, ...] = field(default=())
+    sigma_inplane: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = np.asarray(self.kpoints_crystal, float)
@@ -38,8 +40,9 @@ class BandData:
                 f"inconsistent band data: k {k.shape}, eigenvalues {e.shape}",
                 "this is a parser bug; report it with the output files",
             )
-        if self.sigma_z is not None and np.shape(self.sigma_z) != e.shape:
-            raise AnalysisError("sigma_z shape differs from eigenvalues", "parser bug; report it")
+        for name in ("sigma_z", "sigma_inplane"):
+            if getattr(self, name) is not None and np.shape(getattr(self, name)) != e.shape:
+                raise AnalysisError(f"{name} shape differs from eigenvalues", "parser bug; report it")
 
     @property
     def n_occupied(self) -> int:
@@ -58,8 +61,9 @@ class BandData:
         """(nk, 3) in 1/Angstrom."""
         return np.asarray(self.kpoints_crystal) @ np.asarray(self.reciprocal_cell)
 
-    def with_sigma_z(self, sigma_z: np.ndarray) -> "BandData":
-        return replace(self, sigma_z=np.asarray(sigma_z, float))
+    def with_sigma_z(self, sigma_z: np.ndarray, sigma_inplane: np.ndarray | None = None) -> "BandData":
+        return replace(self, sigma_z=np.asarray(sigma_z, float),
+                       sigma_inplane=None if sigma_inplane is None else np.asarray(sigma_inplane, float))
 
     @staticmethod
     def merge(*parts: "BandData") -> "BandData":
@@ -70,6 +74,7 @@ class BandData:
             if p.spinor != first.spinor or abs(p.n_electrons - first.n_electrons) > 1e-6:
                 raise AnalysisError("cannot merge band data of different runs", "merge SOC with SOC only")
         has_sz = all(p.sigma_z is not None for p in parts)
+        has_sp = all(p.sigma_inplane is not None for p in parts)
         return BandData(
             kpoints_crystal=np.vstack([p.kpoints_crystal for p in parts]),
             eigenvalues=np.vstack([p.eigenvalues[:, :nb] for p in parts]),
@@ -78,4 +83,5 @@ class BandData:
             reciprocal_cell=first.reciprocal_cell,
             sigma_z=np.vstack([p.sigma_z[:, :nb] for p in parts]) if has_sz else None,
             labels=tuple(l for p in parts for l in (p.labels or ("",) * len(p.kpoints_crystal))),
+            sigma_inplane=np.vstack([p.sigma_inplane[:, :nb] for p in parts]) if has_sp else None,
         )

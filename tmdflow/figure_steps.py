@@ -82,7 +82,7 @@ def run_figure_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
                         progress=say, step=req.step)
     weights = None
     if spin_orbit:
-        calc.spin_texture(directory, result, progress=say, filband=SIGMA_FILE["soc_map"])
+        calc.spin_texture(directory, result, progress=say, filband=SIGMA_FILE["soc_map"], in_plane=False)
         bands = calc.read_bands(directory, "soc_map", sigma_file=SIGMA_FILE["soc_map"])
     else:
         (directory / "bands_labels.txt").write_text("\n".join(labels) + "\n")

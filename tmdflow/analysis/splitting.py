@@ -45,6 +45,7 @@ class SplittingResult:
     spin_reversed_at_kprime: bool | None
     n_kpoints: int
     spin_degenerate: bool = False  # levels at K are Kramers pairs (bulk with inversion)
+    k_sigma_inplane_max: float | None = None  # max |<sigma_par>| of the four split states at K (bands.x lsigma(1, 2))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,8 +113,10 @@ def analyze_bands(bands: BandData) -> SplittingResult:
     sz = bands.sigma_z
     sign_known = False
     delta_cb = (c2 - c1) * 1000
-    vb_sz = cb_sz = None
+    vb_sz = cb_sz = inplane = None
     degenerate = deg_v > 1 or deg_c > 1
+    if bands.sigma_inplane is not None and not degenerate:
+        inplane = float(np.max(np.asarray(bands.sigma_inplane)[ik, [nocc - 1, i_v2, nocc, i_c2]]))
     if sz is not None and not degenerate:
         vb_sz = (float(sz[ik, nocc - 1]), float(sz[ik, i_v2]))
         cb_sz = (float(sz[ik, nocc]), float(sz[ik, i_c2]))
@@ -150,4 +153,5 @@ def analyze_bands(bands: BandData) -> SplittingResult:
         spin_reversed_at_kprime=rev,
         n_kpoints=len(bands.kpoints_crystal),
         spin_degenerate=bool(degenerate),
+        k_sigma_inplane_max=inplane,
     )
