@@ -89,7 +89,10 @@ def _checks_rows(f: FiguresDoc | None) -> list[list[str]]:
     if f is None:
         return []
     c = f.checks
-    return [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in c.items() if k not in ("failures",)] + \
+    def shown(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else "—" if v is None else str(v)  # not measured or not applicable
+
+    return [[k, shown(v)] for k, v in c.items() if k not in ("failures",)] + \
         [["failures", "; ".join(c.get("failures") or []) or "none"]]
 
 
