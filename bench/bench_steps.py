@@ -37,7 +37,7 @@ def by_hand(src: Path, profile: EspressoProfile) -> dict[str, float]:
     for step, argv in (
         ("scf_soc", profile.argv(profile.pw_command) + ["-nk", str(profile.nprocs)]),
         ("bands_soc", profile.argv(profile.pw_command) + ["-nk", str(profile.nprocs)]),
-        ("spin_texture", profile.argv(profile.bands_command, parallel=False)),
+        ("spin_texture", profile.argv(profile.bands_command)),
     ):
         start = time.monotonic()
         with open(work / f"{step}.out", "w") as out:

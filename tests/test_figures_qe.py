@@ -6,6 +6,7 @@ Tolerances: Delta = 0 on Gamma-M and Delta(K') = -Delta(K) hold by symmetry, so 
 to 1 meV / 0.5 meV (pw.x reaches 1e-5 meV); |<sigma_z>| at K is 0.99+ at every setting we ran.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,19 @@ def test_physics_checks_hold(mos2_figures):
     assert checks["max_sigma_inplane_at_k"] < 0.01  # bands.x lsigma(1..3) ran in the pipeline
     assert checks["spin_reversed_at_kprime"]  # Delta(K') = -Delta(K)
     assert checks["delta_kprime_mev"] == pytest.approx(checks["delta_k_mev"], abs=0.5)
+
+
+def test_postprocessing_runs_are_timed_in_their_tasks(mos2_figures):
+    """bands.x (bands_soc, soc_map) and projwfc.x (bands_sr) run on the MPI processes and their
+    own CPU clock is stored next to pw.x's; an SCF step has none."""
+    out = mos2_figures["out"]
+    for step in ("bands_soc", "soc_map", "bands_sr"):
+        outputs = out[step].task.outputs
+        assert 0 < outputs["postprocessing_cpu_seconds"] < out[step].task.wall_seconds, step
+    assert out["scf_soc"].task.outputs["postprocessing_cpu_seconds"] is None
+    nprocs = mos2_figures["settings"].nprocs  # bands.x was started on all MPI processes, not serially
+    launched = (mos2_figures["root"] / "soc" / "spin_texture.out").read_text()
+    assert re.search(rf"running on\s+{nprocs} processors", launched)
 
 
 def test_monolayer_is_direct_at_k(mos2_figures):
@@ -123,11 +137,15 @@ def test_bulk_is_indirect_and_spin_degenerate(tmp_path, pseudo_dir):
     assert checks["passed"] and checks["max_pair_splitting_mev"] < 1.0
     assert s.spin_degenerate and not s.direct_gap_at_k
     assert s.vbm_location == "Gamma"
+    # a Kramers pair's <sigma> is arbitrary: no bands.x run for bulk, no spin on the path
+    assert out["bands_soc"].task.outputs["postprocessing_cpu_seconds"] is None
+    assert s.vb_k_sigma_z is None and s.k_sigma_inplane_max is None
     from tmdflow.calculators import get_calculator
 
     soc = tmp_path / "MoS2-bulk-test" / "soc"
     labels = tuple((soc / "bands_labels.txt").read_text().split("\n"))
     bands = get_calculator("espresso", settings).read_spin_orbit_bands(soc, labels)
+    assert bands.sigma_z is None and not list(soc.glob("spin_texture.*"))
     cb = bands.eigenvalues[:, bands.n_occupied]
     k = bands.kpoints_crystal[int(np.argmin(cb))]
     assert abs(k[0] - k[1]) < 1e-6  # on Gamma-K ...

@@ -5,7 +5,8 @@ import pytest
 
 from tmdflow.calculators.espresso.parsers import (parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_pw_stdout,
                                                   parse_pw_xml)
-from tmdflow.calculators.espresso.parsers.stdout import parse_duration
+from tmdflow.calculators.espresso.adapter import EspressoCalculator
+from tmdflow.calculators.espresso.parsers.stdout import parse_duration, parse_program_clock
 from tmdflow.errors import OutputParseError
 
 from .conftest import QE67
@@ -57,6 +58,20 @@ def test_scf_stdout_convergence_and_timing():
     # the fixture's closing clock line: "PWSCF : 30.12s CPU 41.84s WALL"
     assert out.cpu_seconds == pytest.approx(30.12) and out.wall_seconds == pytest.approx(41.84)
     assert out.n_electrons == 26.0
+
+
+def test_closing_clock_of_any_qe_program(tmp_path):
+    clock = parse_program_clock(QUICK / "spin_texture.out", "BANDS")  # "BANDS : 4.00s CPU 5.02s WALL"
+    assert (clock.cpu_seconds, clock.wall_seconds) == (pytest.approx(4.00), pytest.approx(5.02))
+    assert parse_program_clock(QUICK / "scf_soc.out", "PWSCF").cpu_seconds == pytest.approx(30.12)
+    assert parse_program_clock(QUICK / "scf_soc.out", "BANDS") is None  # another program's output
+    cut = tmp_path / "spin_texture.out"  # a bands.x killed before its closing line
+    cut.write_text((QUICK / "spin_texture.out").read_text().split("BANDS        :")[0])
+    assert parse_program_clock(cut, "BANDS") is None
+    # the adapter reads the post-processing clock of a step from the step's directory
+    assert EspressoCalculator.postprocessing_cpu_seconds(QUICK, "bands_soc") == pytest.approx(4.00)
+    assert EspressoCalculator.postprocessing_cpu_seconds(QUICK, "scf_soc") is None
+    assert EspressoCalculator.postprocessing_cpu_seconds(tmp_path, "bands_soc") is None
 
 
 def test_unconverged_scf_is_reported_by_both_parsers():

@@ -35,9 +35,12 @@ def test_unconverged_eigenvalues_of_a_bands_run_appear_in_the_provenance():
     preset = dataclasses.asdict(load_preset("quick"))
     section = MaterialSection(_material(), None, [_task("scf_soc", 0, preset, unconverged_eigenvalues=None,
                                                         pw_cpu_seconds=61.4),
-                                                  _task("bands_soc", 1, preset, unconverged_eigenvalues=2)])
+                                                  _task("bands_soc", 1, preset, unconverged_eigenvalues=2),
+                                                  _task("soc_map", 2, preset, pw_cpu_seconds=30.2,
+                                                        postprocessing_cpu_seconds=12.6)])
     rows = {row[0]: row for row in _provenance_rows(section)}
     notes = {step: row[-1] for step, row in rows.items()}
     assert rows["scf_soc"][4] == "61" and rows["bands_soc"][4] == "—"  # pw.x CPU s (older tasks: not recorded)
+    assert rows["soc_map"][4] == "30 + 13"  # pw.x + bands.x
     assert notes["scf_soc"] == "—"
     assert notes["bands_soc"].startswith("2 eigenvalue(s) short of the Davidson threshold")

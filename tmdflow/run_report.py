@@ -59,8 +59,12 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
             notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")
         corr = "; ".join(notes) or "—"
         cpu = (t.outputs or {}).get("pw_cpu_seconds")
+        post = (t.outputs or {}).get("postprocessing_cpu_seconds")
+        cpu_text = f"{cpu:.0f}" if cpu is not None else "—"
+        if post is not None:
+            cpu_text += f" + {post:.0f}"
         rows.append([t.step, t.state, t.code_version or "?", f"{t.wall_seconds or 0:.0f}",
-                     f"{cpu:.0f}" if cpu is not None else "—", t.host or "?", pseudos, corr])
+                     cpu_text, t.host or "?", pseudos, corr])
     return rows
 
 
@@ -180,7 +184,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
         parts.append(heading.format("Settings"))
         parts.append(table(["parameter", "value"], _settings_rows(s)))
         parts.append(heading.format("Provenance"))
-        parts.append(table(["step", "state", "code", "wall s", "pw.x CPU s", "host", "pseudopotentials (sha256)", "corrections / notes"],
+        parts.append(table(["step", "state", "code", "wall s", "CPU s (pw.x + bands.x/projwfc.x)", "host", "pseudopotentials (sha256)", "corrections / notes"],
                            _provenance_rows(s)))
     if fmt == "html":
         parts.append("</body></html>")

@@ -22,7 +22,7 @@ from ase import Atoms
 
 from .analysis.splitting import analyze_bands
 from .calculators import get_calculator
-from .calculators.espresso.adapter import PwStepResult, valence_electrons
+from .calculators.espresso.adapter import EspressoCalculator, PwStepResult, valence_electrons
 from .errors import InputError, ScfNotConverged
 from .figure_steps import FIGURE_STEPS, run_figure_step
 from .kpoints import splitting_kpoints, splitting_kpoints_exact
@@ -156,6 +156,8 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             "unconverged_eigenvalues": (result.stdout.unconverged_eigenvalues
                                         if x.calculation in ("bands", "nscf") else None),
             "pw_cpu_seconds": result.stdout.cpu_seconds,
+            # bands.x (bands_soc, soc_map) / projwfc.x (bands_sr) after pw.x; None for other steps
+            "postprocessing_cpu_seconds": EspressoCalculator.postprocessing_cpu_seconds(result.directory, req.step),
         },
         pseudopotentials={el: PseudoRef(file=p.name, sha256=_sha(pseudos, el, p), source=pseudos.family)
                           for el, p in files.items()},
@@ -275,7 +277,11 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
                             progress=say)
         (root / "soc" / "bands_labels.txt").write_text("\n".join(labels) + "\n")
         bandsx_seconds = None
-        if req.preset.spin_texture:
+        for stale in (root / "soc").glob("spin_texture.*"):  # a rerun must not pair old spins with new bands
+            stale.unlink()
+        # bulk 2H: inversion + time reversal make every level a Kramers pair, whose <sigma> is an
+        # arbitrary choice inside the pair: bands.x would cost 1-2.5 min for nothing (docs/physics.md)
+        if req.preset.spin_texture and req.dimensionality == "monolayer":
             t0 = time.monotonic()
             calc.spin_texture(root / "soc", result, progress=say)
             bandsx_seconds = time.monotonic() - t0

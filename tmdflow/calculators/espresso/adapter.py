@@ -21,8 +21,8 @@ from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged, 
 from ...presets import Preset
 from ...pseudo import read_upf_header
 from ...settings import Settings
-from .parsers import (PwStdout, PwXmlOutput, parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_pw_stdout,
-                      parse_pw_xml)
+from .parsers import (PwStdout, PwXmlOutput, parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_program_clock,
+                      parse_pw_stdout, parse_pw_xml)
 from .parsers.projwfc import Projections, parse_projwfc_up
 from .profile import EspressoProfile, ProgressFn, RunRecord
 from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials
@@ -76,6 +76,10 @@ class EspressoCalculator:
     supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures",
                        "phonons")
 
+    #: what a step runs after pw.x: (the program's name on its clock line, its output file)
+    POSTPROCESSING = {"bands_soc": ("BANDS", "spin_texture.out"), "soc_map": ("BANDS", "soc_map_sigma.out"),
+                      "bands_sr": ("PROJWFC", "projwfc.out")}
+
     def __init__(self, profile: EspressoProfile, keep_scratch: bool = False) -> None:
         self.profile = profile
         self.keep_scratch = keep_scratch
@@ -93,9 +97,9 @@ class EspressoCalculator:
         """Fail before any expensive work when pw.x / bands.x / projwfc.x / MPI are missing."""
         self.profile.argv(self.profile.pw_command)
         if spin_texture:
-            self.profile.argv(self.profile.bands_command, parallel=False)
+            self.profile.argv(self.profile.bands_command)
         if projections:
-            self.profile.argv(self.profile.projwfc_command, parallel=False)
+            self.profile.argv(self.profile.projwfc_command)
 
     # -- steps -----------------------------------------------------------------------------
     def _run_pw(self, step: str, job: PwJob, directory: Path, progress: ProgressFn | None, pools: int) -> PwStepResult:
@@ -199,6 +203,8 @@ class EspressoCalculator:
         """<sigma_z> (-1..1) per k-point and band of the last bands run, from bands.x lsigma(3);
         with ``in_plane`` also <sigma_x>, <sigma_y> (lsigma(1), lsigma(2): the ``.1``, ``.2``
         files, read by read_spin_orbit_bands): bands.x takes 1.3x (quick, 5 k) to 2.3x (paper, 96 k) longer.
+        bands.x runs on the profile's MPI processes with plane-wave distribution (no pools): output
+        identical byte for byte to a serial run, 1.9x faster on 2 cores (docs/performance.md).
 
         ``filband``: the bands step writes spin_texture.dat; other spin-orbit runs in the same
         directory (the splitting map) use their own name so that nothing is overwritten."""
@@ -213,7 +219,7 @@ class EspressoCalculator:
         (directory / f"{stem}.in").write_text(text)
         record = self.profile.run(
             self.profile.bands_command, directory, f"{stem}.in", f"{stem}.out",
-            parallel=False, progress=progress, label=stem,
+            progress=progress, label=stem,
         )
         if record.returncode != 0:
             raise CalculationFailed(
@@ -224,12 +230,13 @@ class EspressoCalculator:
 
     def orbital_projections(self, directory: Path, progress: ProgressFn | None = None) -> Projections:
         """projwfc.x on the last (scalar-relativistic) run in ``directory``: |<phi_lm|psi_nk>|^2
-        on real spherical harmonics, kept in ``proj.projwfc_up``."""
+        on real spherical harmonics, kept in ``proj.projwfc_up``.  Parallel like bands.x (identical
+        ``proj.projwfc_up`` to a serial run)."""
         text = (f"&PROJWFC\n  prefix = '{PREFIX}'\n  outdir = '{OUTDIR}'\n  filproj = 'proj'\n"
                 "  lsym = .false.\n/\n")
         (directory / "projwfc.in").write_text(text)
         record = self.profile.run(self.profile.projwfc_command, directory, "projwfc.in", "projwfc.out",
-                                  parallel=False, progress=progress, label="projwfc")
+                                  progress=progress, label="projwfc")
         if record.returncode != 0 or not (directory / "proj.projwfc_up").is_file():
             raise CalculationFailed(
                 f"projwfc.x failed (exit {record.returncode}) in {directory}: {_tail(directory / 'projwfc.out')}",
@@ -258,6 +265,17 @@ class EspressoCalculator:
             bands = bands.with_sigma_z(parse_bandsx_sigma_z(filband, bands.eigenvalues),
                                        parse_bandsx_sigma_inplane(filband, bands.eigenvalues))
         return bands
+
+    @classmethod
+    def postprocessing_cpu_seconds(cls, directory: Path, step: str) -> float | None:
+        """CPU seconds (first MPI process) of the bands.x / projwfc.x run of ``step`` in
+        ``directory``, from the program's own clock; None when the step runs none or it did not finish."""
+        if step not in cls.POSTPROCESSING:
+            return None
+        program, name = cls.POSTPROCESSING[step]
+        out = Path(directory) / name
+        clock = parse_program_clock(out, program) if out.is_file() else None
+        return clock.cpu_seconds if clock else None
 
     def cleanup(self, directory: Path) -> int:
         """Delete wavefunction scratch (keeps XML and charge density for restarts); bytes freed."""

@@ -41,6 +41,26 @@ def parse_duration(text: str) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class ProgramClock:
+    """A QE program's own final clock line, e.g. ``BANDS : 3.71s CPU 4.24s WALL``."""
+
+    program: str
+    cpu_seconds: float  # of the first MPI process
+    wall_seconds: float
+
+
+def parse_program_clock(source: str | Path, program: str) -> ProgramClock | None:
+    """The last ``<PROGRAM> : <cpu> CPU <wall> WALL`` line of any QE output (``PWSCF``, ``BANDS``,
+    ``PROJWFC``...); None when the program did not get as far as printing it."""
+    text = Path(source).read_text(errors="replace") if isinstance(source, Path) else source
+    found = re.findall(rf"^\s*{re.escape(program)}\s*:\s*(.+?)\s+CPU\s+(.+?)\s+WALL", text, re.MULTILINE)
+    if not found:
+        return None
+    cpu, wall = found[-1]
+    return ProgramClock(program, parse_duration(cpu), parse_duration(wall))
+
+
 def _vectors(text: str, name: str) -> np.ndarray | None:
     rows = []
     for i in (1, 2, 3):
