@@ -23,6 +23,10 @@ def test_shipped_workflows_validate():
     q = load_workflow(ROOT / "workflows" / "quick.yaml")
     assert q.preset == "quick" and q.structures == ["monolayer"]
     assert load_workflow(ROOT / "workflows" / "quick.yaml", preset="paper").preset == "paper"
+    for path in sorted((ROOT / "workflows").glob("*.yaml")):  # every shipped file loads
+        assert load_workflow(path).name == path.stem
+    ph = load_workflow(ROOT / "workflows" / "phonons.yaml")
+    assert ph.steps[0] == "relax" and ph.steps[-1] == "phonons" and ph.structures == ["monolayer"]
 
 
 def test_errors_name_line_and_field(tmp_path):
