@@ -25,6 +25,8 @@ class Preset:
     kmesh_bulk_kz: int
     vacuum: float
     relax_vacuum: float | None  # monolayer relax step: vacuum of its cell (A); None = vacuum
+    relax_ecutwfc: float | None  # monolayer relax step (variable cell): cut-offs (Ry); None = ecutwfc/ecutrho
+    relax_ecutrho: float | None
     conv_thr: float
     nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
     diago_david_ndim: int  # Davidson working-space size (pw.x's own default: 2)
@@ -77,6 +79,19 @@ class Preset:
             raise InputError(f"relax_vacuum {self.relax_vacuum} A is below {MIN_VACUUM} A: periodic images of "
                              "the layer would interact during the relaxation",
                              f"use relax_vacuum >= {MIN_VACUUM} (e.g. 15), or null to relax in the preset's vacuum")
+        if (self.relax_ecutwfc is None) != (self.relax_ecutrho is None):
+            raise InputError("relax_ecutwfc and relax_ecutrho must be given together",
+                             "set both (e.g. 60 and 480 Ry), or both null to relax at ecutwfc/ecutrho")
+        if self.relax_ecutwfc is not None:
+            if self.relax_ecutwfc < self.ecutwfc or self.relax_ecutrho < self.ecutrho:
+                raise InputError(
+                    f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry are below the preset's "
+                    f"{self.ecutwfc}/{self.ecutrho} Ry: they exist to converge the stress of the cell relaxation, "
+                    "which needs more plane waves than energies and forces",
+                    "use relax cut-offs >= ecutwfc/ecutrho, or null to relax at ecutwfc/ecutrho")
+            if self.relax_ecutrho < self.relax_ecutwfc:
+                raise InputError(f"relax_ecutrho ({self.relax_ecutrho} Ry) is below relax_ecutwfc "
+                                 f"({self.relax_ecutwfc} Ry)", "use relax_ecutrho >= 8 x relax_ecutwfc for PAW")
         if self.diago_david_ndim < 2:
             raise InputError(f"diago_david_ndim must be >= 2, got {self.diago_david_ndim}",
                              "use 2 (pw.x's default, least memory) or 4 (faster bands runs)")

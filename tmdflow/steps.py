@@ -240,8 +240,13 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         if relax_vacuum is not None:  # a and d do not feel the vacuum beyond ~10 A (docs/performance.md)
             start = table1_entry(atoms, "monolayer", False)
             atoms = build_monolayer(req.formula, start.a_angstrom, start.d_angstrom, relax_vacuum)
+        relax_preset = req.preset
+        if req.dimensionality == "monolayer" and req.preset.relax_ecutwfc is not None:
+            # the in-plane stress converges more slowly with the basis than energies and forces
+            relax_preset = dataclasses.replace(req.preset, ecutwfc=req.preset.relax_ecutwfc,
+                                               ecutrho=req.preset.relax_ecutrho)
         result, relaxed_atoms = calc.relax(
-            atoms, req.preset, root / "relax", scalar, kmesh, variable_cell=req.dimensionality == "monolayer",
+            atoms, relax_preset, root / "relax", scalar, kmesh, variable_cell=req.dimensionality == "monolayer",
             progress=say, restart=req.restart, max_seconds=req.max_seconds)
         # symmetry must survive the relaxation (2Dxy + symmetric forces keep it)
         sg = spacegroup_number(relaxed_atoms, symprec=1e-3)
