@@ -11,6 +11,8 @@ def test_presets_are_layered_data():
     assert quick.pseudo_family == "pslibrary-paw"  # from base.yaml
     paper = load_preset("paper")
     assert paper.kmesh == 16 and paper.vacuum == 30.0
+    assert quick.relax_ecutwfc is None and quick.relax_ecutrho is None  # relax at ecutwfc/ecutrho
+    assert paper.relax_ecutwfc >= paper.ecutwfc and paper.relax_ecutrho >= paper.ecutrho
     assert {"quick", "paper", "test"} <= set(available_presets())
 
 
@@ -39,3 +41,14 @@ def test_settings_layers_file_then_env(tmp_path):
 def test_bad_settings_are_refused(env, tmp_path):
     with pytest.raises(InputError, match="nprocs"):
         load_settings(env=env, config_file=tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"relax_ecutwfc": 60.0}, "given together"),
+    ({"relax_ecutwfc": 40.0, "relax_ecutrho": 360.0}, "below the preset's"),  # quick: 45/360
+    ({"relax_ecutwfc": 60.0, "relax_ecutrho": 300.0}, "below the preset's"),
+    ({"relax_ecutwfc": 400.0, "relax_ecutrho": 380.0}, "relax_ecutrho .* is below relax_ecutwfc"),
+])
+def test_bad_relax_cutoffs_are_refused(overrides, message):
+    with pytest.raises(InputError, match=message):
+        load_preset("quick", overrides)

@@ -17,8 +17,9 @@ FORCE_CRITERION = 0.5e-3 * 13.605693122994 / 0.529177210903
 
 
 def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d_in_its_own_vacuum(qe_settings):
-    # relaxed in 10 A of vacuum (relax_vacuum), handed on in the preset's 11 A
-    preset = load_preset("test", {"vacuum": 11.0, "relax_vacuum": 10.0})
+    # relaxed in 10 A of vacuum (relax_vacuum) at its own cut-offs (relax_ecutwfc/rho), handed on in
+    # the preset's 11 A to steps that use the preset's cut-offs
+    preset = load_preset("test", {"vacuum": 11.0, "relax_vacuum": 10.0, "relax_ecutwfc": 50.0, "relax_ecutrho": 400.0})
     out = run_step(StepRequest("t", "MoS2", "monolayer", preset, "relax"), qe_settings, qe_settings.work_dir)
     atoms = out.structure.to_atoms()
     assert out.relaxed and spacegroup_number(atoms, symprec=1e-3) == 187
@@ -35,11 +36,16 @@ def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d_in_its_own_vacuum(qe
     assert np.linalg.norm(relax_cell[0]) == pytest.approx(a, abs=1e-9)
     assert out.task.outputs["relax_converged"] is True
     assert out.task.outputs["max_force_ev_per_angstrom"] < FORCE_CRITERION
+    pw_input = out.task.inputs["pw_input"]
+    assert "ecutwfc = 50" in pw_input and "ecutrho = 400" in pw_input and "cell_dofree = '2Dxy'" in pw_input
+    assert "kinetic-energy cutoff     =      50.0000  Ry" in (relax_xml.parent / "relax.out").read_text()
 
 
 def test_bulk_relaxation_moves_only_z(qe_settings):
-    preset = load_preset("test", {"kmesh_bulk_kz": 1})
+    # relax_ecutwfc/rho are for the monolayer's cell relaxation; bulk relaxes z at the preset's cut-offs
+    preset = load_preset("test", {"kmesh_bulk_kz": 1, "relax_ecutwfc": 50.0, "relax_ecutrho": 400.0})
     out = run_step(StepRequest("t", "MoS2", "bulk", preset, "relax"), qe_settings, qe_settings.work_dir)
+    assert f"ecutwfc = {preset.ecutwfc:g}" in out.task.inputs["pw_input"]
     atoms = out.structure.to_atoms()
     assert spacegroup_number(atoms, symprec=1e-3) == 194
     assert np.linalg.norm(atoms.cell[0]) == pytest.approx(3.160, abs=1e-6)  # experimental a, c kept
