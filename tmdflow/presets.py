@@ -25,7 +25,7 @@ class Preset:
     kmesh_bulk_kz: int
     vacuum: float
     relax_vacuum: float | None  # monolayer relax step: vacuum of its cell (A); None = vacuum
-    relax_ecutwfc: float | None  # monolayer relax step (variable cell): cut-offs (Ry); None = ecutwfc/ecutrho
+    relax_ecutwfc: float | None  # monolayer relax step (variable cell): cut-off floors (Ry); cell_relax_cutoffs()
     relax_ecutrho: float | None
     conv_thr: float
     nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
@@ -82,21 +82,22 @@ class Preset:
         if (self.relax_ecutwfc is None) != (self.relax_ecutrho is None):
             raise InputError("relax_ecutwfc and relax_ecutrho must be given together",
                              "set both (e.g. 60 and 480 Ry), or both null to relax at ecutwfc/ecutrho")
-        if self.relax_ecutwfc is not None:
-            if self.relax_ecutwfc < self.ecutwfc or self.relax_ecutrho < self.ecutrho:
-                raise InputError(
-                    f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry are below the preset's "
-                    f"{self.ecutwfc}/{self.ecutrho} Ry: they exist to converge the stress of the cell relaxation, "
-                    "which needs more plane waves than energies and forces",
-                    "use relax cut-offs >= ecutwfc/ecutrho, or null to relax at ecutwfc/ecutrho")
-            if self.relax_ecutrho < self.relax_ecutwfc:
-                raise InputError(f"relax_ecutrho ({self.relax_ecutrho} Ry) is below relax_ecutwfc "
-                                 f"({self.relax_ecutwfc} Ry)", "use relax_ecutrho >= 8 x relax_ecutwfc for PAW")
+        if self.relax_ecutwfc is not None and (self.relax_ecutwfc <= 0 or self.relax_ecutrho < self.relax_ecutwfc):
+            raise InputError(f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry: need 0 < relax_ecutwfc "
+                             "<= relax_ecutrho", "use e.g. 60 and 480 Ry (8 x for PAW)")
         if self.diago_david_ndim < 2:
             raise InputError(f"diago_david_ndim must be >= 2, got {self.diago_david_ndim}",
                              "use 2 (pw.x's default, least memory) or 4 (faster bands runs)")
         if self.kmesh < 1 or self.kmesh_bulk_kz < 1:
             raise InputError(f"k-mesh must be >= 1, got {self.kmesh}", "use e.g. kmesh: 6")
+
+    def cell_relax_cutoffs(self) -> tuple[float, float]:
+        """(ecutwfc, ecutrho) of a relaxation that moves the cell (the monolayer's a): the stress
+        converges more slowly with the basis than energies and forces, so ``relax_ecutwfc`` /
+        ``relax_ecutrho`` are floors -- a user who raises ecutwfc/ecutrho relaxes at those."""
+        if self.relax_ecutwfc is None:
+            return self.ecutwfc, self.ecutrho
+        return max(self.ecutwfc, self.relax_ecutwfc), max(self.ecutrho, self.relax_ecutrho)
 
 
 def available_presets() -> list[str]:

@@ -241,10 +241,9 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
             start = table1_entry(atoms, "monolayer", False)
             atoms = build_monolayer(req.formula, start.a_angstrom, start.d_angstrom, relax_vacuum)
         relax_preset = req.preset
-        if req.dimensionality == "monolayer" and req.preset.relax_ecutwfc is not None:
-            # the in-plane stress converges more slowly with the basis than energies and forces
-            relax_preset = dataclasses.replace(req.preset, ecutwfc=req.preset.relax_ecutwfc,
-                                               ecutrho=req.preset.relax_ecutrho)
+        if req.dimensionality == "monolayer":  # vc-relax: the stress may need more plane waves
+            ecutwfc, ecutrho = req.preset.cell_relax_cutoffs()
+            relax_preset = dataclasses.replace(req.preset, ecutwfc=ecutwfc, ecutrho=ecutrho)
         result, relaxed_atoms = calc.relax(
             atoms, relax_preset, root / "relax", scalar, kmesh, variable_cell=req.dimensionality == "monolayer",
             progress=say, restart=req.restart, max_seconds=req.max_seconds)
