@@ -1,19 +1,22 @@
 """Pseudopotential generation with the real ld1.x (fast: ~1 s per file), cache and checks."""
 
+import dataclasses
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tmdflow.errors import CalculationFailed, PseudopotentialError
 from tmdflow.pseudo import ensure_pseudopotentials, read_upf_header, user_pseudopotentials
-from tmdflow.pseudo.ld1 import count_poles
+from tmdflow.pseudo.ld1 import count_poles, parse_eigenvalue_tests, spin_orbit_splittings
 from tmdflow.pseudo.recipes import load_family, render_ld1_input
 from tmdflow.pseudo.upf import MAX_UPF_LINE, rewrap_long_lines
 
 pytestmark = pytest.mark.qe
+FIXTURES = Path(__file__).parent / "fixtures" / "qe-6.7"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,39 @@ def test_manifest_records_checksum_recipe_version_and_checks(sulfur):
     assert entry["checks"]["logder_poles_ps"] == entry["checks"]["logder_poles_ae"]
 
 
+def test_fully_relativistic_files_record_the_atomic_spin_orbit_splittings(sulfur):
+    d, ps = sulfur
+    manifest = json.loads((d / "pslibrary-paw" / "manifest.json").read_text())
+    assert "spin_orbit_splittings_mev" not in manifest["S.rel1"]["checks"]  # no j-levels at rel=1
+    splittings = manifest["S.rel2"]["checks"]["spin_orbit_splittings_mev"]
+    recipe = load_family("pslibrary-paw")["S"]
+    assert sorted(splittings) == sorted(recipe.test_configs)
+    for per_level in splittings.values():
+        ae, ps_ = per_level["3P"]
+        # S 3p: 84-99 meV in the all-electron Dirac atom across the three configurations
+        assert 80 < ae < 105 and abs(ps_ - ae) <= recipe.spin_orbit_tolerance_mev(ae)
+
+
+def test_a_recipe_missing_the_atomic_spin_orbit_splitting_is_refused(tmp_path, monkeypatch):
+    """Se 4p: the PAW recipe is 0.13-0.82 meV off the all-electron splitting (0.03-0.21 %); a
+    family that accepts no deviation at all must stop generation, name the level, keep no file."""
+    import yaml
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "inputs"), inputs)
+    recipe_file = inputs / "pseudo_recipes" / "pslibrary-paw.yaml"
+    data = yaml.safe_load(recipe_file.read_text())
+    data["max_spin_orbit_relative_error"] = 0.0
+    data["spin_orbit_error_floor_mev"] = 0.0
+    recipe_file.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("TMDFLOW_INPUTS", str(inputs))
+    with pytest.raises(PseudopotentialError, match=r"spin-orbit splittings.*4P': 'AE 3\d\d\.\d vs PS") as err:
+        ensure_pseudopotentials(["Se"], "pslibrary-paw", tmp_path / "cache", rels=(2,))
+    assert not list((tmp_path / "cache" / "pslibrary-paw").glob("Se*.UPF"))
+    kept = Path(str(err.value).rsplit("ld1 output in ", 1)[1].strip())
+    assert (kept / "ld1.out").is_file()  # the directory the message names is there to inspect
+
+
 def test_cache_is_reused_and_damaged_files_are_regenerated(sulfur):
     d, ps = sulfur
     path = ps.full["S"].path
@@ -60,6 +96,18 @@ def test_cache_is_reused_and_damaged_files_are_regenerated(sulfur):
         fh.write("damage\n")
     repaired = ensure_pseudopotentials(["S"], "pslibrary-paw", d)
     assert repaired.full["S"].sha256 == ps.full["S"].sha256  # same recipe, same bytes
+
+
+def test_files_validated_by_an_older_tmdflow_are_revalidated(sulfur):
+    d, _ = sulfur
+    manifest_path = d / "pslibrary-paw" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["S.rel2"]["checks"]["validation_version"]  # as written before the spin-orbit check
+    del manifest["S.rel2"]["checks"]["spin_orbit_splittings_mev"]
+    manifest_path.write_text(json.dumps(manifest))
+    again = ensure_pseudopotentials(["S"], "pslibrary-paw", d)
+    assert "3P" in again.full["S"].checks["spin_orbit_splittings_mev"]["3s2 3p4"]
+    assert "spin_orbit_splittings_mev" in json.loads(manifest_path.read_text())["S.rel2"]["checks"]
 
 
 def test_a_broken_recipe_fails_generation_clearly(tmp_path, monkeypatch):
@@ -117,6 +165,26 @@ def test_ld1_input_rendering_keeps_recipe_cards():
     assert text.count("\n5") >= 4 and "configts(1)='5s2 5p6 5d4 6s2 6p0'" in text
 
 
+def test_atomic_spin_orbit_splittings_from_a_real_ld1_test():
+    """W (pslibrary-paw recipe, rel=2) in 5d5 6s1, ld1.x 6.7 output kept as a fixture.  Expected
+    values are the differences of the printed j = l +- 1/2 eigenvalues (Ry), converted by hand."""
+    text = (FIXTURES / "ld1_W_rel2_test_5d5_6s1.out").read_text()
+    split = {s.label: s for s in spin_orbit_splittings(parse_eigenvalue_tests(text))}
+    assert sorted(split) == ["5D", "5P", "6P"]  # 5S, 6S have no partner
+    # 5D: -0.20997 - (-0.25775) = 0.04778 Ry AE, 0.04772 Ry PS
+    assert split["5D"].ae_mev == pytest.approx(0.04778 * 13605.693, abs=0.01)
+    assert split["5D"].error_mev == pytest.approx(-0.00006 * 13605.693, abs=0.01)
+    assert split["5D"].relative_error == pytest.approx(0.00006 / 0.04778, rel=1e-6)
+    # 5P (semicore): 0.71370 Ry AE, 0.71334 Ry PS
+    assert split["5P"].error_mev == pytest.approx(-0.00036 * 13605.693, abs=0.01)
+
+
+def test_scalar_relativistic_rows_have_no_spin_orbit_splittings():
+    text = (FIXTURES / "ld1_W_rel2_test_5d5_6s1.out").read_text()
+    rows = [dataclasses.replace(r, j=None) for r in parse_eigenvalue_tests(text)]
+    assert spin_orbit_splittings(rows) == []
+
+
 def test_rewrap_only_touches_long_numeric_lines(tmp_path):
     f = tmp_path / "x.UPF"
     long_line = " ".join(f"{x:.15E}" for x in np.linspace(0, 1, 400))
@@ -132,3 +200,17 @@ def test_pole_counter_on_a_tangent():
     # cot-like function with poles at e = -pi/2... : log-derivative decreases between poles
     values = -np.tan(e)
     assert count_poles(values) == 2  # jumps at -pi/2 and +pi/2
+
+
+def test_pseudo_build_prints_the_spin_orbit_check(sulfur, monkeypatch):
+    from click.testing import CliRunner
+
+    from tmdflow.cli import main
+
+    d, _ = sulfur
+    monkeypatch.setenv("TMDFLOW_PSEUDO_DIR", str(d))
+    result = CliRunner().invoke(main, ["pseudo", "build", "S"])
+    assert result.exit_code == 0, result.output
+    rel1, rel2 = [l for l in result.stdout.splitlines() if "S.rel" in l]
+    assert "spin-orbit" not in rel1
+    assert "spin-orbit splitting nearest its tolerance: 3P" in rel2 and "(AE), PS" in rel2

@@ -197,7 +197,8 @@ def pseudo_build(elements, family):
 
     try:
         settings = load_settings()
-        elements = elements or tuple(load_family(family))
+        recipes = load_family(family)
+        elements = elements or tuple(recipes)
         ps = ensure_pseudopotentials(elements, family, settings.pseudo_dir, ld1_command=settings.ld1_command,
                                      progress=lambda m: click.echo(m, err=True))
     except TmdflowError as exc:
@@ -205,8 +206,17 @@ def pseudo_build(elements, family):
     for table in (ps.scalar, ps.full):
         for el, pf in sorted(table.items()):
             worst = max(pf.checks.get("max_eigenvalue_error_ry", {0: 0}).values())
-            click.echo(f"{pf.path}  sha256 {pf.sha256[:12]}  ld1 {pf.ld1_version}  "
-                       f"max|E_AE-E_PS| {worst * 1000:.2f} mRy")
+            line = (f"{pf.path}  sha256 {pf.sha256[:12]}  ld1 {pf.ld1_version}  "
+                    f"max|E_AE-E_PS| {worst * 1000:.2f} mRy")
+            splittings = pf.checks.get("spin_orbit_splittings_mev")
+            if splittings:
+                recipe = recipes[el]
+                errors = [(abs(ps_ - ae) / recipe.spin_orbit_tolerance_mev(ae), ps_ - ae, ae, label)
+                          for per_level in splittings.values() for label, (ae, ps_) in per_level.items()]
+                _, err, ae, label = max(errors)
+                line += (f"  spin-orbit splitting nearest its tolerance: {label} {ae:.1f} meV (AE), "
+                         f"PS {err:+.2f} meV ({abs(err) / ae:.2%})")
+            click.echo(line)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalculationFailed, ExecutableNotFound, OutputParseError
+from ..units import MEV_PER_EV, RYDBERG_EV
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,51 @@ class EigenvalueTest:
     @property
     def error(self) -> float:
         return self.e_ae - self.e_ps
+
+
+RY_TO_MEV = RYDBERG_EV * MEV_PER_EV
+_L_OF = {"S": 0, "P": 1, "D": 2, "F": 3}
+
+
+@dataclass(frozen=True)
+class SpinOrbitSplitting:
+    """E(j = l + 1/2) - E(j = l - 1/2) of one atomic level, all-electron vs pseudo-atom (meV).
+
+    The atom's level splitting is what the crystal's band splittings inherit (Δ_VB(K) of the
+    W compounds is set by W 5d), so its PS-vs-AE error bounds the pseudopotential's share of an
+    error in Δ.
+    """
+
+    label: str
+    ae_mev: float
+    ps_mev: float
+
+    @property
+    def error_mev(self) -> float:
+        return self.ps_mev - self.ae_mev
+
+    @property
+    def relative_error(self) -> float:
+        return abs(self.error_mev) / abs(self.ae_mev) if self.ae_mev else 0.0
+
+
+def spin_orbit_splittings(rows: list[EigenvalueTest]) -> list[SpinOrbitSplitting]:
+    """Pair the j = l ± 1/2 rows of a fully relativistic (rel=2) test table, level by level."""
+    by_level: dict[tuple[str, float], EigenvalueTest] = {}
+    for row in rows:
+        if row.j is not None:
+            by_level[(row.label, row.j)] = row
+    pairs = []
+    for (label, j), upper in by_level.items():
+        l = _L_OF[label[-1]]
+        lower = by_level.get((label, l - 0.5))
+        if l > 0 and j == l + 0.5 and lower is not None:
+            pairs.append(SpinOrbitSplitting(
+                label=label,
+                ae_mev=(upper.e_ae - lower.e_ae) * RY_TO_MEV,
+                ps_mev=(upper.e_ps - lower.e_ps) * RY_TO_MEV,
+            ))
+    return pairs
 
 
 def require_executable(command: str, package: str = "quantum-espresso") -> str:

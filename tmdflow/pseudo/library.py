@@ -24,14 +24,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import InputError, PseudopotentialError
-from .ld1 import count_poles, ld1_version, parse_eigenvalue_tests, read_logder, run_ld1
+from ..errors import InputError, PseudopotentialError, TmdflowError
+from .ld1 import (
+    SpinOrbitSplitting,
+    count_poles,
+    ld1_version,
+    parse_eigenvalue_tests,
+    read_logder,
+    run_ld1,
+    spin_orbit_splittings,
+)
 from .recipes import REL_FULL, REL_SCALAR, Recipe, load_family, render_ld1_input, render_ld1_test_input
 from .upf import read_upf_header, rewrap_long_lines
 
 #: log-derivative window above the deepest valence level, Ry
 LOGDER_WINDOW_RY = (-1.0, 2.5)
 LOGDER_STEP_RY = 0.005
+#: bumped when _validate gains a check: cached files validated by an older version are regenerated
+#: (1 s each) so that every manifest entry carries every check.  2: atomic spin-orbit splittings.
+VALIDATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -105,33 +116,58 @@ def _atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _transferability(recipe: Recipe, rel: int, gen_dir: Path, upf: Path, first_output: str,
-                     ld1_command: str) -> dict[str, float]:
-    """max |E_AE - E_PS| (Ry) per test configuration (see render_ld1_test_input for why two ways)."""
-    per_config: dict[str, float] = {}
+@dataclass(frozen=True)
+class ConfigurationTest:
+    """AE vs PS atom in one test configuration (ld1.x), as recorded in the manifest."""
+
+    config: str
+    max_eigenvalue_error_ry: float
+    spin_orbit: tuple[SpinOrbitSplitting, ...]  # empty for rel=1
+
+
+def test_configurations(recipe: Recipe, rel: int, gen_dir: Path, upf: Path, first_output: str | None,
+                        ld1_command: str) -> list[ConfigurationTest]:
+    """Run the recipe's test configurations against ``upf`` (see render_ld1_test_input for why two ways)."""
+    results = []
     configs = list(recipe.test_configs) or [recipe.config]
     for i, config in enumerate(configs):
         if recipe.kind == "nc":
             text = render_ld1_test_input(recipe, rel, str(upf.resolve()), config)
             out = run_ld1(text, gen_dir / f"test{i}", ld1_command)
-        elif i == 0:
+        elif i == 0 and first_output is not None:
             out = first_output  # the generation run itself tested configs[0]
         else:
             text = render_ld1_input(recipe, rel, "scratch.UPF", test_config=config, prefix=f"t{i}")
             out = run_ld1(text, gen_dir / f"test{i}", ld1_command)
-        per_config[config] = max(abs(r.error) for r in parse_eigenvalue_tests(out))
-    return per_config
+        rows = parse_eigenvalue_tests(out)
+        results.append(ConfigurationTest(
+            config=config,
+            max_eigenvalue_error_ry=max(abs(r.error) for r in rows),
+            spin_orbit=tuple(spin_orbit_splittings(rows)) if rel == REL_FULL else (),
+        ))
+    return results
 
 
 def _validate(recipe: Recipe, rel: int, gen_dir: Path, upf: Path, first_output: str, ld1_command: str) -> dict:
-    """Transferability (AE vs PS eigenvalues in test configurations) and ghost-state checks."""
-    per_config = _transferability(recipe, rel, gen_dir, upf, first_output, ld1_command)
+    """Transferability (AE vs PS eigenvalues and spin-orbit splittings) and ghost-state checks."""
+    tests = test_configurations(recipe, rel, gen_dir, upf, first_output, ld1_command)
+    per_config = {t.config: t.max_eigenvalue_error_ry for t in tests}
     tolerance = recipe.max_eigenvalue_error_ry  # per family, with its reason, in the recipe file
     bad = {c: e for c, e in per_config.items() if e > tolerance}
     if bad:
         raise PseudopotentialError(
             f"{recipe.element} (rel={rel}) fails transferability: |E_AE-E_PS| (Ry) {bad} "
             f"> {tolerance}",
+            f"fix the recipe in inputs/pseudo_recipes/{recipe.family}.yaml; ld1 output in {gen_dir}",
+        )
+    bad_so = {
+        f"{t.config}: {s.label}": f"AE {s.ae_mev:.1f} vs PS {s.ps_mev:.1f} meV"
+        for t in tests for s in t.spin_orbit if abs(s.error_mev) > recipe.spin_orbit_tolerance_mev(s.ae_mev)
+    }
+    if bad_so:
+        raise PseudopotentialError(
+            f"{recipe.element} (rel={rel}) misses all-electron spin-orbit splittings by more than "
+            f"max({recipe.spin_orbit_error_floor_mev:g} meV, {recipe.max_spin_orbit_relative_error:.1%}): {bad_so}",
             f"fix the recipe in inputs/pseudo_recipes/{recipe.family}.yaml; ld1 output in {gen_dir}",
         )
     ae = read_logder(gen_dir / "ld1.dlog")
@@ -145,11 +181,17 @@ def _validate(recipe: Recipe, rel: int, gen_dir: Path, upf: Path, first_output: 
             f"(log-derivative poles AE {poles_ae} vs PS {poles_ps})",
             f"fix the recipe in inputs/pseudo_recipes/{recipe.family}.yaml; files in {gen_dir}",
         )
-    return {
+    checks = {
+        "validation_version": VALIDATION_VERSION,
         "max_eigenvalue_error_ry": per_config,
         "logder_poles_ae": poles_ae,
         "logder_poles_ps": poles_ps,
     }
+    if rel == REL_FULL:
+        checks["spin_orbit_splittings_mev"] = {
+            t.config: {s.label: [round(s.ae_mev, 2), round(s.ps_mev, 2)] for s in t.spin_orbit} for t in tests
+        }
+    return checks
 
 
 def _logder_settings(recipe: Recipe, deepest_level_ry: float) -> dict:
@@ -187,19 +229,23 @@ def generate_one(recipe: Recipe, rel: int, target: Path, ld1_command: str = "ld1
             )
         os.replace(upf, target)
         (target.parent / f"{tag}.ld1.out").write_text(output)
-        return PseudoFile(
-            element=recipe.element,
-            path=target,
-            sha256=sha256_of(target),
-            fully_relativistic=header.fully_relativistic,
-            pseudo_type=header.pseudo_type,
-            source=f"generated:{recipe.family}",
-            ld1_version=ld1_version(output),
-            recipe_fingerprint=recipe.fingerprint(rel),
-            checks=checks,
-        )
-    finally:
+    except TmdflowError:
+        raise  # gen_dir is kept: the messages point at ld1.x's input and output in it
+    except BaseException:
         shutil.rmtree(gen_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(gen_dir, ignore_errors=True)
+    return PseudoFile(
+        element=recipe.element,
+        path=target,
+        sha256=sha256_of(target),
+        fully_relativistic=header.fully_relativistic,
+        pseudo_type=header.pseudo_type,
+        source=f"generated:{recipe.family}",
+        ld1_version=ld1_version(output),
+        recipe_fingerprint=recipe.fingerprint(rel),
+        checks=checks,
+    )
 
 
 def _from_manifest(entry: dict) -> PseudoFile:
@@ -240,6 +286,7 @@ def ensure_pseudopotentials(
                     and entry.get("recipe_fingerprint") == recipes[element].fingerprint(rel)
                     and target.is_file()
                     and sha256_of(target) == entry.get("sha256")
+                    and entry.get("checks", {}).get("validation_version") == VALIDATION_VERSION
                 )
                 if fresh:
                     pf = _from_manifest({**entry, "path": str(target)})

@@ -28,6 +28,13 @@ class Recipe:
     functional: str
     source: str
     max_eigenvalue_error_ry: float = 0.003  # family's transferability tolerance
+    # rel=2: each atomic j-splitting (PS vs AE) may miss by max(floor, relative * AE); the floor
+    # covers ld1.x's printed resolution (1e-5 Ry = 0.14 meV per eigenvalue) and tiny splittings
+    max_spin_orbit_relative_error: float = 0.005
+    spin_orbit_error_floor_mev: float = 1.0
+
+    def spin_orbit_tolerance_mev(self, ae_splitting_mev: float) -> float:
+        return max(self.spin_orbit_error_floor_mev, self.max_spin_orbit_relative_error * abs(ae_splitting_mev))
 
     def fingerprint(self, rel: int) -> str:
         """Hash of everything that determines the generated file (data, not the source note)."""
@@ -138,5 +145,7 @@ def load_family(family: str) -> dict[str, Recipe]:
             functional=data["functional"],
             source=r["source"],
             max_eigenvalue_error_ry=float(data.get("max_eigenvalue_error_ry", 0.003)),
+            max_spin_orbit_relative_error=float(data.get("max_spin_orbit_relative_error", 0.005)),
+            spin_orbit_error_floor_mev=float(data.get("spin_orbit_error_floor_mev", 1.0)),
         )
     return recipes
