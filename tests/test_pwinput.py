@@ -73,3 +73,28 @@ def test_nonpositive_davidson_threshold_or_too_small_working_space_is_refused():
         load_preset("quick", {"nscf_diago_thr": 0.0})
     with pytest.raises(InputError, match="diago_david_ndim"):
         load_preset("quick", {"diago_david_ndim": 1})
+
+
+def test_relaxation_criteria_come_from_the_preset(atoms, tmp_path):
+    default = build_pw_input(PwJob("vc-relax", atoms, load_preset("quick"), {"Mo": "a", "S": "b"}, "./pseudo",
+                                   spin_orbit=False, kmesh=(6, 6, 1), cell_dofree="2Dxy"))
+    assert float(re.search(r"forc_conv_thr = (\S+)", default).group(1).replace("d", "e")) == 5e-4  # 0.5 mRy/bohr
+    assert float(re.search(r"press_conv_thr = (\S+)", default).group(1)) == 0.5
+    tight = load_preset("quick", {"relax_forc_conv_thr": 1e-4, "relax_press_conv_thr": 0.1})
+    text = build_pw_input(PwJob("vc-relax", atoms, tight, {"Mo": "a", "S": "b"}, "./pseudo",
+                                spin_orbit=False, kmesh=(6, 6, 1), cell_dofree="2Dxy"))
+    assert float(re.search(r"forc_conv_thr = (\S+)", text).group(1).replace("d", "e")) == 1e-4
+    assert float(re.search(r"press_conv_thr = (\S+)", text).group(1)) == 0.1
+    assert "cell_dofree = '2Dxy'" in text
+    fixed_cell = build_pw_input(PwJob("relax", atoms, tight, {"Mo": "a", "S": "b"}, "./pseudo",
+                                      spin_orbit=False, kmesh=(6, 6, 1)))
+    assert "press_conv_thr" not in fixed_cell and "forc_conv_thr" in fixed_cell
+    scf = build_pw_input(PwJob("scf", atoms, tight, {"Mo": "a", "S": "b"}, "./pseudo", spin_orbit=False))
+    assert "conv_thr = " in scf and "forc_conv_thr" not in scf and "press_conv_thr" not in scf
+    ase.io.read(_write(tmp_path, text), format="espresso-in")  # still a valid pw.x input
+
+
+@pytest.mark.parametrize("key", ["relax_forc_conv_thr", "relax_press_conv_thr"])
+def test_nonpositive_relaxation_criteria_are_refused(key):
+    with pytest.raises(InputError, match=key):
+        load_preset("quick", {key: 0.0})

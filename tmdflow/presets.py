@@ -27,6 +27,8 @@ class Preset:
     relax_vacuum: float | None  # monolayer relax step: vacuum of its cell (A); None = vacuum
     relax_ecutwfc: float | None  # monolayer relax step (variable cell): cut-off floors (Ry); cell_relax_cutoffs()
     relax_ecutrho: float | None
+    relax_forc_conv_thr: float  # relax steps: forces below this, Ry/bohr (pw.x forc_conv_thr)
+    relax_press_conv_thr: float  # monolayer vc-relax: |pressure| of the relaxation cell below this, kbar
     conv_thr: float
     nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
     diago_david_ndim: int  # Davidson working-space size (pw.x's own default: 2)
@@ -61,7 +63,8 @@ class Preset:
                 f"spin_orbit_mode '{self.spin_orbit_mode}' is not one of {SPIN_ORBIT_MODES}",
                 "use scf (self-consistent noncollinear) or second_variational",
             )
-        for name in ("ecutwfc", "ecutrho", "conv_thr", "nscf_diago_thr", "mixing_beta"):
+        for name in ("ecutwfc", "ecutrho", "conv_thr", "nscf_diago_thr", "mixing_beta",
+                     "relax_forc_conv_thr", "relax_press_conv_thr"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}", f"fix {name}")
         if self.ecutrho < self.ecutwfc:

@@ -159,7 +159,7 @@ class EspressoCalculator:
         kmesh: tuple[int, int, int], variable_cell: bool, progress: ProgressFn | None = None,
         step: str = "relax", restart: bool = False, max_seconds: float | None = None,
     ) -> tuple[PwStepResult, Atoms]:
-        """Scalar-relativistic relaxation to forces < 0.5 mRy/bohr.
+        """Scalar-relativistic relaxation to forces < preset.relax_forc_conv_thr (0.5 mRy/bohr).
 
         variable_cell=True: vc-relax with cell_dofree='2Dxy' (monolayer: in-plane a and the
         atomic heights, i.e. d); False: fixed cell, positions only (bulk: z at experimental a, c).
@@ -176,7 +176,8 @@ class EspressoCalculator:
         if result.xml.relax_converged is False:
             raise CalculationFailed(
                 f"{step}: the BFGS optimisation did not converge in {directory}",
-                "restart from the last geometry (tmdflow launch reruns it) or loosen forc_conv_thr",
+                "check the starting structure, or loosen the preset's relax_forc_conv_thr / "
+                "relax_press_conv_thr (overrides); a rerun starts again from the initial geometry",
             )
         relaxed = Atoms(result.xml.symbols, positions=result.xml.positions_angstrom,
                         cell=result.xml.cell_angstrom, pbc=True)

@@ -41,8 +41,6 @@ class PwJob:
     max_seconds: float | None = None
     restart: bool = False  # restart_mode='restart' from a checkpoint (after max_seconds)
     cell_dofree: str | None = None  # vc-relax only: '2Dxy' for monolayers
-    forc_conv_thr: float = 5e-4  # Ry/bohr (0.5 mRy/bohr, the paper's criterion)
-    press_conv_thr: float = 0.5  # kbar
     stress: bool = True  # tstress for scf/relax (off for phonon supercells: PAW stress is costly)
 
 
@@ -84,7 +82,7 @@ def build_pw_input(job: PwJob) -> str:
         "tstress": (job.calculation in ("scf", "relax", "vc-relax") and job.stress) or None,
         "max_seconds": job.max_seconds,
         "restart_mode": "restart" if job.restart else None,
-        "forc_conv_thr": job.forc_conv_thr if job.calculation in ("relax", "vc-relax") else None,
+        "forc_conv_thr": float(p.relax_forc_conv_thr) if job.calculation in ("relax", "vc-relax") else None,
         "etot_conv_thr": 1e-5 if job.calculation in ("relax", "vc-relax") else None,
     }
     system = {
@@ -116,7 +114,7 @@ def build_pw_input(job: PwJob) -> str:
         lines += _namelist("IONS", {"ion_dynamics": "bfgs"})
     if job.calculation == "vc-relax":
         lines += _namelist("CELL", {"cell_dynamics": "bfgs", "cell_dofree": job.cell_dofree or "all",
-                                    "press_conv_thr": job.press_conv_thr})
+                                    "press_conv_thr": float(p.relax_press_conv_thr)})
     lines.append("ATOMIC_SPECIES")
     for el in species_order(job.atoms):
         lines.append(f"  {el} {atomic_mass(el):.4f} {job.pseudo_files[el]}")
