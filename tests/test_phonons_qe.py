@@ -49,6 +49,18 @@ def test_completed_displacements_are_not_rerun(mos2_phonons):
     assert again.phonons.result["frequencies_thz"] == first.phonons.result["frequencies_thz"]
 
 
+def test_phonon_task_records_code_host_pseudopotentials_and_cpu(mos2_phonons):
+    first, again = mos2_phonons
+    for out in (first, again):  # the resumed step reads the same provenance back from the outputs
+        t = out.task
+        assert t.code_version.startswith("6.") and t.host
+        assert set(t.pseudopotentials) == {"Mo", "S"}
+        assert all(p.file.endswith(".rel1.UPF") and len(p.sha256) == 64 for p in t.pseudopotentials.values())
+        assert t.outputs["pw_cpu_seconds"] > 0
+    assert again.task.outputs["pw_cpu_seconds"] == first.task.outputs["pw_cpu_seconds"]
+    assert again.task.wall_seconds == 0  # nothing ran the second time
+
+
 def test_verdict_tolerates_only_a_small_flexural_dip_next_to_gamma():
     q = np.array([0.0, 0.05, 0.1, 0.5, 1.0])
     ok = np.array([[0.0, 5], [-0.2, 5], [0.1, 5], [2, 6], [3, 7]])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from ase import Atoms
 
 from .errors import InputError
 from .phonons import displaced_supercells, phonon_dispersion, plot_dispersion
-from .store.documents import PhononDoc, StructureDoc, TaskDocument
+from .store.documents import PhononDoc, PseudoRef, StructureDoc, TaskDocument
 
 if TYPE_CHECKING:  # pragma: no cover
     from .steps import StepOutcome, StepRequest
@@ -27,8 +28,18 @@ if TYPE_CHECKING:  # pragma: no cover
 CONV_THR_PER_ATOM = 1e-10  # Ry: forces to ~1e-5 Ry/bohr for 0.01 A displacements
 
 
-def _previous_forces(directory: Path, cell: Atoms) -> np.ndarray | None:
-    from .calculators.espresso.parsers import parse_pw_xml
+@dataclasses.dataclass(frozen=True)
+class _DisplacementRun:
+    """What the step keeps of one displacement's SCF: forces and provenance."""
+
+    forces: np.ndarray  # eV/Angstrom
+    qe_version: str | None
+    cpu_seconds: float | None
+
+
+def _previous_run(directory: Path, cell: Atoms) -> _DisplacementRun | None:
+    """The converged SCF already in ``directory`` for exactly these positions, else None."""
+    from .calculators.espresso.parsers import parse_pw_stdout, parse_pw_xml
 
     xml = directory / "scf.xml"
     if not xml.is_file():
@@ -39,11 +50,22 @@ def _previous_forces(directory: Path, cell: Atoms) -> np.ndarray | None:
         return None
     same = out.positions_angstrom.shape == cell.positions.shape and np.allclose(
         out.positions_angstrom, cell.positions, atol=1e-5)
-    return out.forces_ev_per_angstrom if (same and out.converged and out.forces_ev_per_angstrom is not None) else None
+    if not (same and out.converged and out.forces_ev_per_angstrom is not None):
+        return None
+    try:
+        cpu = parse_pw_stdout(directory / "scf.out").cpu_seconds
+    except Exception:  # the text output is provenance only; the XML holds the forces
+        cpu = None
+    return _DisplacementRun(out.forces_ev_per_angstrom, out.qe_version, cpu)
+
+
+def _one_version(runs: list[_DisplacementRun]) -> str | None:
+    versions = sorted({r.qe_version for r in runs if r.qe_version})
+    return ", ".join(versions) or None  # more than one only if the code changed mid-step
 
 
 def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos, say) -> "StepOutcome":
-    from .steps import StepOutcome, with_scf_corrections
+    from .steps import StepOutcome, pseudo_sha256, with_scf_corrections
 
     if req.dimensionality != "monolayer":
         raise InputError("the phonons step is implemented for monolayers",
@@ -57,12 +79,13 @@ def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
     kn = max(1, int(round(preset.kmesh / n)))
     ph_preset = dataclasses.replace(preset, conv_thr=min(preset.conv_thr, CONV_THR_PER_ATOM * len(cells[0])))
     files = {el: pseudos.for_element(el, spin_orbit=False).path for el in sorted(set(atoms.get_chemical_symbols()))}
-    forces, wall, reused, corrections = [], 0.0, 0, []
+    runs: list[_DisplacementRun] = []
+    wall, reused, corrections = 0.0, 0, []
     for i, cell in enumerate(cells, start=1):
         d = root / "phonons" / f"disp-{i:03d}"
-        previous = _previous_forces(d, cell)
+        previous = _previous_run(d, cell)
         if previous is not None:
-            forces.append(previous)
+            runs.append(previous)
             reused += 1
             continue
         if say:
@@ -70,10 +93,11 @@ def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
         result = with_scf_corrections(
             lambda p: calc.scf(cell, p, d, files, spin_orbit=False, kmesh=(kn, kn, 1), progress=say, step="scf",
                                stress=False), ph_preset, corrections)
-        forces.append(result.xml.forces_ev_per_angstrom)
+        runs.append(_DisplacementRun(result.xml.forces_ev_per_angstrom, result.xml.qe_version,
+                                     result.stdout.cpu_seconds))
         wall += result.run.wall_seconds
         shutil.rmtree(d / "out", ignore_errors=True)
-    res = phonon_dispersion(phonon, forces, n)
+    res = phonon_dispersion(phonon, [r.forces for r in runs], n)
     out = root / "figures"
     out.mkdir(parents=True, exist_ok=True)
     plots = plot_dispersion(res, out, f"{req.formula} monolayer {n}x{n}x1")
@@ -81,12 +105,17 @@ def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
                     stable=res.stable, verdict=res.verdict, files=[str(p) for p in plots])
     task = TaskDocument(
         task_id=req.task_id, formula=req.formula, dimensionality=req.dimensionality, preset=preset.name,
-        step=req.step, calculator=req.calculator, code_version=None,
+        step=req.step, calculator=req.calculator, code_version=_one_version(runs),
         inputs={"supercell": [n, n, 1], "displacement_angstrom": preset.phonon_displacement,
                 "kmesh": [kn, kn, 1], "conv_thr": ph_preset.conv_thr, "preset": dataclasses.asdict(preset)},
         structure=StructureDoc.from_atoms(atoms),
         outputs={"n_displacements": len(cells), "reused_displacements": reused, "stable": res.stable,
-                 "verdict": res.verdict, "min_frequency_thz": res.min_frequency_thz},
-        wall_seconds=wall, directory=str(root / "phonons"), corrections=corrections,
+                 "verdict": res.verdict, "min_frequency_thz": res.min_frequency_thz,
+                 # all displacements, reused ones included (None if an old text output is missing)
+                 "pw_cpu_seconds": (sum(r.cpu_seconds for r in runs)
+                                    if all(r.cpu_seconds is not None for r in runs) else None)},
+        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.family)
+                          for el, p in files.items()},
+        wall_seconds=wall, directory=str(root / "phonons"), host=socket.gethostname(), corrections=corrections,
     )
     return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task, phonons=doc)

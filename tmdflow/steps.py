@@ -159,14 +159,15 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             # bands.x (bands_soc, soc_map) / projwfc.x (bands_sr) after pw.x; None for other steps
             "postprocessing_cpu_seconds": EspressoCalculator.postprocessing_cpu_seconds(result.directory, req.step),
         },
-        pseudopotentials={el: PseudoRef(file=p.name, sha256=_sha(pseudos, el, p), source=pseudos.family)
+        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.family)
                           for el, p in files.items()},
         wall_seconds=result.run.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
         corrections=corrections,
     )
 
 
-def _sha(pseudos, element: str, path: Path) -> str:
+def pseudo_sha256(pseudos, element: str, path: Path) -> str:
+    """SHA-256 of the file a step used: from the manifest when it is the managed file, else computed."""
     for table in (pseudos.full, pseudos.scalar):
         if element in table and table[element].path == path:
             return table[element].sha256
