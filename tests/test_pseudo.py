@@ -150,10 +150,25 @@ def test_missing_user_file_names_the_element(tmp_path):
 
 
 def test_unknown_family_and_element():
-    with pytest.raises(PseudopotentialError, match="unknown pseudopotential family"):
+    with pytest.raises(PseudopotentialError, match="unknown pseudopotential family") as err:
         ensure_pseudopotentials(["S"], "nope", "/tmp")
+    assert "pslibrary-1.0.0-paw" in err.value.remedy and "pslibrary-nc" in err.value.remedy
     with pytest.raises(PseudopotentialError, match="no recipe"):
         ensure_pseudopotentials(["Pt"], "pslibrary-paw", "/tmp")
+
+
+def test_pslibrary_1_0_0_tungsten_with_4f_in_valence_generates_and_validates(tmp_path):
+    """The second PAW family's W (pslibrary 1.0.0 spfn recipe: 4f, 5s, 5p, 5d, 6s, 6p in
+    valence) passes every check of the default family: eigenvalues in three configurations,
+    logarithmic-derivative poles, and the atomic 5d (and 4f) spin-orbit splittings at rel=2."""
+    ps = ensure_pseudopotentials(["W"], "pslibrary-1.0.0-paw", tmp_path, rels=(2,))
+    header = read_upf_header(ps.full["W"].path)
+    assert header.pseudo_type == "PAW" and header.fully_relativistic and header.z_valence == 28.0
+    checks = json.loads((tmp_path / "pslibrary-1.0.0-paw" / "manifest.json").read_text())["W.rel2"]["checks"]
+    assert max(checks["max_eigenvalue_error_ry"].values()) < 0.003
+    levels = {lvl for cfg in checks["spin_orbit_splittings_mev"].values() for lvl in cfg}
+    assert {"5D", "4F"} <= levels
+    assert set(load_family("pslibrary-1.0.0-paw")) == set(load_family("pslibrary-paw"))  # any MX2
 
 
 # --- pure functions (no ld1.x) ---------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..data import load_yaml
+from ..data import inputs_dir, load_yaml
 from ..errors import InputError, PseudopotentialError
 
 #: rel flag of ld1.x: 1 = scalar-relativistic, 2 = fully relativistic (Dirac, spin-orbit)
@@ -122,6 +122,11 @@ def render_ld1_test_input(recipe: Recipe, rel: int, upf_path: str, test_config: 
     ]) + "\n"
 
 
+def available_families() -> list[str]:
+    """Names of the recipe families shipped in ``inputs/pseudo_recipes/``."""
+    return sorted(p.stem for p in (inputs_dir() / "pseudo_recipes").glob("*.yaml"))
+
+
 def load_family(family: str) -> dict[str, Recipe]:
     """All recipes of a family, keyed by element symbol."""
     try:
@@ -129,7 +134,7 @@ def load_family(family: str) -> dict[str, Recipe]:
     except InputError:
         raise PseudopotentialError(
             f"unknown pseudopotential family '{family}'",
-            "use a family from inputs/pseudo_recipes/ (e.g. pslibrary-paw) or supply --pseudo-dir",
+            f"choose one of {available_families()} (inputs/pseudo_recipes/) or supply --pseudo-dir",
         ) from None
     recipes = {}
     for element, r in data["recipes"].items():
