@@ -24,6 +24,9 @@ def test_user_overrides_win_and_are_validated():
         load_preset("quick", {"ecutrho": 20.0})
     with pytest.raises(InputError, match="spin_orbit_mode"):
         load_preset("quick", {"spin_orbit_mode": "perturbative"})
+    with pytest.raises(InputError, match="pseudo_family 'pslibrary'.*available: .*pslibrary-paw"):
+        load_preset("quick", {"pseudo_family": "pslibrary"})  # caught at submit, not when a step starts
+    assert load_preset("quick", {"pseudo_family": "pslibrary-1.0.0-paw"}).pseudo_family == "pslibrary-1.0.0-paw"
     with pytest.raises(InputError, match="unknown preset"):
         load_preset("fast")
 

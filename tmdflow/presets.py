@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from .data import inputs_dir, load_yaml
 from .errors import InputError
+from .pseudo.recipes import available_families
 from .structures import MIN_VACUUM
 
 SPIN_ORBIT_MODES = ("scf", "second_variational")
@@ -58,6 +59,12 @@ class Preset:
     wien2k_scan_points: int
 
     def __post_init__(self) -> None:
+        if self.pseudo_family not in available_families():
+            raise InputError(
+                f"pseudo_family '{self.pseudo_family}' has no recipe file in inputs/pseudo_recipes/ "
+                f"(available: {', '.join(available_families())})",
+                "use one of the available families, or add inputs/pseudo_recipes/<name>.yaml",
+            )
         if self.spin_orbit_mode not in SPIN_ORBIT_MODES:
             raise InputError(
                 f"spin_orbit_mode '{self.spin_orbit_mode}' is not one of {SPIN_ORBIT_MODES}",
