@@ -148,6 +148,19 @@ def test_error_bars_apply_only_at_settings_at_least_as_converged_and_the_same_ps
     assert applicable_error_bars([({**study, "kmesh": 20}, {"delta_vb_k_mev": 9.0})], paper) is None
 
 
+def test_error_bars_follow_the_pseudopotential_of_each_element_of_the_material():
+    """A replacement family for Se changes the pseudopotentials of WSe2, not of MoS2."""
+    from tmdflow.convergence import error_bars_apply
+
+    base = {"ecutwfc": 45.0, "kmesh": 16, "vacuum": 30.0, "pseudo_family": "pslibrary-paw", "spin_orbit_mode": "scf"}
+    se3d = {**base, "element_pseudo_families": {"Se": "pslibrary-1.0.0-paw"}}
+    assert error_bars_apply(base, se3d, ["Mo", "S"])  # S and Mo: same files either way
+    assert not error_bars_apply(base, se3d, ["W", "Se"])  # Se is another pseudopotential
+    assert error_bars_apply(se3d, {**se3d, "element_pseudo_families": {"Se": "pslibrary-1.0.0-paw"}}, ["W", "Se"])
+    assert error_bars_apply(base, {**base, "element_pseudo_families": {}}, ["W", "Se"])  # older documents: none
+    assert not error_bars_apply(base, se3d)  # elements unknown: the names as written must agree
+
+
 def test_store_shows_a_study_s_error_bars_only_for_results_it_covers(tmp_path):
     """A quick-based study converged at 9x9x1: a quick result (6x6x1) gets no bar, a paper result
     (16x16x1) and a quick result whose workflow overrode the mesh to 12 do; a study of MoS2 says

@@ -31,6 +31,25 @@ def test_user_overrides_win_and_are_validated():
         load_preset("fast")
 
 
+def test_per_element_pseudopotential_families():
+    paper = load_preset("paper")
+    assert paper.pseudo_family_for("Se") == "pslibrary-1.0.0-paw"  # Se 3d in valence (docs/physics.md)
+    assert paper.pseudo_family_for("W") == paper.pseudo_family_for("S") == "pslibrary-paw"
+    assert load_preset("quick").element_pseudo_families == {}
+    te = load_preset("quick", {"element_pseudo_families": {"Te": "pslibrary-1.0.0-paw"}})
+    assert te.pseudo_families_for(["Mo", "Te", "Te"]) == {"Mo": "pslibrary-paw", "Te": "pslibrary-1.0.0-paw"}
+    assert load_preset("paper", {"element_pseudo_families": {}}).element_pseudo_families == {}  # switched off
+    with pytest.raises(InputError, match="'nope' has no recipe file.*available: "):
+        load_preset("quick", {"element_pseudo_families": {"Se": "nope"}})
+    with pytest.raises(InputError, match="no recipe for 'se'"):
+        load_preset("quick", {"element_pseudo_families": {"se": "pslibrary-1.0.0-paw"}})
+    with pytest.raises(InputError, match="not a mapping"):
+        load_preset("quick", {"element_pseudo_families": "pslibrary-1.0.0-paw"})
+    # the preset data (cached YAML) is not shared with the object
+    load_preset("paper").element_pseudo_families["Se"] = "changed"
+    assert load_preset("paper").pseudo_family_for("Se") == "pslibrary-1.0.0-paw"
+
+
 def test_settings_layers_file_then_env(tmp_path):
     cfg = tmp_path / "tmdflow.yaml"
     cfg.write_text("machine:\n  nprocs: 4\n  mpi_command: srun\n")

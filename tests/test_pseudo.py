@@ -171,6 +171,33 @@ def test_pslibrary_1_0_0_tungsten_with_4f_in_valence_generates_and_validates(tmp
     assert set(load_family("pslibrary-1.0.0-paw")) == set(load_family("pslibrary-paw"))  # any MX2
 
 
+def test_elements_from_two_families_form_one_set_with_per_element_provenance(tmp_path):
+    """The paper preset's WSe2: W from the default family, Se (3d in valence) from pslibrary
+    1.0.0.  Each file comes from its own family's cache, and the set says which is which."""
+    from tmdflow.calculators.espresso.pwinput import link_pseudopotentials
+    from tmdflow.materials import get_material
+    from tmdflow.presets import load_preset
+    from tmdflow.settings import load_settings
+    from tmdflow.steps import select_pseudopotentials
+
+    preset = load_preset("paper")
+    assert preset.pseudo_families_for(["W", "Se"]) == {"W": "pslibrary-paw", "Se": "pslibrary-1.0.0-paw"}
+    settings = load_settings(pseudo_dir=tmp_path / "cache", work_dir=tmp_path / "work")
+    ps = select_pseudopotentials(get_material("WSe2"), preset, settings, rels=(2,))
+    assert ps.family == "pslibrary-paw+Se:pslibrary-1.0.0-paw"
+    assert (ps.source_of("W"), ps.source_of("Se")) == ("pslibrary-paw", "pslibrary-1.0.0-paw")
+    assert ps.full["W"].path.parent.name == "pslibrary-paw"
+    assert ps.full["Se"].path.parent.name == "pslibrary-1.0.0-paw"
+    assert read_upf_header(ps.full["Se"].path).z_valence == 16.0  # 3d10 4s2 4p4
+    assert read_upf_header(ps.full["W"].path).z_valence == 14.0  # 5s2 5p6 5d4 6s2
+    names = link_pseudopotentials(tmp_path / "run", {el: pf.path for el, pf in ps.full.items()})
+    for el, name in names.items():  # pw.x reads both through one pseudo_dir
+        assert (tmp_path / "run" / "pseudo" / name).resolve() == ps.full[el].path.resolve()
+    # a material without Se uses the default family alone, under its plain name
+    mos2 = select_pseudopotentials(get_material("MoS2"), preset, settings, rels=(2,))
+    assert mos2.family == "pslibrary-paw" and mos2.element_families == {}
+
+
 # --- pure functions (no ld1.x) ---------------------------------------------------------------
 
 def test_ld1_input_rendering_keeps_recipe_cards():

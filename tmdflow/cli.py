@@ -227,7 +227,8 @@ def presets():
     for name in available_presets():
         p = load_preset(name)
         click.echo(f"{name:8s} {p.description}  [{p.kmesh}x{p.kmesh}x1, {p.ecutwfc:g}/{p.ecutrho:g} Ry, "
-                   f"vacuum {p.vacuum:g} A, {p.pseudo_family}]")
+                   f"vacuum {p.vacuum:g} A, {p.pseudo_family}"
+                   + "".join(f", {el} from {f}" for el, f in sorted(p.element_pseudo_families.items())) + "]")
 
 
 # -- workflows and the results store --------------------------------------------------------

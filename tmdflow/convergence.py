@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .analysis.splitting import SplittingResult
 from .errors import InputError
@@ -100,18 +100,36 @@ def converge(formula: str, preset: Preset, ladders: dict[str, list], run: Callab
 
 
 # The settings an error bar depends on: a study's bars hold for a result computed with the same
-# pseudopotential family and spin-orbit mode and settings at least as converged as the study's.
-MATCHED = ("pseudo_family", "spin_orbit_mode")
+# pseudopotentials (per element: pseudo_family with element_pseudo_families) and spin-orbit mode,
+# and settings at least as converged as the study's.
+MATCHED = ("spin_orbit_mode",)
 AT_LEAST = ("ecutwfc", "kmesh", "vacuum")
 
 
-def error_bars_apply(study_settings: dict, result_settings: dict) -> bool:
+def effective_pseudo_families(settings: dict, elements: Iterable[str] | None) -> dict[str, str] | str | None:
+    """The recipe family of each of ``elements`` under ``settings`` (a preset as a dict); without
+    ``elements``, the family name with the replacements as written.  None when not recorded."""
+    family = settings.get("pseudo_family")
+    if family is None:
+        return None
+    replacements = dict(settings.get("element_pseudo_families") or {})
+    if elements is None:
+        return family + "".join(f"+{el}:{f}" for el, f in sorted(replacements.items()))
+    return {el: replacements.get(el, family) for el in sorted(set(elements))}
+
+
+def error_bars_apply(study_settings: dict, result_settings: dict, elements: Iterable[str] | None = None) -> bool:
     """True when a convergence study's error bars hold for a result computed with
-    ``result_settings`` (a preset as a dict): same pseudopotential family and spin-orbit mode,
-    and cut-off, k-mesh and vacuum each at least the study's converged value.  A result at
-    settings above the converged ones has a smaller truncation error, so the study's bar is an
-    upper bound; below them the study says nothing about it.  A key missing on either side is
-    not compared."""
+    ``result_settings`` (a preset as a dict): the same pseudopotential family for each of the
+    material's ``elements`` (``element_pseudo_families`` for an element the material lacks does
+    not matter), the same spin-orbit mode, and cut-off, k-mesh and vacuum each at least the
+    study's converged value.  A result at settings above the converged ones has a smaller
+    truncation error, so the study's bar is an upper bound; below them the study says nothing
+    about it.  A key missing on either side is not compared."""
+    study_pseudos = effective_pseudo_families(study_settings, elements)
+    result_pseudos = effective_pseudo_families(result_settings, elements)
+    if study_pseudos is not None and result_pseudos is not None and study_pseudos != result_pseudos:
+        return False
     for key in MATCHED:
         if key in study_settings and key in result_settings and study_settings[key] != result_settings[key]:
             return False
@@ -122,14 +140,16 @@ def error_bars_apply(study_settings: dict, result_settings: dict) -> bool:
     return True
 
 
-def applicable_error_bars(studies: list[tuple[dict, dict]], result_settings: dict) -> dict[str, float] | None:
+def applicable_error_bars(studies: list[tuple[dict, dict]], result_settings: dict,
+                          elements: Iterable[str] | None = None) -> dict[str, float] | None:
     """The error bars (quantity -> meV) for one result from ``studies`` (pairs of a study's
-    settings -- converged values plus pseudo_family, spin_orbit_mode -- and its error bars):
-    the largest over the studies that apply (``error_bars_apply``), None when none does."""
+    settings -- converged values plus pseudo_family, element_pseudo_families, spin_orbit_mode --
+    and its error bars): the largest over the studies that apply (``error_bars_apply``), None
+    when none does."""
     bars: dict[str, float] = {}
     applied = False
     for study_settings, study_bars in studies:
-        if error_bars_apply(study_settings, result_settings):
+        if error_bars_apply(study_settings, result_settings, elements):
             applied = True
             for q, v in study_bars.items():
                 bars[q] = max(bars.get(q, 0.0), float(v))

@@ -112,6 +112,7 @@ class TmdflowConvergenceTask(FiretaskBase):
                           run_pipeline(self["formula"], preset, settings, root), float(self["tolerance_mev"]))
         doc = ConvergenceDoc(convergence_id=f"{self['formula']}-monolayer-{preset.name}", formula=self["formula"],
                              base_preset=preset.name, pseudo_family=preset.pseudo_family,
+                             element_pseudo_families=dict(preset.element_pseudo_families),
                              spin_orbit_mode=preset.spin_orbit_mode, tolerance_mev=result.tolerance_mev,
                              converged_settings=result.converged_settings, converged=result.converged,
                              error_bars_mev=result.error_bars_mev, values_mev=result.values_mev,

@@ -114,7 +114,7 @@ def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
                  # all displacements, reused ones included (None if an old text output is missing)
                  "pw_cpu_seconds": (sum(r.cpu_seconds for r in runs)
                                     if all(r.cpu_seconds is not None for r in runs) else None)},
-        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.family)
+        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.source_of(el))
                           for el, p in files.items()},
         wall_seconds=wall, directory=str(root / "phonons"), host=socket.gethostname(), corrections=corrections,
     )

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from .data import inputs_dir, load_yaml
 from .errors import InputError
-from .pseudo.recipes import available_families
+from .pseudo.recipes import available_families, load_family
 from .structures import MIN_VACUUM
 
 SPIN_ORBIT_MODES = ("scf", "second_variational")
@@ -19,6 +19,7 @@ class Preset:
     name: str
     description: str
     pseudo_family: str
+    element_pseudo_families: dict[str, str]  # element -> family replacing pseudo_family for it (e.g. {Se: ...})
     spin_orbit_mode: str
     ecutwfc: float
     ecutrho: float
@@ -65,6 +66,19 @@ class Preset:
                 f"(available: {', '.join(available_families())})",
                 "use one of the available families, or add inputs/pseudo_recipes/<name>.yaml",
             )
+        for element, family in self.element_pseudo_families.items():
+            if family not in available_families():
+                raise InputError(
+                    f"element_pseudo_families: {element} -> '{family}' has no recipe file in "
+                    f"inputs/pseudo_recipes/ (available: {', '.join(available_families())})",
+                    "use one of the available families for that element",
+                )
+            if element not in load_family(family):
+                raise InputError(
+                    f"element_pseudo_families: family '{family}' has no recipe for '{element}' "
+                    f"(it has {', '.join(sorted(load_family(family)))})",
+                    "use an element symbol the family has (case matters: Se, not se)",
+                )
         if self.spin_orbit_mode not in SPIN_ORBIT_MODES:
             raise InputError(
                 f"spin_orbit_mode '{self.spin_orbit_mode}' is not one of {SPIN_ORBIT_MODES}",
@@ -101,6 +115,14 @@ class Preset:
         if self.kmesh < 1 or self.kmesh_bulk_kz < 1:
             raise InputError(f"k-mesh must be >= 1, got {self.kmesh}", "use e.g. kmesh: 6")
 
+    def pseudo_family_for(self, element: str) -> str:
+        """The recipe family ``element``'s pseudopotentials come from."""
+        return self.element_pseudo_families.get(element, self.pseudo_family)
+
+    def pseudo_families_for(self, elements) -> dict[str, str]:
+        """element -> recipe family for the elements of one material."""
+        return {el: self.pseudo_family_for(el) for el in sorted(set(elements))}
+
     def cell_relax_cutoffs(self) -> tuple[float, float]:
         """(ecutwfc, ecutrho) of a relaxation that moves the cell (the monolayer's a): the stress
         converges more slowly with the basis than energies and forces, so ``relax_ecutwfc`` /
@@ -108,6 +130,16 @@ class Preset:
         if self.relax_ecutwfc is None:
             return self.ecutwfc, self.ecutrho
         return max(self.ecutwfc, self.relax_ecutwfc), max(self.ecutrho, self.relax_ecutrho)
+
+
+def _string_mapping(key: str, value: Any) -> dict[str, str]:
+    """A preset value that maps names to names (a fresh dict: YAML data is cached and shared)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InputError(f"preset value {key}={value!r} is not a mapping of names",
+                         f"write it as {key}: {{Se: pslibrary-1.0.0-paw}} (or {{}} for none)")
+    return dict(value)
 
 
 def available_presets() -> list[str]:
@@ -136,6 +168,9 @@ def load_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Preset
         t = types[key]
         if t.endswith(" | None") and val is None:
             coerced[key] = None
+            continue
+        if t == "dict[str, str]":
+            coerced[key] = _string_mapping(key, val)
             continue
         try:
             coerced[key] = {"float": float, "int": int, "bool": bool, "str": str}[t.removesuffix(" | None")](val)

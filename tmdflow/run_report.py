@@ -52,7 +52,7 @@ def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> 
 def _provenance_rows(section: MaterialSection) -> list[list[str]]:
     rows = []
     for t in sorted(section.tasks, key=lambda t: str(t.created_at)):
-        pseudos = ", ".join(f"{p.file} ({p.sha256[:12]})" for p in t.pseudopotentials.values()) or "—"
+        pseudos = ", ".join(f"{p.file} [{p.source}] ({p.sha256[:12]})" for p in t.pseudopotentials.values()) or "—"
         notes = [f"{c.handler}: {c.changes}" for c in t.corrections]
         unconverged = (t.outputs or {}).get("unconverged_eigenvalues")
         if unconverged:
@@ -184,7 +184,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
         parts.append(heading.format("Settings"))
         parts.append(table(["parameter", "value"], _settings_rows(s)))
         parts.append(heading.format("Provenance"))
-        parts.append(table(["step", "state", "code", "wall s", "CPU s (pw.x + bands.x/projwfc.x)", "host", "pseudopotentials (sha256)", "corrections / notes"],
+        parts.append(table(["step", "state", "code", "wall s", "CPU s (pw.x + bands.x/projwfc.x)", "host", "pseudopotentials [family] (sha256)", "corrections / notes"],
                            _provenance_rows(s)))
     if fmt == "html":
         parts.append("</body></html>")

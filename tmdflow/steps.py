@@ -28,7 +28,7 @@ from .figure_steps import FIGURE_STEPS, run_figure_step
 from .kpoints import splitting_kpoints, splitting_kpoints_exact
 from .materials import Material, get_material
 from .presets import Preset
-from .pseudo import PseudoSet, ensure_pseudopotentials, user_pseudopotentials
+from .pseudo import PseudoSet, ensure_pseudopotentials_by_element, user_pseudopotentials
 from .settings import Settings
 from .store.documents import (
     BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PhononDoc, PseudoRef, StructureDoc, Table1Entry,
@@ -83,7 +83,8 @@ class StepOutcome:
 
 def select_pseudopotentials(material: Material, preset: Preset, settings: Settings,
                             rels: tuple[int, ...] = (1, 2), progress: ProgressFn | None = None) -> PseudoSet:
-    """The preset's family (or the user's directory) for ``material``.
+    """The preset's family, with its per-element replacements (``element_pseudo_families``), or
+    the user's directory, for ``material``.
 
     The second-variational mode needs norm-conserving files: pw.x 6.7 stops in read_scf
     ("Reading PAW becsum") when a spin-orbit bands run reads a collinear PAW density.  Refused
@@ -92,8 +93,9 @@ def select_pseudopotentials(material: Material, preset: Preset, settings: Settin
     if settings.user_pseudo_dir:
         pseudos = user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=True)
     else:
-        pseudos = ensure_pseudopotentials(material.elements, preset.pseudo_family, settings.pseudo_dir, rels=rels,
-                                          ld1_command=settings.ld1_command, progress=progress)
+        pseudos = ensure_pseudopotentials_by_element(material.elements, preset.pseudo_family,
+                                                     preset.element_pseudo_families, settings.pseudo_dir, rels=rels,
+                                                     ld1_command=settings.ld1_command, progress=progress)
     if preset.spin_orbit_mode == "second_variational" and not pseudos.is_norm_conserving:
         raise InputError(
             f"spin_orbit_mode 'second_variational' needs norm-conserving pseudopotentials; "
@@ -159,7 +161,7 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             # bands.x (bands_soc, soc_map) / projwfc.x (bands_sr) after pw.x; None for other steps
             "postprocessing_cpu_seconds": EspressoCalculator.postprocessing_cpu_seconds(result.directory, req.step),
         },
-        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.family)
+        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.source_of(el))
                           for el, p in files.items()},
         wall_seconds=result.run.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
         corrections=corrections,

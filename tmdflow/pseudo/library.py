@@ -22,7 +22,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from ..errors import InputError, PseudopotentialError, TmdflowError
 from .ld1 import (
@@ -65,12 +65,21 @@ class PseudoFile:
 
 @dataclass(frozen=True)
 class PseudoSet:
-    """Pseudopotentials for one calculation family: scalar and/or fully relativistic per element."""
+    """Pseudopotentials for one calculation: scalar and/or fully relativistic per element.
+
+    ``family`` names the set (one recipe family, ``user:<dir>``, or a family with per-element
+    replacements, see ``ensure_pseudopotentials_by_element``); in the last case
+    ``element_families`` records each element's family (provenance: ``source_of``)."""
 
     family: str
     directory: Path
     scalar: dict[str, PseudoFile]
     full: dict[str, PseudoFile]
+    element_families: dict[str, str] = field(default_factory=dict)
+
+    def source_of(self, element: str) -> str:
+        """The family ``element``'s files come from."""
+        return self.element_families.get(element, self.family)
 
     def for_element(self, element: str, spin_orbit: bool) -> PseudoFile:
         table = self.full if spin_orbit else self.scalar
@@ -298,6 +307,39 @@ def ensure_pseudopotentials(
                     _atomic_write_json(manifest_path, manifest)
                 tables[rel][element] = pf
     return PseudoSet(family=family, directory=directory, scalar=tables[REL_SCALAR], full=tables[REL_FULL])
+
+
+def ensure_pseudopotentials_by_element(
+    elements: Iterable[str],
+    family: str,
+    replacements: Mapping[str, str],
+    pseudo_dir: Path,
+    rels: Iterable[int] = (REL_SCALAR, REL_FULL),
+    ld1_command: str = "ld1.x",
+    progress=None,
+) -> PseudoSet:
+    """Validated pseudopotentials for ``elements`` from ``family``, except those named in
+    ``replacements`` (element -> family), e.g. family "pslibrary-paw" with
+    {"Se": "pslibrary-1.0.0-paw"}.
+
+    Each family keeps its own cache directory and manifest.  The set is named after ``family``
+    with the replacements this material uses, e.g. ``pslibrary-paw+Se:pslibrary-1.0.0-paw``, and
+    plainly ``family`` when it uses none.  Families are resolved one at a time, so an error names
+    the family at fault."""
+    elements = sorted(set(elements))
+    used = {el: replacements[el] for el in elements if el in replacements and replacements[el] != family}
+    by_family: dict[str, list[str]] = {family: [el for el in elements if el not in used]}
+    for el, f in used.items():
+        by_family.setdefault(f, []).append(el)
+    sets = [ensure_pseudopotentials(els, f, pseudo_dir, rels=rels, ld1_command=ld1_command, progress=progress)
+            for f, els in by_family.items() if els]
+    if not used:
+        return sets[0]
+    return PseudoSet(family=family + "".join(f"+{el}:{f}" for el, f in used.items()),
+                     directory=Path(pseudo_dir).expanduser() / family,
+                     scalar={el: pf for s in sets for el, pf in s.scalar.items()},
+                     full={el: pf for s in sets for el, pf in s.full.items()},
+                     element_families={el: used.get(el, family) for el in elements})
 
 
 def _element_of_filename(name: str) -> str:

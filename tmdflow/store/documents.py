@@ -161,6 +161,7 @@ class ConvergenceDoc(BaseModel):
     base_preset: str
     pseudo_family: str | None = None  # of the base preset; None in older documents (then taken
     spin_orbit_mode: str | None = None  # from the named base preset)
+    element_pseudo_families: dict[str, str] | None = None  # of the base preset; None: older document
     tolerance_mev: float
     converged_settings: dict[str, float]
     converged: dict[str, bool]
@@ -170,16 +171,20 @@ class ConvergenceDoc(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
 
     def study_settings(self) -> dict[str, Any]:
-        """The converged settings with the pseudopotential family and spin-orbit mode they hold for."""
+        """The converged settings with the pseudopotentials (family, per-element replacements)
+        and spin-orbit mode they hold for.  A document written before per-element families
+        existed used none: its family alone."""
         out: dict[str, Any] = dict(self.converged_settings)
         if self.pseudo_family is None or self.spin_orbit_mode is None:
             from ..presets import available_presets, load_preset
 
             if self.base_preset in available_presets():
                 base = load_preset(self.base_preset)
-                out.update(pseudo_family=base.pseudo_family, spin_orbit_mode=base.spin_orbit_mode)
+                out.update(pseudo_family=base.pseudo_family, spin_orbit_mode=base.spin_orbit_mode,
+                           element_pseudo_families=dict(base.element_pseudo_families))
         if self.pseudo_family is not None:
             out["pseudo_family"] = self.pseudo_family
+            out["element_pseudo_families"] = dict(self.element_pseudo_families or {})
         if self.spin_orbit_mode is not None:
             out["spin_orbit_mode"] = self.spin_orbit_mode
         return out

@@ -118,6 +118,7 @@ class ResultsStore:
         family and spin-orbit mode, settings at least the study's converged ones:
         tmdflow.convergence.error_bars_apply); the largest when several apply."""
         from ..convergence import applicable_error_bars
+        from ..materials import parse_formula
 
         studies: dict[str, list[tuple[dict, dict]]] = {}
         for doc in self.convergence():
@@ -126,7 +127,7 @@ class ResultsStore:
         for m in materials:
             if m.calculator != "espresso" or m.dimensionality != "monolayer" or m.formula not in studies:
                 continue
-            bars = applicable_error_bars(studies[m.formula], self.result_settings(m))
+            bars = applicable_error_bars(studies[m.formula], self.result_settings(m), parse_formula(m.formula))
             if bars is not None:
                 out[m.material_id] = bars
         return out
