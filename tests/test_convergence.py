@@ -161,6 +161,19 @@ def test_error_bars_follow_the_pseudopotential_of_each_element_of_the_material()
     assert not error_bars_apply(base, se3d)  # elements unknown: the names as written must agree
 
 
+def test_studies_with_other_pseudopotentials_are_stored_under_their_own_key():
+    from tmdflow.convergence import convergence_id
+    from tmdflow.presets import load_preset
+
+    se3d = load_preset("quick", {"element_pseudo_families": {"Se": "pslibrary-1.0.0-paw"}})
+    assert convergence_id("WSe2", load_preset("quick")) == "WSe2-monolayer-quick"
+    assert convergence_id("WSe2", se3d) == "WSe2-monolayer-quick+Se:pslibrary-1.0.0-paw"
+    assert convergence_id("WS2", se3d) == "WS2-monolayer-quick"  # no Se: the same files as quick
+    assert convergence_id("MoSe2", load_preset("paper")) == "MoSe2-monolayer-paper"  # the preset's own choice
+    nc = load_preset("quick", {"pseudo_family": "pslibrary-nc"})
+    assert convergence_id("MoS2", nc) == "MoS2-monolayer-quick+Mo:pslibrary-nc+S:pslibrary-nc"
+
+
 def test_store_shows_a_study_s_error_bars_only_for_results_it_covers(tmp_path):
     """A quick-based study converged at 9x9x1: a quick result (6x6x1) gets no bar, a paper result
     (16x16x1) and a quick result whose workflow overrode the mesh to 12 do; a study of MoS2 says

@@ -156,6 +156,19 @@ def applicable_error_bars(studies: list[tuple[dict, dict]], result_settings: dic
     return bars if applied else None
 
 
+def convergence_id(formula: str, preset: Preset) -> str:
+    """Store key of a convergence study: ``<formula>-monolayer-<preset>``, plus ``+<El>:<family>``
+    for each element of ``formula`` whose pseudopotential family differs from the named preset's
+    (a workflow's overrides), so that studies with different files do not replace each other."""
+    from .materials import parse_formula
+    from .presets import load_preset
+
+    named = load_preset(preset.name)
+    changed = {el: fam for el, fam in preset.pseudo_families_for(parse_formula(formula)).items()
+               if fam != named.pseudo_family_for(el)}
+    return f"{formula}-monolayer-{preset.name}" + "".join(f"+{el}:{fam}" for el, fam in changed.items())
+
+
 def run_pipeline(formula: str, preset: Preset, settings, root: Path, progress=None):
     """The real calculation of one convergence point: tmdflow's monolayer pipeline."""
     from .compute import compute_material

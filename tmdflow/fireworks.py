@@ -100,7 +100,7 @@ class TmdflowConvergenceTask(FiretaskBase):
     required_params = ["formula", "preset", "overrides", "ladders", "tolerance_mev"]
 
     def run_task(self, fw_spec):
-        from .convergence import converge, run_pipeline
+        from .convergence import converge, convergence_id, run_pipeline
         from .store.documents import ConvergenceDoc
 
         worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
@@ -110,7 +110,7 @@ class TmdflowConvergenceTask(FiretaskBase):
         root = Path(settings.work_dir) / "convergence" / f"{self['formula']}-{preset.name}"
         result = converge(self["formula"], preset, dict(self["ladders"]),
                           run_pipeline(self["formula"], preset, settings, root), float(self["tolerance_mev"]))
-        doc = ConvergenceDoc(convergence_id=f"{self['formula']}-monolayer-{preset.name}", formula=self["formula"],
+        doc = ConvergenceDoc(convergence_id=convergence_id(self["formula"], preset), formula=self["formula"],
                              base_preset=preset.name, pseudo_family=preset.pseudo_family,
                              element_pseudo_families=dict(preset.element_pseudo_families),
                              spin_orbit_mode=preset.spin_orbit_mode, tolerance_mev=result.tolerance_mev,

@@ -156,7 +156,7 @@ class ConvergenceDoc(BaseModel):
     """A convergence study of one monolayer: converged settings and error bars (meV)."""
 
     model_config = ConfigDict(extra="forbid")
-    convergence_id: str  # "<formula>-monolayer-<base preset>"
+    convergence_id: str  # "<formula>-monolayer-<base preset>[+<El>:<family>...]" (convergence.convergence_id)
     formula: str
     base_preset: str
     pseudo_family: str | None = None  # of the base preset; None in older documents (then taken
