@@ -172,15 +172,15 @@ def test_pslibrary_1_0_0_tungsten_with_4f_in_valence_generates_and_validates(tmp
 
 
 def test_elements_from_two_families_form_one_set_with_per_element_provenance(tmp_path):
-    """The paper preset's WSe2: W from the default family, Se (3d in valence) from pslibrary
-    1.0.0.  Each file comes from its own family's cache, and the set says which is which."""
+    """WSe2 with W from the default family and Se (3d in valence) from pslibrary 1.0.0.  Each
+    file comes from its own family's cache, and the set says which is which."""
     from tmdflow.calculators.espresso.pwinput import link_pseudopotentials
     from tmdflow.materials import get_material
     from tmdflow.presets import load_preset
     from tmdflow.settings import load_settings
     from tmdflow.steps import select_pseudopotentials
 
-    preset = load_preset("paper")
+    preset = load_preset("quick", {"element_pseudo_families": {"Se": "pslibrary-1.0.0-paw"}})
     assert preset.pseudo_families_for(["W", "Se"]) == {"W": "pslibrary-paw", "Se": "pslibrary-1.0.0-paw"}
     settings = load_settings(pseudo_dir=tmp_path / "cache", work_dir=tmp_path / "work")
     ps = select_pseudopotentials(get_material("WSe2"), preset, settings, rels=(2,))
