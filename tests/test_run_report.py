@@ -44,3 +44,16 @@ def test_unconverged_eigenvalues_of_a_bands_run_appear_in_the_provenance():
     assert rows["soc_map"][4] == "30 + 13"  # pw.x + bands.x
     assert notes["scf_soc"] == "—"
     assert notes["bands_soc"].startswith("2 eigenvalue(s) short of the Davidson threshold")
+
+
+def test_the_slab_stress_check_and_its_cutoff_raise_appear_in_the_provenance():
+    from tmdflow.store.documents import Correction
+
+    preset = dataclasses.asdict(load_preset("paper"))
+    relax = _task("relax", 0, preset, slab_stress_kbar={"sigma_xx": 0.41, "sigma_zz": -0.5, "sigma_zz_residual_forces": -0.07,
+                                                     "sigma_zz_basis": -0.43, "threshold": 0.5})
+    relax.corrections = [Correction(handler="slab_pulay_stress", reason="sigma_zz -2.93 kbar at 60/480 Ry",
+                                    changes={"relax_ecutwfc": 80.0, "relax_ecutrho": 640.0}, attempt=1)]
+    (row,) = _provenance_rows(MaterialSection(_material(), None, [relax]))
+    assert row[-1] == ("slab_pulay_stress: {'relax_ecutwfc': 80.0, 'relax_ecutrho': 640.0}; "
+                       "slab sigma_zz -0.43 kbar without residual forces (sigma_xx +0.41)")

@@ -4,6 +4,7 @@ clean stop at max_seconds followed by a restart from the checkpoint (test preset
 import numpy as np
 import pytest
 
+from tmdflow.analysis.slab_stress import slab_stress
 from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
 from tmdflow.errors import WalltimeReached
 from tmdflow.presets import load_preset
@@ -16,10 +17,14 @@ pytestmark = pytest.mark.qe
 FORCE_CRITERION = 0.5e-3 * 13.605693122994 / 0.529177210903
 
 
-def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d_in_its_own_vacuum(qe_settings):
+def test_monolayer_relaxation_keeps_d3h_relaxes_in_its_own_vacuum_and_raises_the_cutoff_for_its_stress(qe_settings):
     # relaxed in 10 A of vacuum (relax_vacuum) at its own cut-offs (relax_ecutwfc/rho), handed on in
-    # the preset's 11 A to steps that use the preset's cut-offs
-    preset = load_preset("test", {"vacuum": 11.0, "relax_vacuum": 10.0, "relax_ecutwfc": 50.0, "relax_ecutrho": 400.0})
+    # the preset's 11 A to steps that use the preset's cut-offs.  At 50/400 Ry the slab's sigma_zz
+    # (which must vanish; residual forces' virial removed) is -1.0 kbar (measured), above
+    # relax_stress_zz_thr: the step relaxes again from its result at 70/560 Ry (one raise allowed),
+    # where it is -0.3 kbar, and records the correction
+    preset = load_preset("test", {"vacuum": 11.0, "relax_vacuum": 10.0, "relax_ecutwfc": 50.0, "relax_ecutrho": 400.0,
+                                  "relax_stress_zz_thr": 0.5, "relax_cutoff_step": 20.0, "relax_cutoff_raises": 1})
     out = run_step(StepRequest("t", "MoS2", "monolayer", preset, "relax"), qe_settings, qe_settings.work_dir)
     atoms = out.structure.to_atoms()
     assert out.relaxed and spacegroup_number(atoms, symprec=1e-3) == 187
@@ -30,15 +35,33 @@ def test_monolayer_relaxation_keeps_d3h_and_relaxes_a_and_d_in_its_own_vacuum(qe
     assert a == pytest.approx(3.193, rel=0.01)
     assert d == pytest.approx(1.567, abs=0.03)
     assert atoms.cell[2, 2] == pytest.approx(2 * d + 11.0, abs=1e-6)
-    (relax_xml,) = qe_settings.work_dir.glob("**/relax/relax.xml")
-    relax_cell = parse_pw_xml(relax_xml).cell_angstrom
-    assert relax_cell[2, 2] == pytest.approx(2 * 1.567 + 10.0, abs=1e-6)  # 2Dxy: c untouched
-    assert np.linalg.norm(relax_cell[0]) == pytest.approx(a, abs=1e-9)
+
+    (first_xml,) = qe_settings.work_dir.glob("**/relax/relax.xml")
+    (final_xml,) = qe_settings.work_dir.glob("**/relax-70Ry/relax.xml")
+    first, final = parse_pw_xml(first_xml), parse_pw_xml(final_xml)
+    assert first.cell_angstrom[2, 2] == pytest.approx(2 * 1.567 + 10.0, abs=1e-6)  # 2Dxy: c untouched
+    assert final.cell_angstrom[2, 2] == pytest.approx(2 * 1.567 + 10.0, abs=1e-6)
+    assert np.linalg.norm(final.cell_angstrom[0]) == pytest.approx(a, abs=1e-9)  # the last rung's structure
+    assert "kinetic-energy cutoff     =      50.0000  Ry" in (first_xml.parent / "relax.out").read_text()
+    assert "kinetic-energy cutoff     =      70.0000  Ry" in (final_xml.parent / "relax.out").read_text()
+    # the check and its correction
+    before = slab_stress(first.stress_gpa, first.forces_ev_per_angstrom, first.positions_angstrom,
+                         first.cell_angstrom, 0.5)
+    assert not before.passed
+    (correction,) = out.corrections
+    assert correction.handler == "slab_pulay_stress" and correction.attempt == 1
+    assert correction.changes == {"relax_ecutwfc": 70.0, "relax_ecutrho": 560.0}
+    assert out.task.corrections == out.corrections
+    after = out.task.outputs["slab_stress_kbar"]
+    assert abs(after["sigma_zz_basis"]) <= 0.5 < abs(before.sigma_zz_basis_kbar) and after["threshold"] == 0.5
+    assert after["sigma_zz"] == pytest.approx(10 * final.stress_gpa[2, 2])
+    # the basis-set stress shrinks with the cut-off (measured: -1.00 kbar at 50 Ry, -0.30 at 70 Ry)
+    assert abs(after["sigma_zz_basis"]) < 0.5 * abs(before.sigma_zz_basis_kbar)
     assert out.task.outputs["relax_converged"] is True
     assert out.task.outputs["max_force_ev_per_angstrom"] < FORCE_CRITERION
     pw_input = out.task.inputs["pw_input"]
-    assert "ecutwfc = 50" in pw_input and "ecutrho = 400" in pw_input and "cell_dofree = '2Dxy'" in pw_input
-    assert "kinetic-energy cutoff     =      50.0000  Ry" in (relax_xml.parent / "relax.out").read_text()
+    assert "ecutwfc = 70" in pw_input and "ecutrho = 560" in pw_input and "cell_dofree = '2Dxy'" in pw_input
+    assert out.task.directory == str(final_xml.parent)
 
 
 def test_bulk_relaxation_moves_only_z(qe_settings):

@@ -61,6 +61,13 @@ class WalltimeReached(CalculationFailed):
     exit_code = 32
 
 
+class PulayStressTooLarge(CalculationFailed):
+    """A monolayer relaxation ended with a slab sigma_zz (its basis-set stress error) above
+    relax_stress_zz_thr at the highest cut-off the step may try."""
+
+    exit_code = 33
+
+
 class OutputParseError(TmdflowError):
     """Output files are missing or not in the expected format."""
 

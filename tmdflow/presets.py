@@ -30,7 +30,10 @@ class Preset:
     relax_ecutwfc: float | None  # monolayer relax step (variable cell): cut-off floors (Ry); cell_relax_cutoffs()
     relax_ecutrho: float | None
     relax_forc_conv_thr: float  # relax steps: forces below this, Ry/bohr (pw.x forc_conv_thr)
-    relax_press_conv_thr: float  # monolayer vc-relax: |pressure| of the relaxation cell below this, kbar
+    relax_press_conv_thr: float  # monolayer vc-relax: in-plane stress components of the relaxation cell below this, kbar
+    relax_stress_zz_thr: float | None  # monolayer vc-relax: |sigma_zz| of the slab at the end (its Pulay error), kbar
+    relax_cutoff_step: float  # ... above it the relaxation is repeated at ecutwfc + this (Ry), same dual
+    relax_cutoff_raises: int  # ... at most this many times (0: fail at once)
     conv_thr: float
     nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
     diago_david_ndim: int  # Davidson working-space size (pw.x's own default: 2)
@@ -109,6 +112,13 @@ class Preset:
         if self.relax_ecutwfc is not None and (self.relax_ecutwfc <= 0 or self.relax_ecutrho < self.relax_ecutwfc):
             raise InputError(f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry: need 0 < relax_ecutwfc "
                              "<= relax_ecutrho", "use e.g. 60 and 480 Ry (8 x for PAW)")
+        if self.relax_stress_zz_thr is not None and self.relax_stress_zz_thr <= 0:
+            raise InputError(f"relax_stress_zz_thr must be positive, got {self.relax_stress_zz_thr}",
+                             "use e.g. 0.5 (kbar, like relax_press_conv_thr), or null in a preset file to skip the check")
+        if self.relax_cutoff_step <= 0 or self.relax_cutoff_raises < 0:
+            raise InputError(f"relax_cutoff_step {self.relax_cutoff_step} Ry / relax_cutoff_raises "
+                             f"{self.relax_cutoff_raises}: need a positive step and >= 0 raises",
+                             "use e.g. relax_cutoff_step: 20 and relax_cutoff_raises: 2 (0 = fail instead of raising)")
         if self.diago_david_ndim < 2:
             raise InputError(f"diago_david_ndim must be >= 2, got {self.diago_david_ndim}",
                              "use 2 (pw.x's default, least memory) or 4 (faster bands runs)")

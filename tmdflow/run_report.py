@@ -54,6 +54,10 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
     for t in sorted(section.tasks, key=lambda t: str(t.created_at)):
         pseudos = ", ".join(f"{p.file} [{p.source}] ({p.sha256[:12]})" for p in t.pseudopotentials.values()) or "—"
         notes = [f"{c.handler}: {c.changes}" for c in t.corrections]
+        slab = (t.outputs or {}).get("slab_stress_kbar")
+        if slab:  # monolayer relaxation: sigma_zz must vanish; its size is the stress's basis-set error
+            szz = slab.get("sigma_zz_basis", slab["sigma_zz"])
+            notes.append(f"slab sigma_zz {szz:+.2f} kbar without residual forces (sigma_xx {slab['sigma_xx']:+.2f})")
         unconverged = (t.outputs or {}).get("unconverged_eigenvalues")
         if unconverged:
             notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")

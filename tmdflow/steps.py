@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 from ase import Atoms
 
+from .analysis.slab_stress import GPA_TO_KBAR
 from .analysis.splitting import analyze_bands
 from .calculators import get_calculator
 from .calculators.espresso.adapter import EspressoCalculator, PwStepResult, valence_electrons
@@ -29,6 +30,7 @@ from .kpoints import splitting_kpoints, splitting_kpoints_exact
 from .materials import Material, get_material
 from .presets import Preset
 from .pseudo import PseudoSet, ensure_pseudopotentials_by_element, user_pseudopotentials
+from .relax_ladder import relax_monolayer
 from .settings import Settings
 from .store.documents import (
     BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PhononDoc, PseudoRef, StructureDoc, Table1Entry,
@@ -152,6 +154,9 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             "total_energy_ev": x.total_energy_ev, "converged": x.converged, "relax_converged": x.relax_converged,
             "n_scf_steps": x.n_scf_steps, "fermi_energy_ev": x.fermi_energy_ev,
             "max_force_ev_per_angstrom": float(np.abs(forces).max()) if forces is not None else None,
+            # diagonal of the stress tensor (kbar, of the final structure; scf and relax steps)
+            "stress_diagonal_kbar": ([float(v) * GPA_TO_KBAR for v in np.diag(x.stress_gpa)]
+                                     if x.stress_gpa is not None else None),
             "n_electrons": x.bands.n_electrons, "n_kpoints": len(x.bands.kpoints_crystal),
             # non-SCF runs: final eigenvalues short of the Davidson threshold (None for SCF runs,
             # where pw.x prints the same line for transient early iterations)
@@ -243,13 +248,16 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         if relax_vacuum is not None:  # a and d do not feel the vacuum beyond ~10 A (docs/performance.md)
             start = table1_entry(atoms, "monolayer", False)
             atoms = build_monolayer(req.formula, start.a_angstrom, start.d_angstrom, relax_vacuum)
-        relax_preset = req.preset
-        if req.dimensionality == "monolayer":  # vc-relax: the stress may need more plane waves
-            ecutwfc, ecutrho = req.preset.cell_relax_cutoffs()
-            relax_preset = dataclasses.replace(req.preset, ecutwfc=ecutwfc, ecutrho=ecutrho)
-        result, relaxed_atoms = calc.relax(
-            atoms, relax_preset, root / "relax", scalar, kmesh, variable_cell=req.dimensionality == "monolayer",
-            progress=say, restart=req.restart, max_seconds=req.max_seconds)
+        check = None
+        if req.dimensionality == "monolayer":  # vc-relax at the cell-relaxation cut-offs, raised until the
+            # slab's sigma_zz (the stress's basis-set error) is small enough (tmdflow.relax_ladder)
+            result, relaxed_atoms, check = relax_monolayer(
+                calc, atoms, req.preset, root, scalar, kmesh, corrections, restart=req.restart,
+                max_seconds=req.max_seconds, progress=say)
+        else:
+            result, relaxed_atoms = calc.relax(
+                atoms, req.preset, root / "relax", scalar, kmesh, variable_cell=False,
+                progress=say, restart=req.restart, max_seconds=req.max_seconds)
         # symmetry must survive the relaxation (2Dxy + symmetric forces keep it)
         sg = spacegroup_number(relaxed_atoms, symprec=1e-3)
         if sg != expected:
@@ -259,7 +267,12 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
             final = table1_entry(relaxed_atoms, "monolayer", True)
             relaxed_atoms = build_monolayer(req.formula, final.a_angstrom, final.d_angstrom, req.preset.vacuum)
         task = _task(req, result, relaxed_atoms, scalar, pseudos, corrections)
-        return StepOutcome(StructureDoc.from_atoms(relaxed_atoms, sg), True, task=task)
+        if check is not None:
+            task.outputs["slab_stress_kbar"] = {"sigma_xx": check.sigma_xx_kbar, "sigma_zz": check.sigma_zz_kbar,
+                                                "sigma_zz_residual_forces": check.residual_force_kbar,
+                                                "sigma_zz_basis": check.sigma_zz_basis_kbar,
+                                                "threshold": check.threshold_kbar}
+        return StepOutcome(StructureDoc.from_atoms(relaxed_atoms, sg), True, task=task, corrections=corrections)
 
     if req.step == "scf_sr":
         directory = root / ("soc" if second_variational else "sr")

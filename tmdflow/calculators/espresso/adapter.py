@@ -179,9 +179,29 @@ class EspressoCalculator:
                 "check the starting structure, or loosen the preset's relax_forc_conv_thr / "
                 "relax_press_conv_thr (overrides); a rerun starts again from the initial geometry",
             )
-        relaxed = Atoms(result.xml.symbols, positions=result.xml.positions_angstrom,
-                        cell=result.xml.cell_angstrom, pbc=True)
-        return result, relaxed
+        return result, self._relaxed_atoms(result.xml)
+
+    @staticmethod
+    def _relaxed_atoms(xml: PwXmlOutput) -> Atoms:
+        return Atoms(xml.symbols, positions=xml.positions_angstrom, cell=xml.cell_angstrom, pbc=True)
+
+    def finished_relax(self, directory: Path, step: str = "relax") -> tuple[PwStepResult, Atoms] | None:
+        """The relaxation already finished in ``directory`` (read from its files, nothing runs), or
+        None when there is none: no output, a run stopped at max_seconds, an error, or BFGS not
+        converged.  A resumed step uses it to skip what was done before the interruption."""
+        inp, out, xml_file = (Path(directory) / f"{step}.{ext}" for ext in ("in", "out", "xml"))
+        if not (inp.is_file() and out.is_file() and xml_file.is_file()):
+            return None
+        if "Program PWSCF" not in out.read_text(errors="replace"):
+            return None
+        stdout = parse_pw_stdout(out)
+        if not stdout.job_done or stdout.walltime_exceeded or stdout.error:
+            return None
+        xml = parse_pw_xml(xml_file)
+        if xml.relax_converged is not True:
+            return None
+        record = RunRecord(self.profile.pw_command, (), Path(directory), 0, float(stdout.wall_seconds or 0.0))
+        return PwStepResult(step, Path(directory), inp.read_text(), xml, stdout, record), self._relaxed_atoms(xml)
 
     def bands(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],

@@ -1,0 +1,95 @@
+"""The monolayer relaxation with its stress check: relax, check the slab's σ_zz, relax again higher.
+
+A vc-relax (``cell_dofree='2Dxy'``) zeroes the in-plane stress, but a finite plane-wave basis adds
+an isotropic (Pulay) stress to it; the slab's σ_zz, which must vanish, shows its size
+(:mod:`tmdflow.analysis.slab_stress`).  When |σ_zz| exceeds the preset's ``relax_stress_zz_thr``
+the relaxation is repeated from its own result at ``ecutwfc + relax_cutoff_step`` (ecutrho keeps
+its ratio), at most ``relax_cutoff_raises`` times -- a restart handler in the aiida sense,
+recorded as a :class:`Correction`.  Rung 0 runs in ``relax/``, rung n in ``relax-<ecutwfc>Ry/``,
+so every relaxation's files stay for inspection.  A step resumed after max_seconds reuses the
+rungs that finished and resumes the one that was interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ase import Atoms
+
+from .analysis.slab_stress import SlabStress, raised_cutoffs, slab_stress
+from .calculators.espresso.adapter import EspressoCalculator, PwStepResult
+from .errors import CalculationFailed, PulayStressTooLarge
+from .presets import Preset
+from .store.documents import Correction
+
+HANDLER = "slab_pulay_stress"
+
+
+def cutoff_ladder(preset: Preset) -> list[tuple[float, float]]:
+    """(ecutwfc, ecutrho) of every relaxation the step may run: the preset's cell-relaxation
+    cut-offs, then ``relax_cutoff_raises`` rungs ``relax_cutoff_step`` Ry apart."""
+    ladder = [preset.cell_relax_cutoffs()]
+    for _ in range(preset.relax_cutoff_raises):
+        ladder.append(raised_cutoffs(*ladder[-1], preset.relax_cutoff_step))
+    return ladder
+
+
+def rung_directory(root: Path, rung: int, ecutwfc: float) -> Path:
+    return Path(root) / ("relax" if rung == 0 else f"relax-{ecutwfc:g}Ry")
+
+
+def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root: Path,
+                    pseudo_files: Mapping[str, Path], kmesh: tuple[int, int, int], corrections: list[Correction],
+                    restart: bool = False, max_seconds: float | None = None,
+                    progress: Callable[[str], None] | None = None) -> tuple[PwStepResult, Atoms, SlabStress]:
+    """Relax a monolayer (a and d) until its stress passes the slab check; returns the last
+    relaxation, its structure and its check.  Raises :class:`PulayStressTooLarge` when the last
+    rung still fails (its files stay; the error names the cut-offs to try)."""
+    ladder = cutoff_ladder(preset)
+    directories = [rung_directory(root, i, w) for i, (w, _) in enumerate(ladder)]
+    if restart:
+        started = [i for i, d in enumerate(directories) if d.is_dir()]
+        resume_at = started[-1] if started else 0
+    else:  # a fresh run: rungs left by an earlier run of this step must not be mistaken for this one's
+        for stale in directories[1:]:
+            shutil.rmtree(stale, ignore_errors=True)
+        resume_at = 0
+    current = atoms
+    for rung, ((ecutwfc, ecutrho), directory) in enumerate(zip(ladder, directories)):
+        done = calc.finished_relax(directory) if restart and rung <= resume_at else None
+        if done is None and rung < resume_at:
+            raise CalculationFailed(
+                f"relax: resuming at {directories[resume_at].name}, but the relaxation before it in {directory} "
+                "did not finish", f"rerun the relax step from the start (tmdflow rerun), or inspect {directory}")
+        if done is not None:
+            result, relaxed = done
+        else:
+            result, relaxed = calc.relax(
+                current, dataclasses.replace(preset, ecutwfc=ecutwfc, ecutrho=ecutrho), directory, pseudo_files,
+                kmesh, variable_cell=True, progress=progress, restart=restart and rung == resume_at,
+                max_seconds=max_seconds)
+        x = result.xml
+        check = slab_stress(x.stress_gpa, x.forces_ev_per_angstrom, x.positions_angstrom, x.cell_angstrom,
+                            preset.relax_stress_zz_thr)
+        if check.passed:
+            return result, relaxed, check
+        reason = check.describe(ecutwfc, ecutrho)
+        if rung == len(ladder) - 1:
+            nxt = raised_cutoffs(ecutwfc, ecutrho, preset.relax_cutoff_step)
+            raise PulayStressTooLarge(
+                f"relax: {reason}, after {rung} cut-off raise(s) (relax_cutoff_raises = {preset.relax_cutoff_raises}); "
+                f"relaxations kept in {', '.join(str(d) for d in directories)}",
+                f"relax at higher cut-offs: overrides relax_ecutwfc: {nxt[0]:g}, relax_ecutrho: {nxt[1]:g} (or a larger "
+                "relax_cutoff_raises), then rerun the relax step; relax_stress_zz_thr sets the tolerance")
+        raised = ladder[rung + 1]
+        corrections.append(Correction(handler=HANDLER, reason=reason,
+                                      changes={"relax_ecutwfc": raised[0], "relax_ecutrho": raised[1]},
+                                      attempt=rung + 1))
+        if progress:
+            progress(f"relax: sigma_zz {check.sigma_zz_basis_kbar:+.2f} kbar at {ecutwfc:g} Ry exceeds "
+                     f"{preset.relax_stress_zz_thr:g}: relaxing again at {raised[0]:g}/{raised[1]:g} Ry")
+        current = relaxed
+    raise AssertionError("unreachable")
