@@ -63,8 +63,8 @@ def main() -> None:
       tmdflow submit workflows/zhu2011.yaml    add a batch to the LaunchPad
       tmdflow launch [--queue]                 run it here, or submit jobs to SLURM/PBS
       tmdflow status | query | table1          watch, query results, regenerate Table I
-    tmdflow priority '*-monolayer-*' 1       run these workflows first
-    tmdflow rerun 12                         run step 12 and the steps after it again
+      tmdflow priority '*-monolayer-*' 1       run these workflows first
+      tmdflow rerun 12                         run step 12 and the steps after it again
       tmdflow run workflows/quick.yaml         submit + launch + table in one go (make run)
 
     Machine settings come from ~/.tmdflow.yaml or TMDFLOW_* variables (see docs/user-guide.md).
