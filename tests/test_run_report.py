@@ -57,3 +57,19 @@ def test_the_slab_stress_check_and_its_cutoff_raise_appear_in_the_provenance():
     (row,) = _provenance_rows(MaterialSection(_material(), None, [relax]))
     assert row[-1] == ("slab_pulay_stress: {'relax_ecutwfc': 80.0, 'relax_ecutrho': 640.0}; "
                        "slab sigma_zz -0.43 kbar without residual forces (sigma_xx +0.41)")
+
+
+def test_every_relaxation_of_the_cutoff_ladder_appears_with_its_cost():
+    from pathlib import Path
+
+    from tmdflow.relax_ladder import RelaxRung
+
+    # the WS2 relax step of the session-13 paper study (rung CPU from its relax.out files)
+    rungs = [RelaxRung(Path("relax"), 60.0, 480.0, 3.18166, -0.77, False, 760.2, 821.8, reused=False),
+             RelaxRung(Path("relax-80Ry"), 80.0, 640.0, 3.18263, -0.05, True, 478.9, 517.9, reused=True)]
+    relax = _task("relax", 0, dataclasses.asdict(load_preset("paper")), pw_cpu_seconds=1239.1,
+                  relax_rungs=[r.as_output() for r in rungs])
+    (row,) = _provenance_rows(MaterialSection(_material(), None, [relax]))
+    assert row[4] == "1239"
+    assert row[-1] == ("relaxations: 60/480 Ry a 3.1817 A sigma_zz -0.77 kbar (760 s CPU), "
+                       "80/640 Ry a 3.1826 A sigma_zz -0.05 kbar (479 s CPU, reused)")

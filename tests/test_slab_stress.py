@@ -9,7 +9,7 @@ import pytest
 
 from tmdflow.analysis.slab_stress import raised_cutoffs, slab_stress
 from tmdflow.calculators.espresso.adapter import EspressoCalculator
-from tmdflow.calculators.espresso.parsers import parse_pw_xml
+from tmdflow.calculators.espresso.parsers import parse_pw_stdout, parse_pw_xml
 from tmdflow.calculators.espresso.profile import EspressoProfile
 from tmdflow.errors import InputError
 from tmdflow.presets import load_preset
@@ -119,10 +119,18 @@ def test_a_resumed_relax_step_reuses_the_finished_relaxation_and_applies_the_che
     root = _resumable_root(tmp_path)
     corrections = []
     # tolerant enough: the finished relaxation is the answer, nothing runs (pw.x does not exist here)
-    result, atoms, check = relax_monolayer(_no_pw(), Atoms(), load_preset("paper", {"relax_stress_zz_thr": 3.0}), root,
-                                           {}, (16, 16, 1), corrections, restart=True)
+    relaxation = relax_monolayer(_no_pw(), Atoms(), load_preset("paper", {"relax_stress_zz_thr": 3.0}), root,
+                                 {}, (16, 16, 1), corrections, restart=True)
+    result, atoms, check = relaxation.result, relaxation.atoms, relaxation.check
     assert check.passed and corrections == [] and result.directory == root / "relax"
     assert np.linalg.norm(atoms.cell[0]) == pytest.approx(3.3098, abs=1e-4)
+    # the rung record: reused, so it cost nothing now, but the step's CPU is that relaxation's
+    (rung,) = relaxation.rungs
+    assert rung.reused and rung.passed and (rung.ecutwfc, rung.ecutrho) == (60.0, 480.0)
+    assert rung.a_angstrom == pytest.approx(3.3098, abs=1e-4) and rung.sigma_zz_basis_kbar == check.sigma_zz_basis_kbar
+    assert relaxation.wall_seconds == 0
+    assert relaxation.pw_cpu_seconds == rung.pw_cpu_seconds == parse_pw_stdout(root / "relax" / "relax.out").cpu_seconds
+    assert rung.as_output()["directory"] == str(root / "relax")
     # no raise allowed: the check fails with the cut-offs to try next
     with pytest.raises(PulayStressTooLarge, match=r"-2\.87 kbar at 60/480 Ry") as err:
         relax_monolayer(_no_pw(), Atoms(), load_preset("paper", {"relax_cutoff_raises": 0}), root, {}, (16, 16, 1),

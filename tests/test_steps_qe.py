@@ -62,6 +62,16 @@ def test_monolayer_relaxation_keeps_d3h_relaxes_in_its_own_vacuum_and_raises_the
     pw_input = out.task.inputs["pw_input"]
     assert "ecutwfc = 70" in pw_input and "ecutrho = 560" in pw_input and "cell_dofree = '2Dxy'" in pw_input
     assert out.task.directory == str(final_xml.parent)
+    # the step's cost is both relaxations', and each rung is recorded as it ran
+    first_rung, final_rung = out.task.outputs["relax_rungs"]
+    assert (first_rung["ecutwfc"], first_rung["passed"], final_rung["ecutwfc"], final_rung["passed"]) == (
+        50.0, False, 70.0, True)
+    assert first_rung["sigma_zz_basis_kbar"] == pytest.approx(before.sigma_zz_basis_kbar)
+    assert final_rung["a_angstrom"] == pytest.approx(a, abs=1e-9) and not final_rung["reused"]
+    assert out.task.outputs["pw_cpu_seconds"] == pytest.approx(first_rung["pw_cpu_seconds"]
+                                                               + final_rung["pw_cpu_seconds"])
+    assert out.task.wall_seconds == pytest.approx(first_rung["wall_seconds"] + final_rung["wall_seconds"])
+    assert min(first_rung["pw_cpu_seconds"], final_rung["pw_cpu_seconds"]) > 0
 
 
 def test_bulk_relaxation_moves_only_z(qe_settings):

@@ -7,16 +7,19 @@ the relaxation is repeated from its own result at ``ecutwfc + relax_cutoff_step`
 its ratio), at most ``relax_cutoff_raises`` times -- a restart handler in the aiida sense,
 recorded as a :class:`Correction`.  Rung 0 runs in ``relax/``, rung n in ``relax-<ecutwfc>Ry/``,
 so every relaxation's files stay for inspection.  A step resumed after max_seconds reuses the
-rungs that finished and resumes the one that was interrupted.
+rungs that finished and resumes the one that was interrupted.  The result lists every rung
+(cut-offs, a, σ_zz^b, pw.x CPU and wall time), so the step's cost is that of all its relaxations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+import numpy as np
 from ase import Atoms
 
 from .analysis.slab_stress import SlabStress, raised_cutoffs, slab_stress
@@ -26,6 +29,50 @@ from .presets import Preset
 from .store.documents import Correction
 
 HANDLER = "slab_pulay_stress"
+
+
+@dataclass(frozen=True)
+class RelaxRung:
+    """One relaxation of the ladder: what it ended with and what it cost.  ``reused``: read back
+    from a finished earlier run when the step was resumed (its times are that run's)."""
+
+    directory: Path
+    ecutwfc: float
+    ecutrho: float
+    a_angstrom: float
+    sigma_zz_basis_kbar: float
+    passed: bool
+    pw_cpu_seconds: float | None
+    wall_seconds: float
+    reused: bool
+
+    def as_output(self) -> dict:
+        """The form stored in the relax task (``outputs["relax_rungs"]``)."""
+        return {"directory": str(self.directory), "ecutwfc": self.ecutwfc, "ecutrho": self.ecutrho,
+                "a_angstrom": self.a_angstrom, "sigma_zz_basis_kbar": self.sigma_zz_basis_kbar,
+                "passed": self.passed, "pw_cpu_seconds": self.pw_cpu_seconds, "wall_seconds": self.wall_seconds,
+                "reused": self.reused}
+
+
+@dataclass(frozen=True)
+class MonolayerRelaxation:
+    """The relax step's answer: the last (passing) relaxation, its structure and check, and every rung."""
+
+    result: PwStepResult
+    atoms: Atoms
+    check: SlabStress
+    rungs: tuple[RelaxRung, ...]
+
+    @property
+    def pw_cpu_seconds(self) -> float | None:
+        """pw.x CPU time of all rungs (reused ones included: the step's cost), None if pw.x printed none."""
+        times = [r.pw_cpu_seconds for r in self.rungs if r.pw_cpu_seconds is not None]
+        return sum(times) if times else None
+
+    @property
+    def wall_seconds(self) -> float:
+        """Wall time of the rungs that ran in this execution (a reused rung costs nothing now)."""
+        return sum(r.wall_seconds for r in self.rungs if not r.reused)
 
 
 def cutoff_ladder(preset: Preset) -> list[tuple[float, float]]:
@@ -44,9 +91,9 @@ def rung_directory(root: Path, rung: int, ecutwfc: float) -> Path:
 def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root: Path,
                     pseudo_files: Mapping[str, Path], kmesh: tuple[int, int, int], corrections: list[Correction],
                     restart: bool = False, max_seconds: float | None = None,
-                    progress: Callable[[str], None] | None = None) -> tuple[PwStepResult, Atoms, SlabStress]:
+                    progress: Callable[[str], None] | None = None) -> MonolayerRelaxation:
     """Relax a monolayer (a and d) until its stress passes the slab check; returns the last
-    relaxation, its structure and its check.  Raises :class:`PulayStressTooLarge` when the last
+    relaxation, its structure and its check, and the record of every rung.  Raises :class:`PulayStressTooLarge` when the last
     rung still fails (its files stay; the error names the cut-offs to try)."""
     ladder = cutoff_ladder(preset)
     directories = [rung_directory(root, i, w) for i, (w, _) in enumerate(ladder)]
@@ -58,6 +105,7 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
             shutil.rmtree(stale, ignore_errors=True)
         resume_at = 0
     current = atoms
+    rungs: list[RelaxRung] = []
     for rung, ((ecutwfc, ecutrho), directory) in enumerate(zip(ladder, directories)):
         done = calc.finished_relax(directory) if restart and rung <= resume_at else None
         if done is None and rung < resume_at:
@@ -74,8 +122,11 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
         x = result.xml
         check = slab_stress(x.stress_gpa, x.forces_ev_per_angstrom, x.positions_angstrom, x.cell_angstrom,
                             preset.relax_stress_zz_thr)
+        rungs.append(RelaxRung(directory, ecutwfc, ecutrho, float(np.linalg.norm(relaxed.cell[0])),
+                               check.sigma_zz_basis_kbar, check.passed, result.stdout.cpu_seconds,
+                               result.run.wall_seconds, reused=done is not None))
         if check.passed:
-            return result, relaxed, check
+            return MonolayerRelaxation(result, relaxed, check, tuple(rungs))
         reason = check.describe(ecutwfc, ecutrho)
         if rung == len(ladder) - 1:
             nxt = raised_cutoffs(ecutwfc, ecutrho, preset.relax_cutoff_step)

@@ -58,6 +58,11 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
         if slab:  # monolayer relaxation: sigma_zz must vanish; its size is the stress's basis-set error
             szz = slab.get("sigma_zz_basis", slab["sigma_zz"])
             notes.append(f"slab sigma_zz {szz:+.2f} kbar without residual forces (sigma_xx {slab['sigma_xx']:+.2f})")
+        rungs = (t.outputs or {}).get("relax_rungs") or []
+        if len(rungs) > 1:  # the relaxations of the cut-off ladder, each with its cost
+            notes.append("relaxations: " + ", ".join(
+                f"{r['ecutwfc']:g}/{r['ecutrho']:g} Ry a {r['a_angstrom']:.4f} A sigma_zz {r['sigma_zz_basis_kbar']:+.2f} "
+                f"kbar ({r['pw_cpu_seconds'] or 0:.0f} s CPU{', reused' if r['reused'] else ''})" for r in rungs))
         unconverged = (t.outputs or {}).get("unconverged_eigenvalues")
         if unconverged:
             notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")

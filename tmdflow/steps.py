@@ -251,9 +251,10 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         check = None
         if req.dimensionality == "monolayer":  # vc-relax at the cell-relaxation cut-offs, raised until the
             # slab's sigma_zz (the stress's basis-set error) is small enough (tmdflow.relax_ladder)
-            result, relaxed_atoms, check = relax_monolayer(
+            relaxation = relax_monolayer(
                 calc, atoms, req.preset, root, scalar, kmesh, corrections, restart=req.restart,
                 max_seconds=req.max_seconds, progress=say)
+            result, relaxed_atoms, check = relaxation.result, relaxation.atoms, relaxation.check
         else:
             result, relaxed_atoms = calc.relax(
                 atoms, req.preset, root / "relax", scalar, kmesh, variable_cell=False,
@@ -267,7 +268,10 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
             final = table1_entry(relaxed_atoms, "monolayer", True)
             relaxed_atoms = build_monolayer(req.formula, final.a_angstrom, final.d_angstrom, req.preset.vacuum)
         task = _task(req, result, relaxed_atoms, scalar, pseudos, corrections)
-        if check is not None:
+        if check is not None:  # the step's cost is that of every rung; each rung is recorded
+            task.outputs["pw_cpu_seconds"] = relaxation.pw_cpu_seconds
+            task.wall_seconds = relaxation.wall_seconds
+            task.outputs["relax_rungs"] = [r.as_output() for r in relaxation.rungs]
             task.outputs["slab_stress_kbar"] = {"sigma_xx": check.sigma_xx_kbar, "sigma_zz": check.sigma_zz_kbar,
                                                 "sigma_zz_residual_forces": check.residual_force_kbar,
                                                 "sigma_zz_basis": check.sigma_zz_basis_kbar,
