@@ -73,3 +73,15 @@ def test_every_relaxation_of_the_cutoff_ladder_appears_with_its_cost():
     assert row[4] == "1239"
     assert row[-1] == ("relaxations: 60/480 Ry a 3.1817 A sigma_zz -0.77 kbar (760 s CPU), "
                        "80/640 Ry a 3.1826 A sigma_zz -0.05 kbar (479 s CPU, reused)")
+
+
+def test_a_step_resumed_after_max_seconds_says_so_beside_its_cpu_time():
+    # the scf_soc step of the max_seconds test: one interrupted run and its resumption
+    preset = dataclasses.asdict(load_preset("test"))
+    rows = _provenance_rows(MaterialSection(_material(), None, [
+        _task("scf_soc", 0, preset, pw_cpu_seconds=21.7, pw_runs_interrupted=1),
+        _task("bands_soc", 1, preset, pw_cpu_seconds=5.0, pw_runs_interrupted=0)]))
+    notes = {row[0]: row[-1] for row in rows}
+    assert notes["scf_soc"] == ("resumed after max_seconds (1 interrupted run(s), kept as scf_soc.out.1…; "
+                                "CPU includes them)")
+    assert notes["bands_soc"] == "—"

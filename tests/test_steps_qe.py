@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tmdflow.analysis.slab_stress import slab_stress
+from tmdflow.calculators.espresso.parsers import parse_pw_stdout
 from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
 from tmdflow.errors import WalltimeReached
 from tmdflow.presets import load_preset
@@ -97,3 +98,9 @@ def test_scf_stopped_at_max_seconds_resumes_from_its_checkpoint(qe_settings):
                        qe_settings.work_dir)
     assert resumed.task.outputs["converged"] is True
     assert "restart_mode = 'restart'" in resumed.task.inputs["pw_input"]
+    # the interrupted run's output is kept beside the resumed one, and the step costs both runs
+    (interrupted,) = qe_settings.work_dir.glob("**/scf_soc.out.1")
+    first, last = parse_pw_stdout(interrupted), parse_pw_stdout(interrupted.parent / "scf_soc.out")
+    assert first.walltime_exceeded and last.job_done and not last.walltime_exceeded
+    assert resumed.task.outputs["pw_runs_interrupted"] == 1
+    assert resumed.task.outputs["pw_cpu_seconds"] == pytest.approx(first.cpu_seconds + last.cpu_seconds)

@@ -94,7 +94,7 @@ def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
             lambda p: calc.scf(cell, p, d, files, spin_orbit=False, kmesh=(kn, kn, 1), progress=say, step="scf",
                                stress=False), ph_preset, corrections)
         runs.append(_DisplacementRun(result.xml.forces_ev_per_angstrom, result.xml.qe_version,
-                                     result.stdout.cpu_seconds))
+                                     result.pw_cpu_seconds))
         wall += result.run.wall_seconds
         shutil.rmtree(d / "out", ignore_errors=True)
     res = phonon_dispersion(phonon, [r.forces for r in runs], n)

@@ -123,7 +123,7 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
         check = slab_stress(x.stress_gpa, x.forces_ev_per_angstrom, x.positions_angstrom, x.cell_angstrom,
                             preset.relax_stress_zz_thr)
         rungs.append(RelaxRung(directory, ecutwfc, ecutrho, float(np.linalg.norm(relaxed.cell[0])),
-                               check.sigma_zz_basis_kbar, check.passed, result.stdout.cpu_seconds,
+                               check.sigma_zz_basis_kbar, check.passed, result.pw_cpu_seconds,
                                result.run.wall_seconds, reused=done is not None))
         if check.passed:
             return MonolayerRelaxation(result, relaxed, check, tuple(rungs))

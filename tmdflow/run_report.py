@@ -63,6 +63,10 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
             notes.append("relaxations: " + ", ".join(
                 f"{r['ecutwfc']:g}/{r['ecutrho']:g} Ry a {r['a_angstrom']:.4f} A sigma_zz {r['sigma_zz_basis_kbar']:+.2f} "
                 f"kbar ({r['pw_cpu_seconds'] or 0:.0f} s CPU{', reused' if r['reused'] else ''})" for r in rungs))
+        interrupted = (t.outputs or {}).get("pw_runs_interrupted")
+        if interrupted:  # resumed after max_seconds: the CPU column counts every run
+            notes.append(f"resumed after max_seconds ({interrupted} interrupted run(s), kept as "
+                         f"{t.step}.out.1…; CPU includes them)")
         unconverged = (t.outputs or {}).get("unconverged_eigenvalues")
         if unconverged:
             notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")

@@ -162,7 +162,8 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
             # where pw.x prints the same line for transient early iterations)
             "unconverged_eigenvalues": (result.stdout.unconverged_eigenvalues
                                         if x.calculation in ("bands", "nscf") else None),
-            "pw_cpu_seconds": result.stdout.cpu_seconds,
+            # this run and, for a step resumed after max_seconds, the interrupted runs before it
+            "pw_cpu_seconds": result.pw_cpu_seconds, "pw_runs_interrupted": len(result.interrupted),
             # bands.x (bands_soc, soc_map) / projwfc.x (bands_sr) after pw.x; None for other steps
             "postprocessing_cpu_seconds": EspressoCalculator.postprocessing_cpu_seconds(result.directory, req.step),
         },

@@ -2,7 +2,8 @@
 
 Every step writes ``<step>.in``, runs, keeps ``<step>.out`` and a copy of the XML as
 ``<step>.xml`` (pw.x overwrites ``out/<prefix>.save/data-file-schema.xml`` at each run), then
-parses both.  The code-side choices live in :mod:`.pwinput`; the machine side in :mod:`.profile`.
+parses both.  A step resumed after max_seconds first sets the interrupted run's output aside as
+``<step>.out.1`` (``.2``, … for later interruptions), so its log stays and its CPU time counts.  The code-side choices live in :mod:`.pwinput`; the machine side in :mod:`.profile`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,40 @@ class PwStepResult:
     xml: PwXmlOutput
     stdout: PwStdout
     run: RunRecord
+    # the runs stopped at max_seconds before this one resumed the step, oldest first
+    interrupted: tuple[PwStdout, ...] = ()
+
+    @property
+    def pw_cpu_seconds(self) -> float | None:
+        """pw.x CPU time of the step: this run plus the interrupted runs before it (those that
+        printed a clock); None if this run printed none."""
+        if self.stdout.cpu_seconds is None:
+            return None
+        return self.stdout.cpu_seconds + sum(s.cpu_seconds for s in self.interrupted if s.cpu_seconds is not None)
+
+
+def interrupted_outputs(directory: Path, step: str) -> list[Path]:
+    """``<step>.out.1``, ``.2``, …: the outputs of the runs of a step that stopped at max_seconds."""
+    found = []
+    while (path := Path(directory) / f"{step}.out.{len(found) + 1}").is_file():
+        found.append(path)
+    return found
+
+
+def _set_aside_output(directory: Path, step: str, restart: bool) -> None:
+    """Before a run: on a restart keep the interrupted run's output as the next ``<step>.out.<n>``;
+    on a fresh run remove those left by an earlier execution (they are not this run's history)."""
+    if restart:
+        out = directory / f"{step}.out"
+        if out.is_file() and "Program PWSCF" in out.read_text(errors="replace"):
+            out.rename(directory / f"{step}.out.{len(interrupted_outputs(directory, step)) + 1}")
+    else:
+        for path in interrupted_outputs(directory, step):
+            path.unlink()
+
+
+def _parse_interrupted(directory: Path, step: str) -> tuple[PwStdout, ...]:
+    return tuple(parse_pw_stdout(path) for path in interrupted_outputs(directory, step))
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -105,6 +140,7 @@ class EspressoCalculator:
     def _run_pw(self, step: str, job: PwJob, directory: Path, progress: ProgressFn | None, pools: int) -> PwStepResult:
         text = build_pw_input(job)
         (directory / f"{step}.in").write_text(text)
+        _set_aside_output(directory, step, job.restart)
         started = time.time()
         record = self.profile.run(
             self.profile.pw_command, directory, f"{step}.in", f"{step}.out",
@@ -136,7 +172,7 @@ class EspressoCalculator:
         if not (directory / f"{step}.xml").is_file():
             raise CalculationFailed(f"{step}: pw.x wrote no XML in {xml_src.parent}", f"read {out_file}")
         xml = parse_pw_xml(directory / f"{step}.xml")
-        return PwStepResult(step, directory, text, xml, stdout, record)
+        return PwStepResult(step, directory, text, xml, stdout, record, _parse_interrupted(directory, step))
 
     def scf(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
@@ -201,7 +237,9 @@ class EspressoCalculator:
         if xml.relax_converged is not True:
             return None
         record = RunRecord(self.profile.pw_command, (), Path(directory), 0, float(stdout.wall_seconds or 0.0))
-        return PwStepResult(step, Path(directory), inp.read_text(), xml, stdout, record), self._relaxed_atoms(xml)
+        result = PwStepResult(step, Path(directory), inp.read_text(), xml, stdout, record,
+                              _parse_interrupted(directory, step))
+        return result, self._relaxed_atoms(xml)
 
     def bands(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
