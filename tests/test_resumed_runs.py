@@ -48,6 +48,8 @@ def test_a_relax_step_resumed_on_a_finished_ladder_rung_counts_its_interrupted_r
                                  {}, (3, 3, 1), [], restart=True)
     (rung,) = relaxation.rungs
     assert rung.reused and relaxation.pw_cpu_seconds == pytest.approx(29.87 + 174.85, abs=1e-6)
+    assert rung.interrupted_runs == relaxation.interrupted_runs == 1
+    assert rung.as_output()["interrupted_runs"] == 1
 
 
 def _pw_output(path, marker: str) -> None:

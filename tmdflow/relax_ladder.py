@@ -34,7 +34,9 @@ HANDLER = "slab_pulay_stress"
 @dataclass(frozen=True)
 class RelaxRung:
     """One relaxation of the ladder: what it ended with and what it cost.  ``reused``: read back
-    from a finished earlier run when the step was resumed (its times are that run's)."""
+    from a finished earlier run when the step was resumed (its times are that run's).
+    ``interrupted_runs``: pw.x runs of this relaxation stopped at max_seconds before the one that
+    finished it (their CPU time is in ``pw_cpu_seconds``)."""
 
     directory: Path
     ecutwfc: float
@@ -45,13 +47,14 @@ class RelaxRung:
     pw_cpu_seconds: float | None
     wall_seconds: float
     reused: bool
+    interrupted_runs: int = 0
 
     def as_output(self) -> dict:
         """The form stored in the relax task (``outputs["relax_rungs"]``)."""
         return {"directory": str(self.directory), "ecutwfc": self.ecutwfc, "ecutrho": self.ecutrho,
                 "a_angstrom": self.a_angstrom, "sigma_zz_basis_kbar": self.sigma_zz_basis_kbar,
                 "passed": self.passed, "pw_cpu_seconds": self.pw_cpu_seconds, "wall_seconds": self.wall_seconds,
-                "reused": self.reused}
+                "reused": self.reused, "interrupted_runs": self.interrupted_runs}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ class MonolayerRelaxation:
     def wall_seconds(self) -> float:
         """Wall time of the rungs that ran in this execution (a reused rung costs nothing now)."""
         return sum(r.wall_seconds for r in self.rungs if not r.reused)
+
+    @property
+    def interrupted_runs(self) -> int:
+        """pw.x runs of all rungs that stopped at max_seconds and were resumed."""
+        return sum(r.interrupted_runs for r in self.rungs)
 
 
 def cutoff_ladder(preset: Preset) -> list[tuple[float, float]]:
@@ -124,7 +132,8 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
                             preset.relax_stress_zz_thr)
         rungs.append(RelaxRung(directory, ecutwfc, ecutrho, float(np.linalg.norm(relaxed.cell[0])),
                                check.sigma_zz_basis_kbar, check.passed, result.pw_cpu_seconds,
-                               result.run.wall_seconds, reused=done is not None))
+                               result.run.wall_seconds, reused=done is not None,
+                               interrupted_runs=len(result.interrupted)))
         if check.passed:
             return MonolayerRelaxation(result, relaxed, check, tuple(rungs))
         reason = check.describe(ecutwfc, ecutrho)

@@ -271,6 +271,7 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
         task = _task(req, result, relaxed_atoms, scalar, pseudos, corrections)
         if check is not None:  # the step's cost is that of every rung; each rung is recorded
             task.outputs["pw_cpu_seconds"] = relaxation.pw_cpu_seconds
+            task.outputs["pw_runs_interrupted"] = relaxation.interrupted_runs
             task.wall_seconds = relaxation.wall_seconds
             task.outputs["relax_rungs"] = [r.as_output() for r in relaxation.rungs]
             task.outputs["slab_stress_kbar"] = {"sigma_xx": check.sigma_xx_kbar, "sigma_zz": check.sigma_zz_kbar,
