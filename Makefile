@@ -12,7 +12,7 @@ run: setup
 	@$(VENV)/bin/tmdflow run workflows/quick.yaml --preset $(PRESET)
 
 test: setup
-	@$(VENV)/bin/python -m pytest -q -ra
+	@$(VENV)/bin/python -m pytest -q -ra --durations=10
 
 bench: setup
 	@$(VENV)/bin/python bench/bench_steps.py
