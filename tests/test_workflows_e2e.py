@@ -150,3 +150,41 @@ def test_run_command_prints_from_the_store_without_recomputing(e2e):
     out = _tmdflow(["run", str(e2e["dir"] / "wf.yaml")], e2e["env"])
     assert "launched 0 Firework(s)" in out.stderr
     assert "MoS2" in out.stdout and "148" in out.stdout
+
+
+def test_a_step_stopped_at_max_seconds_is_resumed_as_a_detour_before_its_children(tmp_path, pseudo_dir):
+    """What a queue job does near its walltime (`launch --max-launches 1 --max-seconds ...`): pw.x
+    stops cleanly, the step is resumed from its checkpoint by a detour Firework, and the steps
+    after it wait for the detour."""
+    from tmdflow.calculators.espresso.parsers import parse_pw_stdout
+
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("name: e2e", "name: walltime").replace(
+        "overrides: {electron_maxstep: 5}\n", ""))
+    store = tmp_path / "store.json"
+    env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{store}", "TMDFLOW_WORK_DIR": str(tmp_path / "runs"),
+           "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1)),
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    _tmdflow(["submit", str(tmp_path / "wf.yaml")], env)
+    _tmdflow(["launch", "--max-launches", "1", "--max-seconds", "4"], env)  # the SCF takes ~20 s
+    states = _fw_states(store)
+    (scf,) = [name for name in states if name.endswith("scf_soc")]
+    (detour,) = [name for name in states if name.endswith("-restart")]
+    assert states[scf] == "COMPLETED" and states[detour] == "READY"
+    assert {states[n] for n in states if n.endswith(("bands_soc", "analysis"))} == {"WAITING"}
+    (interrupted,) = (tmp_path / "runs").glob("**/scf_soc.out")
+    assert parse_pw_stdout(interrupted).walltime_exceeded
+    data = bson.json_util.loads(store.read_text())["tmdflow"]
+    assert not [doc for _, doc in data["tasks"]["documents"] if doc["step"] == "scf_soc"]  # nothing stored yet
+
+    _tmdflow(["launch"], env)  # no max_seconds: the detour, then the children
+    assert set(_fw_states(store).values()) == {"COMPLETED"}
+    data = bson.json_util.loads(store.read_text())["tmdflow"]
+    (task,) = [doc for _, doc in data["tasks"]["documents"] if doc["step"] == "scf_soc"]
+    assert task["outputs"]["converged"] is True and "restart_mode = 'restart'" in task["inputs"]["pw_input"]
+    assert task["outputs"]["pw_runs_interrupted"] == 1
+    first = parse_pw_stdout(interrupted.parent / "scf_soc.out.1")  # the interrupted run, set aside
+    last = parse_pw_stdout(interrupted)
+    assert first.walltime_exceeded and last.job_done and not last.walltime_exceeded
+    assert task["outputs"]["pw_cpu_seconds"] == pytest.approx(first.cpu_seconds + last.cpu_seconds)
+    rows = json.loads(_tmdflow(["query", "--formula", "MoS2", "--json"], env).stdout)
+    assert rows[0]["splitting.delta_vb_k_mev"] == pytest.approx(148, abs=10)  # the resumed SCF's answer
