@@ -25,6 +25,11 @@ def test_the_fixture_is_an_interrupted_run_followed_by_its_resumption():
     assert first.walltime_exceeded and not resumed.walltime_exceeded and resumed.job_done
     assert "restart_mode = 'restart'" in (RESUMED / "relax.in").read_text()
     assert first.cpu_seconds > 0 and resumed.cpu_seconds > 0
+    # progress before the stop: the first ionic step's SCF (8 iterations); pw.x stopped as the
+    # second SCF began ("stopped in scf loop at iteration # 0", not counted as an iteration)
+    assert first.scf_iterations_run == 8 and resumed.scf_iterations_run > 0
+    bands = parse_pw_stdout(QE67 / "mos2_quick_soc" / "bands_soc.out")
+    assert bands.scf_iterations_run == 0  # a non-SCF run has none
 
 
 def test_a_resumed_relaxation_costs_the_cpu_time_of_all_its_runs():

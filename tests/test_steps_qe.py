@@ -7,7 +7,7 @@ import pytest
 from tmdflow.analysis.slab_stress import slab_stress
 from tmdflow.calculators.espresso.parsers import parse_pw_stdout
 from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
-from tmdflow.errors import WalltimeReached
+from tmdflow.errors import MaxSecondsTooShort, WalltimeReached
 from tmdflow.presets import load_preset
 from tmdflow.steps import StepRequest, run_step
 from tmdflow.structures import spacegroup_number
@@ -91,7 +91,8 @@ def test_bulk_relaxation_moves_only_z(qe_settings):
 
 def test_scf_stopped_at_max_seconds_resumes_from_its_checkpoint(qe_settings):
     preset = load_preset("test")
-    req = StepRequest("t", "MoS2", "monolayer", preset, "scf_soc", max_seconds=4)
+    # the SCF takes ~20 s (8 iterations, ~2 s to start up): 6 s stops it after a few iterations
+    req = StepRequest("t", "MoS2", "monolayer", preset, "scf_soc", max_seconds=6)
     with pytest.raises(WalltimeReached, match="checkpoint"):
         run_step(req, qe_settings, qe_settings.work_dir)
     resumed = run_step(StepRequest("t", "MoS2", "monolayer", preset, "scf_soc", restart=True), qe_settings,
@@ -104,3 +105,15 @@ def test_scf_stopped_at_max_seconds_resumes_from_its_checkpoint(qe_settings):
     assert first.walltime_exceeded and last.job_done and not last.walltime_exceeded
     assert resumed.task.outputs["pw_runs_interrupted"] == 1
     assert resumed.task.outputs["pw_cpu_seconds"] == pytest.approx(first.cpu_seconds + last.cpu_seconds)
+
+
+def test_a_step_that_cannot_start_within_max_seconds_is_not_resumed(qe_settings):
+    # pw.x needs ~2 s to start this SCF: at 0.5 s it stops before its first iteration, and a
+    # restart under the same limit would do the same again (detour after detour)
+    req = StepRequest("t", "MoS2", "monolayer", load_preset("test"), "scf_soc", max_seconds=0.5)
+    with pytest.raises(MaxSecondsTooShort, match="before starting an SCF iteration") as err:
+        run_step(req, qe_settings, qe_settings.work_dir)
+    assert err.value.exit_code == 34 and "--max-seconds" in str(err.value)
+    (out,) = qe_settings.work_dir.glob("**/scf_soc.out")
+    stdout = parse_pw_stdout(out)
+    assert stdout.walltime_exceeded and stdout.scf_iterations_run == 0

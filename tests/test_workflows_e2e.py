@@ -165,7 +165,7 @@ def test_a_step_stopped_at_max_seconds_is_resumed_as_a_detour_before_its_childre
            "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1)),
            "PYTHONPATH": str(Path(__file__).parent.parent)}
     _tmdflow(["submit", str(tmp_path / "wf.yaml")], env)
-    _tmdflow(["launch", "--max-launches", "1", "--max-seconds", "4"], env)  # the SCF takes ~20 s
+    _tmdflow(["launch", "--max-launches", "1", "--max-seconds", "6"], env)  # the SCF takes ~20 s
     states = _fw_states(store)
     (scf,) = [name for name in states if name.endswith("scf_soc")]
     (detour,) = [name for name in states if name.endswith("-restart")]

@@ -61,6 +61,13 @@ class WalltimeReached(CalculationFailed):
     exit_code = 32
 
 
+class MaxSecondsTooShort(CalculationFailed):
+    """pw.x reached max_seconds before completing a single SCF iteration: resuming under the same
+    limit would stop again without progress, so the step is not resumed."""
+
+    exit_code = 34
+
+
 class PulayStressTooLarge(CalculationFailed):
     """A monolayer relaxation ended with a slab sigma_zz (its basis-set stress error) above
     relax_stress_zz_thr at the highest cut-off the step may try."""

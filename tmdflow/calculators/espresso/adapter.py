@@ -18,7 +18,8 @@ import numpy as np
 from ase import Atoms
 
 from ...bands import BandData
-from ...errors import CalculationFailed, PseudopotentialError, ScfNotConverged, WalltimeReached
+from ...errors import (CalculationFailed, MaxSecondsTooShort, PseudopotentialError, ScfNotConverged,
+                      WalltimeReached)
 from ...presets import Preset
 from ...pseudo import read_upf_header
 from ...settings import Settings
@@ -153,6 +154,15 @@ class EspressoCalculator:
         if xml_src.is_file() and xml_src.stat().st_mtime >= started - 1:
             shutil.copyfile(xml_src, directory / f"{step}.xml")
         stdout = parse_pw_stdout(out_file) if "Program PWSCF" in out_file.read_text(errors="replace") else None
+        if stdout is not None and stdout.walltime_exceeded and stdout.scf_iterations_run == 0:
+            # stopped while starting up: a restart under the same limit would repeat the start-up
+            # and stop again, detour after detour
+            raise MaxSecondsTooShort(
+                f"{step}: pw.x reached max_seconds = {job.max_seconds:g} s in {directory} before starting an "
+                f"SCF iteration (it ran {stdout.wall_seconds or 0:.0f} s); resuming under the same limit would "
+                "stop again without progress",
+                "raise max_seconds (tmdflow launch --max-seconds, or the queue walltime and its margin) well above "
+                "this step's start-up time, then run the step again (tmdflow rerun)")
         if stdout is not None and stdout.walltime_exceeded:
             raise WalltimeReached(
                 f"{step}: pw.x stopped at max_seconds in {directory}; a checkpoint was written",

@@ -31,6 +31,8 @@ class PwStdout:
     # "c_bands: N eigenvalues not converged", summed over the run: in a non-SCF run these are final
     # eigenvalues short of the Davidson threshold (usually the top bands); in an SCF, transient
     unconverged_eigenvalues: int = 0
+    # SCF iterations this run started ("iteration #" lines, over all ionic steps); 0 for bands/nscf
+    scf_iterations_run: int = 0
 
 
 def parse_duration(text: str) -> float:
@@ -135,6 +137,7 @@ def parse_pw_stdout(source: str | Path) -> PwStdout:
         error=f"{err.group(1)}: {err.group(2).strip()}" if err else None,
         walltime_exceeded="Maximum CPU time exceeded" in text,
         unconverged_eigenvalues=sum(int(n) for n in re.findall(r"c_bands:\s+(\d+) eigenvalues not converged", text)),
+        scf_iterations_run=len(re.findall(r"^\s*iteration #\s*\d+", text, re.MULTILINE)),
         n_electrons=float(nelec.group(1)) if nelec else None,
         spinor=spinor,
         bands=bands,
