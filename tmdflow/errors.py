@@ -103,3 +103,10 @@ class StoreBusy(StoreError):
     """Another process holds the embedded store."""
 
     exit_code = 62
+
+
+class UnsupportedOutput(OutputParseError):
+    """A readable pw.x output of a kind tmdflow does not read: a collinear spin-polarised
+    (nspin = 2) band structure, or an XML file older than the QE >= 6.2 'qes' schema."""
+
+    exit_code = 41
