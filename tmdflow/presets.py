@@ -1,10 +1,24 @@
-"""Calculation presets as data: inputs/presets/base.yaml < <preset>.yaml < user overrides."""
+"""Calculation presets as data: inputs/presets/base.yaml < <preset>.yaml < user overrides.
+
+:class:`Preset` is the schema of that data: every key's type and allowed range is declared once,
+on its field (``Field(ge=..., le=..., description=<why>)``), and checked whenever a preset is
+built -- by :func:`load_preset` at submit and at compute, and by ``dataclasses.replace`` inside
+the steps -- before pw.x runs or the store is touched.  Types are strict (no bool or float taken
+for an int, no string for a bool, no NaN or infinity) and string values are enumerations from
+Quantum ESPRESSO 6.7's INPUT_PW, so no free text reaches a pw.x input.  A bad value raises
+:class:`~tmdflow.errors.InputError` naming the key, the value, the allowed range and the fix.
+docs/user-guide.md ("Validation bounds") lists the table, generated from these fields by
+:func:`bounds_table`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Mapping
+import math
+from typing import Any, Literal, Mapping
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
 
 from .data import inputs_dir, load_yaml
 from .errors import InputError
@@ -12,55 +26,164 @@ from .pseudo.recipes import available_families, load_family
 from .structures import MIN_VACUUM
 
 SPIN_ORBIT_MODES = ("scf", "second_variational")
+# QE 6.7 INPUT_PW, &SYSTEM smearing (the aliases pw.x accepts, lower case as documented)
+SMEARINGS = ("gaussian", "gauss", "methfessel-paxton", "m-p", "mp", "marzari-vanderbilt", "cold", "m-v", "mv",
+             "fermi-dirac", "f-d", "fd")
+# QE 6.7 INPUT_PW, &ELECTRONS mixing_mode (case-sensitive in pw.x)
+MIXING_MODES = ("plain", "TF", "local-TF")
+# QE 6.7 INPUT_PW, &SYSTEM occupations, less those tmdflow's runs cannot use: 'from_input' needs an
+# OCCUPATIONS card (never written) and the 'tetrahedra*' methods need an automatic k mesh, while
+# every bands run reads an explicit k list
+OCCUPATIONS = ("smearing", "fixed")
+
+MAX_ECUTWFC = 300.0  # Ry
+MAX_ECUTRHO = 2400.0  # Ry (8 x MAX_ECUTWFC, the PAW/ultrasoft dual)
+
+_ECUTWFC_WHY = ("Ry; the TMD pseudopotentials converge at 45-80 Ry (docs/physics.md); below 10 Ry no basis "
+                "holds a d shell, above 300 Ry the basis of a slab outgrows a node's memory (an eV or "
+                "Hartree value given as Ry?)")
+_ECUTRHO_WHY = ("Ry; 4 x ecutwfc for norm-conserving, 8 x for PAW; above 2400 Ry (8 x 300) the density FFT grid "
+                "of a slab outgrows a node's memory")
+_RELAX_LADDER_FIX = ("relax_cutoff_step / relax_cutoff_raises: need a positive step and >= 0 raises; use e.g. "
+                     "relax_cutoff_step: 20 and relax_cutoff_raises: 2 (0 = fail instead of raising)")
+_RELAX_CUTOFF_FIX = "need 0 < relax_ecutwfc <= relax_ecutrho: set both, e.g. 60 and 480 Ry (8 x for PAW), or both null"
+_WIEN2K_SCAN_FIX = "the wien2k lattice scan needs >= 3 points and a positive step: use e.g. wien2k_scan_points: 5, " \
+                   "wien2k_scan_step: 0.01 (1 % of a)"
 
 
-@dataclass(frozen=True)
+def _bound(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+           multiple_of: int | None = None, unit: str = "", why: str, fix: str | None = None) -> Any:
+    """A preset field's allowed range with the reason for it (and, where it helps, the fix)."""
+    extra: dict[str, Any] = {"unit": unit}
+    if fix:
+        extra["fix"] = fix
+    return Field(ge=ge, gt=gt, le=le, lt=lt, multiple_of=multiple_of, description=why, json_schema_extra=extra)
+
+
+def _about(why: str, fix: str | None = None) -> Any:
+    """A preset field without a numeric range (enumerations, booleans, names): why, fix."""
+    return Field(description=why, json_schema_extra={"fix": fix} if fix else {})
+
+
+@dataclass(frozen=True, config=ConfigDict(strict=True, allow_inf_nan=False))
 class Preset:
-    name: str
-    description: str
-    pseudo_family: str
-    element_pseudo_families: dict[str, str]  # element -> family replacing pseudo_family for it (e.g. {Se: ...})
-    spin_orbit_mode: str
-    ecutwfc: float
-    ecutrho: float
-    kmesh: int
-    kmesh_bulk_kz: int
-    vacuum: float
-    relax_vacuum: float | None  # monolayer relax step: vacuum of its cell (A); None = vacuum
-    relax_ecutwfc: float | None  # monolayer relax step (variable cell): cut-off floors (Ry); cell_relax_cutoffs()
-    relax_ecutrho: float | None
-    relax_forc_conv_thr: float  # relax steps: forces below this, Ry/bohr (pw.x forc_conv_thr)
-    relax_press_conv_thr: float  # monolayer vc-relax: in-plane stress components of the relaxation cell below this, kbar
-    relax_stress_zz_thr: float | None  # monolayer vc-relax: |sigma_zz| of the slab at the end (its Pulay error), kbar
-    relax_cutoff_step: float  # ... above it the relaxation is repeated at ecutwfc + this (Ry), same dual
-    relax_cutoff_raises: int  # ... at most this many times (0: fail at once)
-    conv_thr: float
-    nscf_diago_thr: float  # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
-    diago_david_ndim: int  # Davidson working-space size (pw.x's own default: 2)
-    mixing_beta: float
-    mixing_mode: str
-    electron_maxstep: int
-    occupations: str
-    smearing: str
-    degauss: float
-    extra_bands: int
-    path_points: int
-    spin_texture: bool
-    phonon_supercell: int  # phonons step: n x n x 1 supercell
-    phonon_displacement: float  # Angstrom
-    map_points: int  # splitting map (soc_map step): N x N grid of the zone, irreducible wedge computed
+    name: str = _about("the preset file's name (inputs/presets/<name>.yaml)")
+    description: str = _about("one line shown by 'tmdflow presets'; never written to a pw.x input")
+    pseudo_family: str = _about("a recipe file inputs/pseudo_recipes/<family>.yaml")
+    # element -> family replacing pseudo_family for it (e.g. {Se: ...})
+    element_pseudo_families: dict[str, str] = _about("element -> recipe family replacing pseudo_family for it")
+    spin_orbit_mode: Literal[SPIN_ORBIT_MODES] = _about(
+        "scf: self-consistent noncollinear spin-orbit; second_variational: the paper's method",
+        "use scf (self-consistent noncollinear) or second_variational")
+    ecutwfc: float = _bound(ge=10.0, le=MAX_ECUTWFC, unit="Ry", why=_ECUTWFC_WHY)
+    ecutrho: float = _bound(ge=40.0, le=MAX_ECUTRHO, unit="Ry", why=_ECUTRHO_WHY,
+                            fix="use ecutrho >= 4 x ecutwfc (8 x for PAW/ultrasoft)")
+    kmesh: int = _bound(ge=1, le=48, why="Gamma-centred n x n x 1 SCF mesh; 16 converges Delta at K to 0.1 meV; "
+                                         "48 x 48 is 2304 k-points, beyond it pw.x's memory explodes (kmesh 100000 "
+                                         "asked for 34 GB)", fix="use e.g. kmesh: 6 (quick) or 16 (paper)")
+    kmesh_bulk_kz: int = _bound(ge=1, le=16, why="k-points along z for bulk (c ~ 12 A: 3 converge); beyond 16 only cost")
+    vacuum: float = _bound(ge=MIN_VACUUM, le=100.0, unit="A",
+                           why="below 10 A periodic images of the layer interact; Delta is converged at 15 A, above "
+                               "100 A the FFT grid grows for nothing",
+                           fix=f"use vacuum >= {MIN_VACUUM} A (the paper uses 30 A)")
+    # monolayer relax step: vacuum of its cell (A); None = vacuum
+    relax_vacuum: float | None = _bound(ge=MIN_VACUUM, le=100.0, unit="A",
+                                        why="as vacuum, for the monolayer relaxation cell (null: vacuum)",
+                                        fix=f"use relax_vacuum >= {MIN_VACUUM} (e.g. 15), or null to relax in the "
+                                            "preset's vacuum")
+    # monolayer relax step (variable cell): cut-off floors (Ry); cell_relax_cutoffs()
+    relax_ecutwfc: float | None = _bound(ge=10.0, le=MAX_ECUTWFC, unit="Ry", why="as ecutwfc (null: ecutwfc)",
+                                         fix=_RELAX_CUTOFF_FIX)
+    relax_ecutrho: float | None = _bound(ge=40.0, le=MAX_ECUTRHO, unit="Ry", why="as ecutrho (null: ecutrho)",
+                                         fix=_RELAX_CUTOFF_FIX)
+    # relax steps: forces below this, Ry/bohr (pw.x forc_conv_thr)
+    relax_forc_conv_thr: float = _bound(gt=0.0, le=0.1, unit="Ry/bohr",
+                                        why="pw.x forc_conv_thr; the paper's 5e-4; above 0.1 Ry/bohr (2.6 eV/A) "
+                                            "nothing relaxes")
+    # monolayer vc-relax: in-plane stress components of the relaxation cell below this, kbar
+    relax_press_conv_thr: float = _bound(gt=0.0, le=50.0, unit="kbar",
+                                         why="pw.x press_conv_thr; 0.5 kbar leaves a within 0.005 A; 50 kbar moves "
+                                             "a by ~0.5 A")
+    # monolayer vc-relax: |sigma_zz| of the slab at the end (its Pulay error), kbar
+    relax_stress_zz_thr: float | None = _bound(gt=0.0, le=50.0, unit="kbar",
+                                               why="the slab's sigma_zz (basis-set stress error) allowed at the end "
+                                                   "of the relaxation (null in a preset file: no check)",
+                                               fix="use e.g. 0.5 (kbar, like relax_press_conv_thr), or null in a "
+                                                   "preset file to skip the check")
+    # ... above it the relaxation is repeated at ecutwfc + this (Ry), same dual
+    relax_cutoff_step: float = _bound(gt=0.0, le=100.0, unit="Ry", why="cut-off raise per rung of the slab stress "
+                                                                         "ladder", fix=_RELAX_LADDER_FIX)
+    # ... at most this many times (0: fail at once)
+    relax_cutoff_raises: int = _bound(ge=0, le=5, why="rungs of the slab stress ladder (each a full relaxation)",
+                                      fix=_RELAX_LADDER_FIX)
+    conv_thr: float = _bound(ge=1e-14, le=1e-3, unit="Ry",
+                             why="pw.x conv_thr (total energy); below 1e-14 Ry is double-precision noise pw.x "
+                                 "cannot reach, above 1e-3 Ry the eigenvalues are not meV-accurate")
+    # Davidson threshold of the non-SCF (bands) runs, Ry (docs/performance.md)
+    nscf_diago_thr: float = _bound(ge=1e-14, le=1e-4, unit="Ry",
+                                   why="pw.x diago_thr_init of the bands runs; 1e-9 gives eigenvalues to 2e-5 meV; "
+                                       "above 1e-4 Ry the meV splittings are noise")
+    # Davidson working-space size (pw.x's own default: 2)
+    diago_david_ndim: int = _bound(ge=2, le=16, why="pw.x needs >= 2 (its default); 4 halves the bands runs' cost; "
+                                                    "memory grows with it, no gain beyond 8",
+                                   fix="use 2 (pw.x's default, least memory) or 4 (faster bands runs)")
+    mixing_beta: float = _bound(ge=1e-4, le=1.0,
+                                why="pw.x mixing_beta; the SCF retry halves it (rounded to 1e-4); above 1 the "
+                                    "density mixing overshoots")
+    mixing_mode: Literal[MIXING_MODES] = _about("pw.x mixing_mode (INPUT_PW, case-sensitive)",
+                                                "use plain (default), TF or local-TF")
+    electron_maxstep: int = _bound(ge=1, le=10000,
+                                   why="pw.x electron_maxstep; 100 is pw.x's default, the SCF retry doubles it (twice)",
+                                   fix="use e.g. 100 (an SCF that needs more has a setup problem)")
+    occupations: Literal[OCCUPATIONS] = _about(
+        "pw.x occupations (INPUT_PW) usable here: 'from_input' needs a card tmdflow does not write, the "
+        "tetrahedra methods an automatic k mesh (bands runs use a k list)", "use smearing (default) or fixed")
+    smearing: Literal[SMEARINGS] = _about("pw.x smearing (INPUT_PW aliases)",
+                                          "use gaussian (default), methfessel-paxton, marzari-vanderbilt or "
+                                          "fermi-dirac (or their INPUT_PW aliases)")
+    degauss: float = _bound(gt=0.0, le=0.1, unit="Ry",
+                            why="pw.x degauss; pw.x refuses 0 with smearing; the TMDs are semiconductors (0.002 Ry); "
+                                "above 0.1 Ry (1.4 eV) the occupations smear across the gap")
+    extra_bands: int = _bound(ge=1, le=100,
+                              why="bands above the highest occupied one (per spinor with SOC): Delta_CB(K) and the "
+                                  "gap need the conduction bands; beyond 100 only cost")
+    path_points: int = _bound(ge=0, le=1000, why="k-points on Gamma-M-K-Gamma in the bands run (0: only Gamma, K, "
+                                                 "K'); the paper preset's 91 draw the figure")
+    spin_texture: bool = _about("run bands.x for <sigma_z> at Gamma, K, K' (true/false, not a string)",
+                                "write spin_texture: true or false (unquoted)")
+    phonon_supercell: int = _bound(ge=1, le=8, why="n x n x 1 supercell of the phonons step; 8 x 8 is 192 atoms, "
+                                                   "beyond a node's pw.x")  # phonons step: n x n x 1 supercell
+    phonon_displacement: float = _bound(ge=1e-3, le=0.1, unit="A",
+                                        why="finite displacement of the phonons step: below 0.001 A force noise "
+                                            "dominates, above 0.1 A anharmonicity")  # Angstrom
+    # splitting map (soc_map step): N x N grid of the zone, irreducible wedge computed
+    map_points: int = _bound(ge=3, le=60, multiple_of=3,
+                             why="N x N grid of the soc_map step; a multiple of 3 so that K lies on the grid; 60 is "
+                                 "~630 wedge points", fix="use e.g. map_points: 18 (paper) or 6 (tests)")
     # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
-    wien2k_rmt: float
-    wien2k_rkmax: float
-    wien2k_lmax: int
-    wien2k_ecut: float
-    wien2k_ec: float
-    wien2k_cc: float
-    wien2k_fc: float
-    wien2k_max_iterations: int
-    wien2k_so_emax: float
-    wien2k_scan_step: float
-    wien2k_scan_points: int
+    wien2k_rmt: float = _bound(ge=1.0, le=3.5, unit="bohr", why="muffin-tin radius; M-X bonds (~4.5 bohr) allow "
+                                                                "at most ~2.3 each")
+    wien2k_rkmax: float = _bound(ge=4.0, le=12.0, why="R_mt K_max; 7 is the paper's, 12 is far past convergence")
+    wien2k_lmax: int = _bound(ge=4, le=14, why="l_max inside the spheres; 10 is the paper's and WIEN2k's default")
+    wien2k_ecut: float = _bound(ge=-20.0, lt=0.0, unit="Ry", why="lstart core/valence separation: a negative "
+                                                                  "energy (-6 Ry is WIEN2k's default)")
+    wien2k_ec: float = _bound(gt=0.0, le=0.01, unit="Ry", why="run_lapw -ec energy convergence")
+    wien2k_cc: float = _bound(gt=0.0, le=0.1, unit="e", why="run_lapw -cc charge convergence")
+    wien2k_fc: float = _bound(gt=0.0, le=10.0, unit="mRy/bohr", why="force convergence of the relaxation")
+    wien2k_max_iterations: int = _bound(ge=1, le=1000, why="run_lapw -i")
+    wien2k_so_emax: float = _bound(gt=0.0, le=50.0, unit="Ry", why="spin-orbit basis window above E_F")
+    wien2k_scan_step: float = _bound(gt=0.0, le=0.1, why="lattice scan step, fraction of a", fix=_WIEN2K_SCAN_FIX)
+    wien2k_scan_points: int = _bound(ge=3, le=21, why="lattice scan points (an equation-of-state fit needs >= 3)",
+                                     fix=_WIEN2K_SCAN_FIX)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _named_errors(cls, values: Any, handler: Any) -> Any:
+        """pydantic's errors as one InputError naming key, value, allowed range and fix."""
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            raise _input_error(exc) from None
 
     def __post_init__(self) -> None:
         if self.pseudo_family not in available_families():
@@ -82,48 +205,25 @@ class Preset:
                     f"(it has {', '.join(sorted(load_family(family)))})",
                     "use an element symbol the family has (case matters: Se, not se)",
                 )
-        if self.spin_orbit_mode not in SPIN_ORBIT_MODES:
+        if self.ecutrho <= self.ecutwfc:  # pw.x: 'invalid dual?'
             raise InputError(
-                f"spin_orbit_mode '{self.spin_orbit_mode}' is not one of {SPIN_ORBIT_MODES}",
-                "use scf (self-consistent noncollinear) or second_variational",
-            )
-        for name in ("ecutwfc", "ecutrho", "conv_thr", "nscf_diago_thr", "mixing_beta",
-                     "relax_forc_conv_thr", "relax_press_conv_thr"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"{name} must be positive, got {getattr(self, name)}", f"fix {name}")
-        if self.ecutrho < self.ecutwfc:
-            raise InputError(
-                f"ecutrho ({self.ecutrho} Ry) is below ecutwfc ({self.ecutwfc} Ry)",
+                f"ecutrho ({self.ecutrho} Ry) is not above ecutwfc ({self.ecutwfc} Ry)",
                 "use ecutrho >= 4 x ecutwfc (8 x for PAW/ultrasoft)",
             )
-        if self.wien2k_scan_points < 3 or self.wien2k_scan_step <= 0:
-            raise InputError(
-                f"wien2k lattice scan needs >= 3 points and a positive step, got "
-                f"{self.wien2k_scan_points} x {self.wien2k_scan_step}",
-                "use e.g. wien2k_scan_points: 5, wien2k_scan_step: 0.01 (1 % of a)",
-            )
-        if self.relax_vacuum is not None and self.relax_vacuum < MIN_VACUUM:
-            raise InputError(f"relax_vacuum {self.relax_vacuum} A is below {MIN_VACUUM} A: periodic images of "
-                             "the layer would interact during the relaxation",
-                             f"use relax_vacuum >= {MIN_VACUUM} (e.g. 15), or null to relax in the preset's vacuum")
         if (self.relax_ecutwfc is None) != (self.relax_ecutrho is None):
             raise InputError("relax_ecutwfc and relax_ecutrho must be given together",
                              "set both (e.g. 60 and 480 Ry), or both null to relax at ecutwfc/ecutrho")
-        if self.relax_ecutwfc is not None and (self.relax_ecutwfc <= 0 or self.relax_ecutrho < self.relax_ecutwfc):
+        if self.relax_ecutwfc is not None and self.relax_ecutrho <= self.relax_ecutwfc:
             raise InputError(f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry: need 0 < relax_ecutwfc "
                              "<= relax_ecutrho", "use e.g. 60 and 480 Ry (8 x for PAW)")
-        if self.relax_stress_zz_thr is not None and self.relax_stress_zz_thr <= 0:
-            raise InputError(f"relax_stress_zz_thr must be positive, got {self.relax_stress_zz_thr}",
-                             "use e.g. 0.5 (kbar, like relax_press_conv_thr), or null in a preset file to skip the check")
-        if self.relax_cutoff_step <= 0 or self.relax_cutoff_raises < 0:
-            raise InputError(f"relax_cutoff_step {self.relax_cutoff_step} Ry / relax_cutoff_raises "
-                             f"{self.relax_cutoff_raises}: need a positive step and >= 0 raises",
-                             "use e.g. relax_cutoff_step: 20 and relax_cutoff_raises: 2 (0 = fail instead of raising)")
-        if self.diago_david_ndim < 2:
-            raise InputError(f"diago_david_ndim must be >= 2, got {self.diago_david_ndim}",
-                             "use 2 (pw.x's default, least memory) or 4 (faster bands runs)")
-        if self.kmesh < 1 or self.kmesh_bulk_kz < 1:
-            raise InputError(f"k-mesh must be >= 1, got {self.kmesh}", "use e.g. kmesh: 6")
+        wfc, rho = self.cell_relax_cutoffs()
+        top = wfc + self.relax_cutoff_raises * self.relax_cutoff_step
+        if self.relax_stress_zz_thr is not None and (top > MAX_ECUTWFC or top * rho / wfc > MAX_ECUTRHO):
+            raise InputError(
+                f"the slab stress ladder would relax at up to {top:g}/{top * rho / wfc:g} Ry ({wfc:g} Ry + "
+                f"{self.relax_cutoff_raises} x relax_cutoff_step {self.relax_cutoff_step:g} Ry), above the "
+                f"{MAX_ECUTWFC:g}/{MAX_ECUTRHO:g} Ry limit of ecutwfc/ecutrho",
+                "lower relax_cutoff_step or relax_cutoff_raises (or the cut-offs)")
 
     def pseudo_family_for(self, element: str) -> str:
         """The recipe family ``element``'s pseudopotentials come from."""
@@ -142,6 +242,120 @@ class Preset:
         return max(self.ecutwfc, self.relax_ecutwfc), max(self.ecutrho, self.relax_ecutrho)
 
 
+PRESET_KEYS = tuple(f.name for f in dataclasses.fields(Preset))
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def allowed(key: str) -> str:
+    """The allowed values of preset key ``key`` in words: '10 <= ecutwfc <= 300 Ry', 'one of ...'."""
+    info = Preset.__pydantic_fields__[key]
+    ann = info.annotation
+    choices = getattr(ann, "__args__", None) if getattr(ann, "__origin__", None) is Literal else None
+    if choices:
+        return "one of " + ", ".join(choices)
+    lo = hi = ""
+    step = None
+    for m in info.metadata:
+        for attr, op in (("ge", "<="), ("gt", "<")):
+            if getattr(m, attr, None) is not None:
+                lo = f"{_num(getattr(m, attr))} {op} "
+        for attr, op in (("le", "<="), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                hi = f" {op} {_num(getattr(m, attr))}"
+        if getattr(m, "multiple_of", None) is not None:
+            step = m.multiple_of
+    unit = (info.json_schema_extra or {}).get("unit", "")
+    text = f"{lo}{key}{hi}" + (f" {unit}" if unit and (lo or hi) else "")
+    if step:
+        text += f", a multiple of {step}"
+    if type(None) in getattr(ann, "__args__", ()):
+        text += " (or null)"
+    return text if (lo or hi) else ""
+
+
+def type_name(key: str) -> str:
+    ann = Preset.__pydantic_fields__[key].annotation
+    if getattr(ann, "__origin__", None) is Literal:
+        return "string"
+    names = {float: "number", int: "integer", bool: "boolean", str: "string"}
+    args = [a for a in getattr(ann, "__args__", (ann,)) if a is not type(None)]
+    if getattr(ann, "__origin__", None) is dict:
+        return "mapping of names"
+    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args) or str(ann)
+
+
+def bounds_table() -> list[tuple[str, str, str, str]]:
+    """(key, type, allowed, why) for every preset key: the user guide's "Validation bounds"."""
+    rows = []
+    for key in PRESET_KEYS:
+        info = Preset.__pydantic_fields__[key]
+        rows.append((key, type_name(key), allowed(key) or "-", info.description or ""))
+    return rows
+
+
+_TYPE_ERRORS = {"int_type": "an integer (not a bool or a float)", "float_type": "a number (not a bool or a string)",
+                "bool_type": "true or false (unquoted, not a string)", "string_type": "a string",
+                "finite_number": "a finite number (not nan or inf)", "dict_type": "a mapping"}
+
+
+def _input_error(exc: ValidationError) -> InputError:
+    problems, fixes, keys = [], [], []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        key = str(loc[0]) if loc else ""
+        if key not in Preset.__pydantic_fields__:
+            problems.append(err["msg"])
+            continue
+        keys.append(key)
+        value = err.get("input")
+        rng = allowed(key)
+        kind = err.get("type", "")
+        if kind == "missing":
+            what = "is missing"
+        elif kind in _TYPE_ERRORS:
+            what = f"= {value!r} is not {_TYPE_ERRORS[kind]}" + (f" (allowed: {rng})" if rng else "")
+        elif kind == "literal_error":
+            what = f"= {value!r} is not {rng}"
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"):
+            low = kind.startswith("greater") and rng.startswith("0 < ")
+            what = (f"must be positive, got {value!r} (allowed: {rng})" if low
+                    else f"= {value!r} is outside the allowed range {rng}")
+        else:
+            what = f"= {value!r}: {err['msg']}" + (f" (allowed: {rng})" if rng else "")
+        info = Preset.__pydantic_fields__[key]
+        why = info.description or ""
+        problems.append(f"{key} {what}" + (f" -- {why}" if why and kind != "literal_error" else ""))
+        fix = (info.json_schema_extra or {}).get("fix") or (
+            f"set {key} to {rng}" if rng else f"fix {key}")
+        if fix not in fixes:
+            fixes.append(fix)
+    error = InputError("; ".join(problems), "; ".join(fixes))
+    error.keys = keys
+    return error
+
+
+def check_value(key: str, value: Any) -> None:
+    """Refuse ``value`` for preset key ``key`` if it breaks the key's declared type or range
+    (a convergence ladder's values, before the study is submitted)."""
+    from pydantic import TypeAdapter
+
+    info = Preset.__pydantic_fields__[key]
+    try:
+        TypeAdapter(info.annotation, config=ConfigDict(strict=True, allow_inf_nan=False)).validate_python(value)
+    except ValidationError:
+        raise InputError(f"{key} = {value!r} is not {type_name(key)}", f"fix {key}") from None
+    for m in info.metadata:
+        for attr, ok in (("ge", lambda v, b: v >= b), ("gt", lambda v, b: v > b),
+                         ("le", lambda v, b: v <= b), ("lt", lambda v, b: v < b)):
+            bound = getattr(m, attr, None)
+            if bound is not None and value is not None and not ok(value, bound):
+                raise InputError(f"{key} = {value!r} is outside the allowed range {allowed(key)}"
+                                 f" -- {info.description}", f"set {key} to {allowed(key)}")
+
+
 def _string_mapping(key: str, value: Any) -> dict[str, str]:
     """A preset value that maps names to names (a fresh dict: YAML data is cached and shared)."""
     if value is None:
@@ -157,33 +371,44 @@ def available_presets() -> list[str]:
 
 
 def load_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Preset:
+    """base.yaml < <name>.yaml < ``overrides`` (None values are skipped), validated.
+
+    An :class:`InputError` names the bad key(s) (``err.keys``) and where each value came from."""
     if name not in available_presets():
         raise InputError(f"unknown preset '{name}'", f"choose one of {available_presets()}")
-    values: dict[str, Any] = dict(load_yaml("presets/base.yaml"))
-    values.update(load_yaml(f"presets/{name}.yaml"))
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for file in ("presets/base.yaml", f"presets/{name}.yaml"):
+        data = load_yaml(file) or {}
+        if not isinstance(data, Mapping):
+            raise InputError(f"inputs/{file} is not a mapping of preset keys", "fix inputs/presets/")
+        values.update(data)
+        source.update({k: f"inputs/{file}" for k in data})
     values.setdefault("description", "")
-    valid = {f.name for f in dataclasses.fields(Preset)}
+    valid = set(PRESET_KEYS)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise InputError(f"preset overrides must be a mapping of keys to values, got {overrides!r}",
+                         "write them as {kmesh: 9, ecutwfc: 60.0}")
     for key, val in (overrides or {}).items():
-        if key not in valid:
-            raise InputError(f"unknown preset parameter '{key}'", f"valid: {sorted(valid - {'name'})}")
+        if key not in valid or key == "name":
+            err = InputError(f"unknown preset parameter '{key}'", f"valid: {sorted(valid - {'name'})}")
+            err.keys = [key]
+            raise err
         if val is not None:
             values[key] = val
+            source[key] = "override"
     values["name"] = name
     unknown = set(values) - valid
     if unknown:
         raise InputError(f"preset '{name}' has unknown keys {sorted(unknown)}", "fix inputs/presets/")
-    types = {f.name: f.type for f in dataclasses.fields(Preset)}
-    coerced = {}
-    for key, val in values.items():
-        t = types[key]
-        if t.endswith(" | None") and val is None:
-            coerced[key] = None
-            continue
-        if t == "dict[str, str]":
-            coerced[key] = _string_mapping(key, val)
-            continue
-        try:
-            coerced[key] = {"float": float, "int": int, "bool": bool, "str": str}[t.removesuffix(" | None")](val)
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"preset value {key}={val!r} has the wrong type ({t})", "fix it") from None
-    return Preset(**coerced)
+    values["element_pseudo_families"] = _string_mapping("element_pseudo_families",
+                                                        values.get("element_pseudo_families"))
+    try:
+        return Preset(**values)
+    except InputError as exc:
+        keys = getattr(exc, "keys", [])
+        files = sorted({source[k] for k in keys if source.get(k, "override") != "override"})
+        if files:  # a shipped (or edited) preset file is wrong, not the user's override
+            exc = InputError(f"{exc.problem} (from {', '.join(files)})", exc.remedy)
+            exc.keys = keys
+        raise exc from None
