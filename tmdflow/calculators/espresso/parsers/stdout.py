@@ -1,4 +1,12 @@
-"""pw.x text output: version, convergence, timing, errors and (verbosity='high') eigenvalues."""
+"""pw.x text output: version, convergence, timing, errors and (verbosity='high') eigenvalues.
+
+What is read from a run with several SCF cycles (relax, vc-relax, md): ``converged`` and
+``n_iterations`` describe its *last* SCF, the eigenvalues are the last printed set, and the cell
+is the one those eigenvalues were computed in (the last ``a(i)`` summary or ``CELL_PARAMETERS``
+block printed before them), so a vc-relax gives its final cell.  A collinear spin-polarised run
+(nspin = 2: ``SPIN UP`` / ``SPIN DOWN`` blocks) is refused with :class:`UnsupportedOutput`, as the
+XML reader refuses it: tmdflow's band data hold one spin channel or spinors, never two channels.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ....bands import BandData
-from ....errors import OutputParseError
+from ....errors import OutputParseError, UnsupportedOutput
 from ....units import BOHR_ANGSTROM
 
 _NUM = re.compile(r"-?\d+\.\d+(?:[eEdD][-+]?\d+)?")
@@ -19,8 +27,10 @@ _NUM = re.compile(r"-?\d+\.\d+(?:[eEdD][-+]?\d+)?")
 class PwStdout:
     qe_version: str | None
     job_done: bool
-    converged: bool | None  # None when no SCF loop ran (bands/nscf)
-    n_iterations: int | None
+    # of the LAST SCF of the run (relax/vc-relax have many): False when it ended unconverged or was
+    # stopped (max_seconds) before converging; None when no SCF loop ran (bands/nscf)
+    converged: bool | None
+    n_iterations: int | None  # iterations of the last SCF when it converged, else None
     wall_seconds: float | None
     cpu_seconds: float | None  # of the first MPI process: the cost on an idle machine when others share the cores
     error: str | None  # "routine: message" of a QE error, if any
@@ -63,21 +73,51 @@ def parse_program_clock(source: str | Path, program: str) -> ProgramClock | None
     return ProgramClock(program, parse_duration(cpu), parse_duration(wall))
 
 
-def _vectors(text: str, name: str) -> np.ndarray | None:
-    rows = []
-    for i in (1, 2, 3):
-        m = re.search(rf"{name}\({i}\)\s*=\s*\(([^)]*)\)", text)
-        if not m:
-            return None
-        rows.append([float(x) for x in _NUM.findall(m.group(1))])
-    return np.array(rows)
+_SUMMARY_AXES = re.compile(r"a\(1\)\s*=\s*\(([^)]*)\)\s*\n\s*a\(2\)\s*=\s*\(([^)]*)\)\s*\n\s*a\(3\)\s*=\s*\(([^)]*)\)")
+_CELL_BLOCK = re.compile(r"^CELL_PARAMETERS\s*\(\s*(alat\s*=\s*[\d.]+|bohr|angstrom)\s*\)\s*\n((?:\s*-?\d+\.\d+\s+-?\d+\.\d+\s+-?\d+\.\d+\s*\n){3})",
+                         re.MULTILINE)
 
 
-def _eigenvalue_blocks(text: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    markers = [m.end() for m in re.finditer(r"End of (self-consistent|band structure) calculation", text)]
-    if not markers:
+def _cell_before(text: str, end: int, alat_bohr: float) -> np.ndarray | None:
+    """The lattice vectors (rows, in units of alat) in force at position ``end`` of the output:
+    the later of the last ``a(i) = (...)`` summary and the last ``CELL_PARAMETERS`` block (a
+    vc-relax prints one after each BFGS step, the final SCF prints a new summary)."""
+    head = text[:end]
+    summary = list(_SUMMARY_AXES.finditer(head))
+    block = list(_CELL_BLOCK.finditer(head))
+    if block and (not summary or block[-1].start() > summary[-1].start()):
+        units, rows = block[-1].group(1), block[-1].group(2)
+        cell = np.array([[float(x) for x in line.split()] for line in rows.strip().splitlines()])
+        if units.startswith("alat"):
+            return cell * float(_NUM.search(units).group(0)) / alat_bohr
+        return cell / alat_bohr if units == "bohr" else cell / (alat_bohr * BOHR_ANGSTROM)
+    if summary:
+        return np.array([[float(x) for x in _NUM.findall(summary[-1].group(i))] for i in (1, 2, 3)])
+    return None
+
+
+_SCF_END = re.compile(r"convergence has been achieved in\s+(\d+)\s+iterations|(convergence NOT achieved)"
+                      r"|(Calculation stopped in scf loop)")
+
+
+def _last_scf(text: str) -> tuple[bool | None, int | None]:
+    """(converged, iterations) of the last SCF cycle in the output; (None, None) without one."""
+    ends = list(_SCF_END.finditer(text))
+    if not ends:
+        return None, None
+    last = ends[-1]
+    return (True, int(last.group(1))) if last.group(1) else (False, None)
+
+
+def _last_eigenvalue_marker(text: str) -> re.Match | None:
+    markers = list(re.finditer(r"End of (self-consistent|band structure) calculation", text))
+    return markers[-1] if markers else None
+
+
+def _eigenvalue_blocks(text: str, marker: re.Match | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if marker is None:
         return [], []
-    tail = text[markers[-1]:]
+    tail = text[marker.end():]
     kpts, eigs = [], []
     blocks = re.split(r"\n\s*k =", tail)[1:]
     for block in blocks:
@@ -101,37 +141,44 @@ def _eigenvalue_blocks(text: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def parse_pw_stdout(source: str | Path) -> PwStdout:
     text = Path(source).read_text(errors="replace") if isinstance(source, Path) else source
+    where = str(source) if isinstance(source, Path) else "this pw.x output"
     if "Program PWSCF" not in text:
         raise OutputParseError("not a pw.x output (no 'Program PWSCF' banner)", "pass the pw.x stdout file")
+    if re.search(r"-+\s*SPIN UP\s*-+", text):
+        raise UnsupportedOutput(
+            f"{where} is a collinear spin-polarised (nspin = 2) run: its SPIN UP and SPIN DOWN "
+            "eigenvalues are two band structures",
+            "tmdflow analyses spin-orbit (noncollinear) or spin-degenerate runs only",
+        )
     version = re.search(r"Program PWSCF v\.(\S+)", text)
     err = re.search(r"Error in routine\s+(\S+)\s*\(\s*-?\d+\s*\):\s*\n\s*(.+)", text)
-    iters = re.search(r"convergence has been achieved in\s+(\d+)\s+iterations", text)
-    not_conv = re.search(r"convergence NOT achieved", text)
-    converged = True if iters else (False if not_conv else None)
+    converged, n_iterations = _last_scf(text)
     wall = re.findall(r"PWSCF\s*:.*CPU\s+(.+?)\s+WALL", text)
     cpu = re.findall(r"PWSCF\s*:\s*(.+?)\s+CPU", text)
     nelec = re.search(r"number of electrons\s*=\s*([\d.]+)", text)
     spinor = bool(re.search(r"calculation with spin-orbit|Noncollinear calculation", text))
-    alat = re.search(r"lattice parameter \(alat\)\s*=\s*([\d.]+)", text)
     bands = None
-    kpts, eigs = _eigenvalue_blocks(text)
-    axes = _vectors(text, "a")
-    recips = _vectors(text, "b")
-    if kpts and nelec and alat is not None and axes is not None and recips is not None:
-        nb = min(len(e) for e in eigs)
-        alat_ang = float(alat.group(1)) * BOHR_ANGSTROM
-        bands = BandData(
-            kpoints_crystal=np.array(kpts) @ axes.T,
-            eigenvalues=np.array([e[:nb] for e in eigs]),
-            n_electrons=float(nelec.group(1)),
-            spinor=spinor,
-            reciprocal_cell=2 * np.pi / alat_ang * recips,
-        )
+    marker = _last_eigenvalue_marker(text)
+    kpts, eigs = _eigenvalue_blocks(text, marker)
+    alats = re.findall(r"lattice parameter \(alat\)\s*=\s*([\d.]+)", text[:marker.start()] if marker else "")
+    if kpts and nelec and alats:
+        alat_bohr = float(alats[-1])
+        axes = _cell_before(text, marker.start(), alat_bohr)
+        if axes is not None:
+            nb = min(len(e) for e in eigs)
+            alat_ang = alat_bohr * BOHR_ANGSTROM
+            bands = BandData(
+                kpoints_crystal=np.array(kpts) @ axes.T,
+                eigenvalues=np.array([e[:nb] for e in eigs]),
+                n_electrons=float(nelec.group(1)),
+                spinor=spinor,
+                reciprocal_cell=2 * np.pi / alat_ang * np.linalg.inv(axes).T,
+            )
     return PwStdout(
         qe_version=version.group(1) if version else None,
         job_done="JOB DONE." in text,
         converged=converged,
-        n_iterations=int(iters.group(1)) if iters else None,
+        n_iterations=n_iterations,
         wall_seconds=parse_duration(wall[-1]) if wall else None,
         cpu_seconds=parse_duration(cpu[-1]) if cpu else None,
         error=f"{err.group(1)}: {err.group(2).strip()}" if err else None,

@@ -1,10 +1,17 @@
 """pw.x ``data-file-schema.xml`` (QE >= 6.2 'qes' schema; read the same way for 6.x and 7.x).
 
 Units in the file: Hartree, Bohr, k in 2*pi/alat (cartesian); converted here to eV and Angstrom.
+
+Schema differences handled (published qes schemas): QE 6.2-6.3 write ``scf_conv`` without
+``convergence_achieved`` (qes-20180510), so convergence is decided from ``scf_error`` against the
+input ``conv_thr``; QE >= 7.0 write the run's exit status as ``<exit_status>`` (qes_211101)
+where 6.x write ``<status>``.  Refused with :class:`UnsupportedOutput`: files older than the qes
+schema (QE <= 6.1 ``data-file.xml``) and collinear spin-polarised (lsda) runs.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ....bands import BandData
-from ....errors import OutputParseError
+from ....errors import OutputParseError, UnsupportedOutput
 from ....units import BOHR_ANGSTROM, HARTREE_EV
 
 HA_PER_BOHR3_TO_GPA = 29421.015697
@@ -22,7 +29,7 @@ HA_PER_BOHR3_TO_GPA = 29421.015697
 class PwXmlOutput:
     qe_version: str
     calculation: str
-    converged: bool | None  # None when the run was not an SCF (bands/nscf)
+    converged: bool | None  # of the (last) SCF; None only when the run was not an SCF (bands/nscf)
     relax_converged: bool | None  # structural optimisation converged (relax/vc-relax only)
     n_scf_steps: int | None
     scf_error_ry: float | None
@@ -39,7 +46,7 @@ class PwXmlOutput:
     spin_orbit: bool
     noncollinear: bool
     bands: BandData
-    exit_status: int | None
+    exit_status: int | None  # <status> (QE 6.x) or <exit_status> (QE >= 7.0); None when absent
 
 
 def _floats(text: str | None) -> np.ndarray:
@@ -56,6 +63,25 @@ def _bool(elem: ET.Element | None) -> bool | None:
     return elem.text.strip().lower() == "true"
 
 
+def _version_tuple(version: str) -> tuple[int, int] | None:
+    m = re.match(r"\s*(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _scf_converged(scf: ET.Element | None, root: ET.Element) -> bool | None:
+    """convergence_achieved (QE >= 6.4); for QE 6.2-6.3, which do not write it, pw.x's own test:
+    the last SCF's estimated error (scf_error) below the input conv_thr (both Hartree)."""
+    if scf is None:
+        return None
+    achieved = _bool(_find(scf, "convergence_achieved"))
+    if achieved is not None:
+        return achieved
+    err, thr = _find(scf, "scf_error"), _find(root, "input/electron_control/conv_thr")
+    if err is None or thr is None or not err.text or not thr.text:
+        return None
+    return float(err.text) < float(thr.text)
+
+
 def parse_pw_xml(path: Path) -> PwXmlOutput:
     path = Path(path)
     if path.is_dir():
@@ -67,11 +93,31 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise OutputParseError(f"cannot read pw.x XML {path}: {exc}", "the run may have been killed; rerun it") from None
+    if root.tag.rpartition("}")[2] != "espresso":
+        raise UnsupportedOutput(
+            f"{path} is not a 'qes' schema file (root element <{root.tag}>): pw.x before 6.2 wrote "
+            "data-file.xml in an older format",
+            "rerun with QE >= 6.2, or pass the run's pw.x text output (verbosity='high')",
+        )
+    creator = _find(root, "general_info/creator")
+    version = creator.get("VERSION", "unknown") if creator is not None else "unknown"
+    parsed_version = _version_tuple(version)
+    if parsed_version is not None and parsed_version < (6, 2):
+        raise UnsupportedOutput(
+            f"{path} was written by QE {version}; tmdflow reads the qes schema of QE >= 6.2",
+            "rerun with QE >= 6.2, or pass the run's pw.x text output (verbosity='high')",
+        )
+    try:
+        return _parse_qes(root, path, version)
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:  # an element or value missing
+        raise OutputParseError(f"{path}: unexpected content in the pw.x XML ({type(exc).__name__}: {exc})",
+                               "check that the file is a complete data-file-schema.xml; if it is, report it") from None
+
+
+def _parse_qes(root: ET.Element, path: Path, version: str) -> PwXmlOutput:
     out = _find(root, "output")
     if out is None:
         raise OutputParseError(f"{path} has no <output> section", "the run did not finish; rerun it")
-    creator = _find(root, "general_info/creator")
-    version = creator.get("VERSION", "unknown") if creator is not None else "unknown"
     calc_el = _find(root, "input/control_variables/calculation")
     calculation = calc_el.text.strip() if calc_el is not None and calc_el.text else "unknown"
 
@@ -92,6 +138,12 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
     noncolin = bool(_bool(_find(bs, "noncolin")))
     spin_orbit = bool(_bool(_find(bs, "spinorbit")))
     lsda = bool(_bool(_find(bs, "lsda")))
+    if lsda:
+        raise UnsupportedOutput(
+            f"{path} is a collinear spin-polarised (lsda, nspin = 2) run: its eigenvalues are two "
+            "band structures, one per spin",
+            "tmdflow analyses spin-orbit (noncollinear) or spin-degenerate runs only",
+        )
     nelec = float(_find(bs, "nelec").text)
     kpts, eigs = [], []
     for ks in bs.iter("ks_energies"):
@@ -99,11 +151,6 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
         eigs.append(_floats(_find(ks, "eigenvalues").text) * HARTREE_EV)
     if not kpts:
         raise OutputParseError(f"{path}: no eigenvalues", "the run stopped before diagonalisation")
-    if lsda:
-        raise OutputParseError(
-            f"{path} is a collinear spin-polarised (lsda) run",
-            "tmdflow analyses spin-orbit (noncollinear) or spin-degenerate runs only",
-        )
     kcart = np.array(kpts)  # 2*pi/alat units
     crystal = kcart @ cell_bohr.T / alat
     reciprocal = 2 * np.pi * np.linalg.inv(cell_bohr * BOHR_ANGSTROM).T
@@ -120,7 +167,7 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
         return float(el.text) * HARTREE_EV if el is not None and el.text else None
 
     scf = _find(out, "convergence_info/scf_conv")
-    converged = _bool(_find(scf, "convergence_achieved")) if scf is not None else None
+    converged = _scf_converged(scf, root)
     n_steps = int(_find(scf, "n_scf_steps").text) if scf is not None and _find(scf, "n_scf_steps") is not None else None
     scf_err = float(_find(scf, "scf_error").text) * 2 if scf is not None and _find(scf, "scf_error") is not None else None
     opt = _find(out, "convergence_info/opt_conv/convergence_achieved")
@@ -128,7 +175,9 @@ def parse_pw_xml(path: Path) -> PwXmlOutput:
     forces = _find(out, "forces")
     stress = _find(out, "stress")
     timing = _find(root, "timing_info/total")
-    status = _find(root, "status")
+    status = _find(root, "exit_status")  # QE >= 7.0 (qes_211101 and later)
+    if status is None:
+        status = _find(root, "status")  # QE 6.x
     return PwXmlOutput(
         qe_version=version,
         calculation=calculation,
