@@ -157,28 +157,48 @@ def paper(preset_name, as_json, nprocs, work_dir, user_pseudo_dir):
     _run_compute(paper_formulas(), preset_name, {}, None, None, None, nprocs, work_dir, user_pseudo_dir, as_json)
 
 
+def _analyze_fail(exc: TmdflowError, as_json: bool) -> None:
+    """analyze's errors: with --json a JSON object on stdout (and the same exit code)."""
+    if not as_json:
+        _fail(exc)
+    click.echo(json.dumps({"error": {"type": type(exc).__name__, "exit_code": exc.exit_code,
+                                     "problem": exc.problem, "remedy": exc.remedy}}, indent=2))
+    sys.exit(exc.exit_code)
+
+
 @main.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--formula", help="label for the table (e.g. MoS2) to show the paper's values beside")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def analyze(path, formula, as_json):
+@click.option("--allow-unconverged", is_flag=True,
+              help="analyse a run whose SCF did not converge (refused otherwise: exit 31); the result is labelled")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (errors too)")
+def analyze(path, formula, allow_unconverged, as_json):
     """Splittings at K, dE(Gamma-K) and the gap of a spin-orbit pw.x run.
 
     PATH is a run directory (holding <prefix>.save/data-file-schema.xml and/or the pw.x output),
     an XML file, or a pw.x text output.  The k list must contain Gamma and K = (1/3, 1/3, 0).
+    A run whose SCF did not converge is refused (exit 31) unless --allow-unconverged is given.
     """
     from .analyze import analyze_path
     from .report import splitting_table
 
     try:
-        source, result = analyze_path(path)
+        run = analyze_path(path, allow_unconverged=allow_unconverged)
     except TmdflowError as exc:
-        _fail(exc)
+        _analyze_fail(exc, as_json)
+    except Exception as exc:  # a parser bug: reported like any error, without a traceback
+        _analyze_fail(TmdflowError(f"unexpected {type(exc).__name__} while reading {path}: {exc}",
+                                   "this is a tmdflow bug; report it with the files"), as_json)
     if as_json:
-        click.echo(json.dumps({"source": source, **asdict(result)}, indent=2))
+        click.echo(json.dumps({"source": run.source, **asdict(run.result), "scf_converged": run.scf_converged,
+                               "scf_source": run.scf_source, "warning": run.warning}, indent=2))
     else:
-        click.echo(f"source: {source}")
-        click.echo(splitting_table([(formula or "?", result)]))
+        click.echo(f"source: {run.source}")
+        if run.warning:
+            click.echo(f"WARNING: {run.warning}")
+        click.echo(splitting_table([(formula or "?", run.result)]))
+        if run.warning:
+            click.echo("WARNING: SCF NOT CONVERGED -- the numbers above are not self-consistent")
 
 
 @main.group()
