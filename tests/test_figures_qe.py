@@ -6,6 +6,7 @@ Tolerances: Delta = 0 on Gamma-M and Delta(K') = -Delta(K) hold by symmetry, so 
 to 1 meV / 0.5 meV (pw.x reaches 1e-5 meV); |<sigma_z>| at K is 0.99+ at every setting we ran.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -174,7 +175,7 @@ def test_report_embeds_tables_checks_figures_and_provenance(mos2_figures, tmp_pa
     store.put_figures(out["figures"].figures)
     conn.checkpoint()
     result = CliRunner().invoke(main, ["report", "-o", str(tmp_path / "r.html")],
-                                env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": str(tmp_path / "none.yaml")})
+                                env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": os.devnull})
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 4  # Fig. 2, 3 (map, contours), 4 embedded
@@ -182,6 +183,6 @@ def test_report_embeds_tables_checks_figures_and_provenance(mos2_figures, tmp_pa
     assert "Δ_VB(K)" in page and "MoS2" in page and "ecutwfc" in page
     assert "Mo.rel2" in page or "Mo.rel" in page  # pseudopotential provenance with checksums
     md = CliRunner().invoke(main, ["report", "--format", "markdown", "-o", str(tmp_path / "r.md")],
-                            env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": str(tmp_path / "none.yaml")})
+                            env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": os.devnull})
     assert md.exit_code == 0 and (tmp_path / "r_images").is_dir()
     assert "![Fig. 2 analogue" in (tmp_path / "r.md").read_text()

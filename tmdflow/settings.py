@@ -8,6 +8,7 @@ is read at import time; call :func:`load_settings` where settings are needed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,39 +68,141 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if self.nprocs < 1:
+        if isinstance(self.nprocs, bool) or not isinstance(self.nprocs, int) or not 1 <= self.nprocs <= MAX_NPROCS:
             raise InputError(
-                f"nprocs must be >= 1, got {self.nprocs}",
-                "set TMDFLOW_NPROCS to a positive integer",
+                f"nprocs must be an integer from 1 to {MAX_NPROCS}, got {self.nprocs!r}",
+                "set TMDFLOW_NPROCS (or nprocs: in the config file, or --nprocs) to a positive integer",
             )
+        timeout = self.db_lock_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or not 0 < timeout <= MAX_LOCK_TIMEOUT:
+            raise InputError(f"db_lock_timeout must be a number of seconds in (0, {MAX_LOCK_TIMEOUT:g}], got {timeout!r}",
+                             "set TMDFLOW_DB_LOCK_TIMEOUT (or db_lock_timeout:) to e.g. 30")
+
+    def check_run_directories(self) -> None:
+        """Refuse, before anything runs, a ``work_dir`` (or a generated-pseudopotential cache
+        ``pseudo_dir``) that is a file or cannot be written, and a ``user_pseudo_dir`` that is not
+        a readable directory.  Nothing is created here."""
+        check_writable_dir(self.work_dir, "work_dir")
+        if self.user_pseudo_dir is None:
+            check_writable_dir(self.pseudo_dir, "pseudo_dir")
+        else:
+            check_readable_dir(self.user_pseudo_dir, "user_pseudo_dir")
 
 
-def _coerce(name: str, value: Any) -> Any:
+MAX_NPROCS = 65536
+MAX_LOCK_TIMEOUT = 86400.0  # s
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _coerce(name: str, value: Any, where: str = "") -> Any:
+    """``value`` of setting ``name`` as its type; ``where`` says where it came from (for errors)."""
     fields = {f.name: f for f in dataclasses.fields(Settings)}
+    source = where or f"TMDFLOW_{name.upper()}"
     if name not in fields:
         raise InputError(
-            f"unknown setting '{name}'",
+            f"unknown setting '{name}'" + (f" in {where}" if where else ""),
             f"valid settings are: {', '.join(sorted(fields))}",
         )
     if value is None:
         return None
     if name == "db_lock_timeout":
         try:
-            return float(value)
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
         except (TypeError, ValueError):
-            raise InputError(f"db_lock_timeout must be a number, got {value!r}", "fix TMDFLOW_DB_LOCK_TIMEOUT") from None
+            raise InputError(f"db_lock_timeout must be a number of seconds, got {value!r} ({source})",
+                             "set it to e.g. 30") from None
+        return number
     if name == "nprocs":
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise InputError(f"nprocs must be an integer, got {value!r}", "fix TMDFLOW_NPROCS") from None
+        text = str(value).strip()
+        if isinstance(value, bool) or not (isinstance(value, int) or text.isdigit()):
+            raise InputError(f"nprocs must be a positive integer, got {value!r} ({source})",
+                             "set it to the number of MPI processes, e.g. 2") from None
+        return int(text)
     if name in ("pseudo_dir", "work_dir", "user_pseudo_dir", "wienroot", "wien2k_scratch"):
         return Path(str(value)).expanduser() if str(value) else None
     if name == "keep_scratch":
         if isinstance(value, bool):
             return value
-        return str(value).strip().lower() in ("1", "true", "yes", "on")
+        word = str(value).strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise InputError(f"keep_scratch must be a yes/no value, got {value!r} ({source})",
+                             f"use one of {', '.join(TRUE_WORDS)} (keep) or {', '.join(FALSE_WORDS)} (delete)")
+        return word in TRUE_WORDS
     return str(value)
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _setting_hint(key: str) -> str:
+    option = {"work_dir": " or --work-dir", "user_pseudo_dir": " or --pseudo-dir"}.get(key, "")
+    return f"TMDFLOW_{key.upper()} ({key}: in ~/.tmdflow.yaml{option})"
+
+
+def check_writable_dir(path: Path, key: str) -> Path:
+    """``path`` is a directory that can be written, or can be created inside one; the error names
+    the setting ``key`` and what is wrong.  Nothing is created."""
+    path = Path(path).expanduser()
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        what = "is a file" if base == path.absolute() else f"lies under {base}, which is a file"
+        raise InputError(f"{key} {path} {what}, not a directory",
+                         f"point {_setting_hint(key)} at a directory you can write")
+    if not os.access(base, os.W_OK | os.X_OK):
+        what = "is not writable" if base == path.absolute() else f"cannot be created: {base} is not writable"
+        raise InputError(f"{key} {path} {what} (read-only or owned by someone else)",
+                         f"point {_setting_hint(key)} at a directory you can write, or fix its permissions")
+    return path
+
+
+def check_readable_dir(path: Path, key: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise InputError(f"{key} {path} " + ("is a file, not a directory" if path.exists() else "does not exist"),
+                         f"point {_setting_hint(key)} at the directory holding your UPF files")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"{key} {path} cannot be read", f"fix its permissions or point {_setting_hint(key)} elsewhere")
+    return path
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The machine settings of a config file (its ``machine:`` section, or the whole file)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"cannot parse {path}: {exc}", "fix the YAML syntax") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a text (UTF-8) YAML file", "point TMDFLOW_CONFIG at your settings file") \
+            from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", "fix its permissions or TMDFLOW_CONFIG") from None
+    valid = sorted(f.name for f in dataclasses.fields(Settings))
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: settings are a mapping (machine: {{nprocs: 2, ...}}), got {type(data).__name__}",
+                         "see docs/user-guide.md, section 2")
+    if "machine" in data:
+        extra = sorted(str(k) for k in data if k != "machine")
+        if extra:
+            raise InputError(f"{path}: unknown section(s) {extra} beside machine:",
+                             f"put the settings under machine: (valid settings: {', '.join(valid)})")
+        machine = data["machine"] or {}
+        if not isinstance(machine, dict):
+            raise InputError(f"{path}: machine: is not a mapping of settings", "write machine: {nprocs: 2, ...}")
+    else:
+        machine = data
+    unknown = sorted(str(k) for k in machine if k not in valid)
+    if unknown:
+        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}",
+                         f"valid settings are: {', '.join(valid)} (check the spelling)")
+    return {key: _coerce(key, val, f"{key}: in {path}") for key, val in machine.items()}
 
 
 def load_settings(
@@ -110,16 +213,17 @@ def load_settings(
     """Build :class:`Settings` from file, environment and explicit overrides (highest)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    path = Path(config_file or env.get("TMDFLOW_CONFIG") or DEFAULT_CONFIG_FILE).expanduser()
-    if path.is_file():
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"cannot parse {path}: {exc}", "fix the YAML syntax") from None
-        machine = data.get("machine", data) if isinstance(data, dict) else {}
-        for key, val in (machine or {}).items():
-            if key in {f.name for f in dataclasses.fields(Settings)}:
-                values[key] = _coerce(key, val)
+    named = env.get("TMDFLOW_CONFIG") if config_file is None else None
+    if named is not None:  # a file the user named must exist (the default one may be absent)
+        if not named.strip():
+            raise InputError("TMDFLOW_CONFIG is set but empty", "unset it, or set it to your settings file")
+        if named != os.devnull and not Path(named).expanduser().is_file():  # os.devnull: no settings file
+            raise InputError(f"TMDFLOW_CONFIG={named} " + ("is not a file" if Path(named).expanduser().exists()
+                                                            else "names no file"),
+                             "set TMDFLOW_CONFIG to an existing settings file, or unset it to use ~/.tmdflow.yaml")
+    path = Path(config_file or named or DEFAULT_CONFIG_FILE).expanduser()
+    if path.is_file() and named != os.devnull:
+        values.update(_read_config(path))
     for f in dataclasses.fields(Settings):
         env_key = f"TMDFLOW_{f.name.upper()}"
         if env_key in env:

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from ase import Atoms
 
+from ...errors import InputError
 from ...materials import atomic_mass
 from ...presets import Preset
 
@@ -44,11 +45,31 @@ class PwJob:
     stress: bool = True  # tstress for scf/relax (off for phonon supercells: PAW stress is costly)
 
 
-def _fmt(value) -> str:
+def _unsafe_character(text: str) -> str | None:
+    """The first character that would end or break a quoted pw.x namelist string, if any."""
+    for ch in text:
+        if ch in "'\"" or ord(ch) < 32 or ord(ch) == 127:
+            return ch
+    return None
+
+
+def _safe_string(key: str, value: str) -> str:
+    """``value`` if pw.x reads it back as the one string it is (no quote, newline or control
+    character: a quote would end the string and let the rest rewrite the input)."""
+    bad = _unsafe_character(value)
+    if bad is not None:
+        raise InputError(f"{key} = {value!r} contains {bad!r}, which would break the pw.x input",
+                         f"use a {key} without quotes, newlines or control characters"
+                         + (" (move the directory, or set the setting to a path without them)"
+                            if key.endswith("dir") else ""))
+    return value
+
+
+def _fmt(value, key: str = "value") -> str:
     if isinstance(value, bool):
         return ".true." if value else ".false."
     if isinstance(value, str):
-        return f"'{value}'"
+        return f"'{_safe_string(key, value)}'"
     if isinstance(value, float):
         return f"{value:.10g}".replace("e", "d") if abs(value) < 1e-3 else f"{value:.10g}"
     return str(value)
@@ -56,7 +77,7 @@ def _fmt(value) -> str:
 
 def _namelist(name: str, values: Mapping[str, object]) -> list[str]:
     lines = [f"&{name}"]
-    lines += [f"  {k} = {_fmt(v)}" for k, v in values.items() if v is not None]
+    lines += [f"  {k} = {_fmt(v, k)}" for k, v in values.items() if v is not None]
     lines.append("/")
     return lines
 
@@ -117,7 +138,11 @@ def build_pw_input(job: PwJob) -> str:
                                     "press_conv_thr": float(p.relax_press_conv_thr)})
     lines.append("ATOMIC_SPECIES")
     for el in species_order(job.atoms):
-        lines.append(f"  {el} {atomic_mass(el):.4f} {job.pseudo_files[el]}")
+        name = _safe_string(f"pseudopotential file of {el}", str(job.pseudo_files[el]))
+        if not name or any(ch.isspace() for ch in name):
+            raise InputError(f"pseudopotential file name {name!r} of {el} is empty or contains spaces "
+                             "(pw.x reads ATOMIC_SPECIES by whitespace)", "rename the UPF file without spaces")
+        lines.append(f"  {el} {atomic_mass(el):.4f} {name}")
     lines.append("CELL_PARAMETERS angstrom")
     for vec in job.atoms.cell[:]:
         lines.append("  " + "  ".join(f"{x:16.10f}" for x in vec))
