@@ -110,3 +110,51 @@ class UnsupportedOutput(OutputParseError):
     (nspin = 2) band structure, or an XML file older than the QE >= 6.2 'qes' schema."""
 
     exit_code = 41
+
+
+class StoreUnreachable(StoreError):
+    """No MongoDB server answered within db_timeout_seconds (or it refused the credentials)."""
+
+    exit_code = 60
+
+
+class StoreConfigError(StoreError):
+    """The database URI or the embedded store's path cannot be used as given."""
+
+    exit_code = 60
+
+
+class StoreWriteFailed(StoreError):
+    """Saving the embedded store failed (disk full, read-only, quota): the previous file is intact."""
+
+    exit_code = 60
+
+
+class DocumentTooLarge(StoreError):
+    """A document would exceed MongoDB's 16 MB limit; it was not written."""
+
+    exit_code = 60
+
+
+class AlreadySubmitted(StoreError):
+    """Another process submitted the same workflow key at the same moment (MongoDB)."""
+
+    exit_code = 60
+
+
+class StepsFizzled(TmdflowError):
+    """``tmdflow launch`` ran Fireworks that failed (FIZZLED); ``tmdflow status`` gives each reason."""
+
+    exit_code = 70
+
+
+class RunInProgress(TmdflowError):
+    """A program started in this run directory by another live launcher has not finished (pid file)."""
+
+    exit_code = 71
+
+
+class QueueError(TmdflowError):
+    """The batch system refused a job or could not be asked (sbatch/squeue/qsub/qstat)."""
+
+    exit_code = 72

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from ..errors import InputError
+from ..errors import DocumentTooLarge, InputError
 from .documents import (
     BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument, utcnow,
 )
@@ -60,34 +61,68 @@ class MaterialQuery:
                                   ("preset", self.preset), ("calculator", self.calculator)) if v is not None}
 
 
+#: MongoDB refuses documents above 16 MiB; tmdflow refuses them before the write, with margin
+#: for the update operators around them
+MAX_DOCUMENT_BYTES = 15 * 1024 * 1024
+TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+def document_data(doc, label: str) -> dict:
+    """``doc`` as stored: JSON-compatible values (pydantic's JSON mode), timestamps as
+    timezone-aware datetimes (BSON dates; documents stored earlier with ISO strings still load),
+    checked against MongoDB's size limit."""
+    data = doc.model_dump(mode="json")
+    for name in TIMESTAMP_FIELDS:
+        value = getattr(doc, name, None)
+        if isinstance(value, datetime):
+            data[name] = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    check_size(data, label)
+    return data
+
+
+def check_size(data: dict, label: str, limit: int = MAX_DOCUMENT_BYTES) -> None:
+    import bson
+
+    size = len(bson.encode(data))
+    if size > limit:
+        raise DocumentTooLarge(
+            f"{label} would be {size / 2**20:.1f} MiB, above the {limit / 2**20:.0f} MiB tmdflow allows "
+            f"(MongoDB refuses 16 MiB); nothing was written",
+            "use a coarser k path or fewer bands for this material (the eigenvalues dominate the size), "
+            "or report it if the document should not be this large",
+        )
+
+
 class ResultsStore:
     def __init__(self, db) -> None:
         self.db = db
 
+    def _upsert(self, collection: str, key: str, doc, on_insert: dict | None = None) -> None:
+        data = document_data(doc, f"the {collection} document {key}={getattr(doc, key)!r}")
+        update = {"$set": data}
+        if on_insert:
+            for k in on_insert:
+                data.pop(k, None)
+            update["$setOnInsert"] = on_insert
+        self.db[collection].update_one({key: getattr(doc, key)}, update, upsert=True)
+
     def upsert_task(self, doc: TaskDocument) -> None:
-        data = doc.model_dump(mode="json")
-        created = data.pop("created_at")
-        data["updated_at"] = utcnow().isoformat()
-        self.db[TASKS].update_one(
-            {"task_id": doc.task_id}, {"$set": data, "$setOnInsert": {"created_at": created}}, upsert=True
-        )
+        created = doc.created_at if doc.created_at.tzinfo else doc.created_at.replace(tzinfo=timezone.utc)
+        stamped = doc.model_copy(update={"updated_at": utcnow()})
+        self._upsert(TASKS, "task_id", stamped, on_insert={"created_at": created})
 
     def upsert_material(self, doc: MaterialDocument) -> None:
-        data = doc.model_dump(mode="json")
-        self.db[MATERIALS].update_one({"material_id": doc.material_id}, {"$set": data}, upsert=True)
+        self._upsert(MATERIALS, "material_id", doc)
 
     def put_bandstructure(self, doc: BandStructureDoc) -> None:
-        self.db[BANDS].update_one(
-            {"bandstructure_id": doc.bandstructure_id}, {"$set": doc.model_dump(mode="json")}, upsert=True
-        )
+        self._upsert(BANDS, "bandstructure_id", doc)
 
     def get_bandstructure(self, bandstructure_id: str) -> BandStructureDoc | None:
         raw = self.db[BANDS].find_one({"bandstructure_id": bandstructure_id})
         return BandStructureDoc.model_validate(_clean(raw)) if raw else None
 
     def _put_by_material(self, collection: str, doc) -> None:
-        self.db[collection].update_one({"material_id": doc.material_id}, {"$set": doc.model_dump(mode="json")},
-                                       upsert=True)
+        self._upsert(collection, "material_id", doc)
 
     def _get_by_material(self, collection: str, material_id: str, model):
         raw = self.db[collection].find_one({"material_id": material_id})
@@ -106,8 +141,7 @@ class ResultsStore:
         return self._get_by_material(PHONONS, material_id, PhononDoc)
 
     def put_convergence(self, doc: ConvergenceDoc) -> None:
-        self.db[CONVERGENCE].update_one({"convergence_id": doc.convergence_id},
-                                        {"$set": doc.model_dump(mode="json")}, upsert=True)
+        self._upsert(CONVERGENCE, "convergence_id", doc)
 
     def convergence(self) -> list[ConvergenceDoc]:
         return [ConvergenceDoc.model_validate(_clean(d)) for d in self.db[CONVERGENCE].find({})]
