@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: Debian packages, the virtualenv, the pseudopotentials.
+# The SLURM packages (slurm-wlm, munge) are for the test suite's single-node cluster
+# (tests/conftest.py starts it as root); tmdflow itself does not need them.
 # Used by `make run` and `make test`; safe to run again (does only what is missing).
 set -euo pipefail
 
@@ -7,19 +9,29 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TMDFLOW_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 APT_PACKAGES=(quantum-espresso openmpi-bin libopenblas0)
+# for the test suite's single-node SLURM cluster only; without them (or not as root) those tests skip
+SLURM_PACKAGES=(slurm-wlm munge)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 missing_packages() {
   local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
+  for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   echo "${missing[@]:-}"
 }
 
-# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS)
-missing="$(missing_packages)"
+# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS;
+#    SLURM 22.05 + munge for the queue tests)
+missing="$(missing_packages "${APT_PACKAGES[@]}")"
+optional="$(missing_packages "${SLURM_PACKAGES[@]}")"
+if [ -n "$optional" ] && { [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; }; then
+  missing="${missing:+$missing }$optional"
+elif [ -n "$optional" ]; then
+  say "note: $optional not installed and not root: the SLURM queue tests will be skipped"
+  say "      (install as root: sudo apt-get install $optional)"
+fi
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -eq 0 ]; then
     say "installing Debian packages: $missing"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ...errors import ExecutableNotFound
+from ...processes import run_program
 from ...settings import Settings
 
 ProgressFn = Callable[[str], None]
@@ -84,6 +83,7 @@ class EspressoProfile:
         progress: ProgressFn | None = None,
         label: str = "",
         pools: int = 1,
+        deadline: float | None = None,
     ) -> RunRecord:
         """Run ``command [-nk pools] -in input_name`` in ``directory``; stdout to ``output_name``.
 
@@ -92,23 +92,15 @@ class EspressoProfile:
 
         ``pools`` > 1 distributes k-points over MPI pools (pw.x -nk); measured 10 % faster
         than plane-wave distribution for a 6x6x1 monolayer SCF on 2 cores (docs/performance.md).
+
+        ``deadline`` (``time.time()``): a program without max_seconds of its own (bands.x,
+        projwfc.x) is stopped there; its record then has returncode -15 (SIGTERM).
         """
         argv = self.argv(command, parallel)
         if parallel and pools > 1 and len(argv) > 1 and self.nprocs % pools == 0:
             argv += ["-nk", str(pools)]
         argv += ["-in", input_name]
-        start = time.monotonic()
-        with open(directory / output_name, "w") as out:
-            proc = subprocess.Popen(
-                argv, cwd=directory, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=self.environment(),
-            )
-            while True:
-                try:
-                    proc.wait(timeout=1.0)  # returns as soon as the program exits
-                    break
-                except subprocess.TimeoutExpired:
-                    if progress:
-                        progress(f"{label} {time.monotonic() - start:6.1f} s")
-        wall = time.monotonic() - start
-        return RunRecord(command, tuple(argv), directory, proc.returncode, wall)
+        # own process group, parent-death signal, pid file; stopped when the launcher is interrupted
+        returncode, wall = run_program(argv, directory, directory / output_name, env=self.environment(),
+                                       progress=progress, label=label, deadline=deadline)
+        return RunRecord(command, tuple(argv), directory, returncode, wall)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ExecutableNotFound
+from ...processes import run_program
 from ...settings import Settings
 from ..espresso.profile import ProgressFn, RunRecord
 
@@ -75,19 +74,7 @@ class Wien2kProfile:
         """Run ``$WIENROOT/<args[0]> args[1:]`` in the case directory, output to ``log_name``."""
         self.check()
         argv = [*shlex.split(self.command_prefix), str(Path(self.wienroot) / args[0]), *args[1:]]
-        start = time.monotonic()
-        with open(directory / log_name, "w") as out:
-            proc = subprocess.Popen(argv, cwd=directory, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-                                    env=self.environment(), text=True)
-            if stdin_text is not None:
-                proc.stdin.write(stdin_text)
-                proc.stdin.close()
-            while True:
-                try:
-                    proc.wait(timeout=1.0)
-                    break
-                except subprocess.TimeoutExpired:
-                    if progress:
-                        progress(f"{label} {time.monotonic() - start:6.1f} s")
-        return RunRecord(args[0], tuple(argv), directory, proc.returncode, time.monotonic() - start)
+        # own process group, parent-death signal, pid file; stopped when the launcher is interrupted
+        returncode, wall = run_program(argv, directory, directory / log_name, env=self.environment(),
+                                       stdin_text=stdin_text, progress=progress, label=label)
+        return RunRecord(args[0], tuple(argv), directory, returncode, wall)
