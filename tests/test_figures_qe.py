@@ -32,7 +32,8 @@ def mos2_figures(tmp_path_factory, pseudo_dir):
     outcomes = {}
     for step in ("scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures"):
         outcomes[step] = run_step(StepRequest("t", "MoS2", "monolayer", preset, step), settings, root)
-    return {"root": root / "MoS2-monolayer-test", "out": outcomes, "settings": settings, "preset": preset}
+    return {"root": root / outcomes["analysis"].material.material_id, "out": outcomes, "settings": settings,
+            "preset": preset}
 
 
 def test_physics_checks_hold(mos2_figures):
@@ -143,7 +144,7 @@ def test_bulk_is_indirect_and_spin_degenerate(tmp_path, pseudo_dir):
     assert s.vb_k_sigma_z is None and s.k_sigma_inplane_max is None
     from tmdflow.calculators import get_calculator
 
-    soc = tmp_path / "MoS2-bulk-test" / "soc"
+    soc = tmp_path / out["analysis"].material.material_id / "soc"
     labels = tuple((soc / "bands_labels.txt").read_text().split("\n"))
     bands = get_calculator("espresso", settings).read_spin_orbit_bands(soc, labels)
     assert bands.sigma_z is None and not list(soc.glob("spin_texture.*"))

@@ -1,10 +1,17 @@
 """`tmdflow priority PATTERN RANK`: matching workflows run first, each keeping its step order;
 the rank survives extending the workflow.  Cheap steps come from the fake WIEN2k (a test double)."""
 
+import re
+
 from tmdflow.fireworks import RANK_STRIDE
 from tmdflow.steps import STEPS
 
 from .test_submit_extend import BASE, _env, _fireworks, _tmdflow
+
+
+def _unhashed(text: str) -> str:
+    """Workflow keys end in '@<settings hash>' (tmdflow.identity); these tests read the names."""
+    return re.sub(r"@[0-9a-f]{10}", "", text)
 
 
 def test_ranked_workflow_runs_first_and_keeps_its_rank_when_extended(tmp_path):
@@ -12,9 +19,9 @@ def test_ranked_workflow_runs_first_and_keeps_its_rank_when_extended(tmp_path):
     (tmp_path / "a.yaml").write_text(BASE.format(calc="wien2k", steps="scf_sr, scf_soc, bands_soc, analysis")
                                      .replace("[MoS2]", "[MoS2, WS2]"))
     _tmdflow(env, "submit", str(tmp_path / "a.yaml"))
-    out = _tmdflow(env, "priority", "*:WS2-*", "1").stdout
+    out = _unhashed(_tmdflow(env, "priority", "*:WS2-*", "1").stdout)
     assert "ext:WS2-bulk-test-wien2k: rank 1, 4 step(s) still to run" in out
-    status = _tmdflow(env, "status").stdout
+    status = _unhashed(_tmdflow(env, "status").stdout)
     assert "ext:WS2-bulk-test-wien2k  [READY]  rank 1" in status and "ext:MoS2-bulk-test-wien2k  [READY]\n" in status
     _tmdflow(env, "launch", "--max-launches", "2")
     fws = _fireworks(tmp_path)
@@ -39,7 +46,7 @@ def test_unknown_pattern_and_bad_rank_are_refused(tmp_path):
     env = _env(tmp_path)
     (tmp_path / "a.yaml").write_text(BASE.format(calc="wien2k", steps="scf_sr, scf_soc, bands_soc, analysis"))
     _tmdflow(env, "submit", str(tmp_path / "a.yaml"))
-    err = _tmdflow(env, "priority", "*monolayer*", "1", ok=False).stderr
+    err = _unhashed(_tmdflow(env, "priority", "*monolayer*", "1", ok=False).stderr)
     assert "no workflow key matches '*monolayer*'" in err and "ext:MoS2-bulk-test-wien2k" in err
     err = _tmdflow(env, "priority", "*", "500", ok=False).stderr
     assert "rank 500 is out of range" in err

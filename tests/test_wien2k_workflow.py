@@ -4,6 +4,7 @@ processes (submit -> launch -> query -> table1), against the fake WIEN2k install
 tests/fake_wien2k (a test double; tmdflow is only told WIENROOT)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -41,18 +42,19 @@ def lapw_run(tmp_path_factory):
 
 
 def test_every_step_completed_with_the_wien2k_calculator(lapw_run):
-    assert "zhu2011:MoS2-monolayer-test-wien2k" in lapw_run["submitted"]
+    assert "zhu2011:MoS2-monolayer-test-wien2k@" in lapw_run["submitted"]  # @<settings hash>
     fws = [doc for _, doc in lapw_run["store"]["fireworks"]["documents"]]
     assert len(fws) == 40 and {f["state"] for f in fws} == {"COMPLETED"}
     tasks = [doc for _, doc in lapw_run["store"]["tasks"]["documents"]]
     assert {t["calculator"] for t in tasks} == {"wien2k"}
     assert {t["code_version"] for t in tasks} == {"WIEN2k_FAKE_TEST_DOUBLE (not WIEN2k)"}
-    scf = next(t for t in tasks if t["task_id"] == "MoS2-monolayer-test-wien2k-scf_soc")
+    scf = next(t for t in tasks if re.fullmatch(r"MoS2-monolayer-test-wien2k-[0-9a-f]{10}-scf_soc", t["task_id"]))
     assert "run_lapw -so -ec 0.0001 -cc 0.0001 -i 40 -p" in scf["inputs"]["commands_and_files"]
 
 
 def test_the_run_followed_the_case_conventions(lapw_run):
-    case = lapw_run["dir"] / "runs" / "MoS2-monolayer-test-wien2k" / "lapw" / "MoS2"
+    (root,) = (lapw_run["dir"] / "runs").glob("MoS2-monolayer-test-wien2k-*")  # <material key>: ...-<hash>
+    case = root / "lapw" / "MoS2"
     assert (case / "scf_sr").is_dir() and (case / "scf_soc").is_dir()  # save_lapw after each SCF
     assert "FAKE WIEN2k test double" in (case / "MoS2.dayfile").read_text()  # really the double ran
     assert not list(case.glob("*.vector*"))  # eigenvectors removed after the bands
@@ -64,7 +66,7 @@ def test_query_and_table1_hold_the_wien2k_results(lapw_run):
                                lapw_run["env"]))
     assert len(docs) == 2
     ml = next(m for m in docs if m["dimensionality"] == "monolayer")
-    assert ml["calculator"] == "wien2k" and ml["material_id"] == "MoS2-monolayer-test-wien2k"
+    assert ml["calculator"] == "wien2k" and re.fullmatch(r"MoS2-monolayer-test-wien2k-[0-9a-f]{10}", ml["material_id"])
     # the fake's model: Delta = lambda (Ry) at K; a = its E(a) minimum; d = its relaxed height
     assert ml["splitting"]["delta_vb_k_mev"] == pytest.approx(0.0110 * RYDBERG_EV * 1000, abs=1e-6)
     assert ml["table1"]["a_angstrom"] == pytest.approx(6.05 * BOHR_ANGSTROM, rel=2e-4)

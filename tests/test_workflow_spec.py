@@ -51,7 +51,8 @@ def test_workflows_are_chained_fireworks_with_typed_tasks():
     wfs = build_workflows(load_workflow(ROOT / "workflows" / "zhu2011.yaml"))
     assert len(wfs) == 8  # 4 materials x {monolayer, bulk}
     wf = wfs[0]
-    assert wf.metadata["tmdflow_key"] == "zhu2011:MoS2-monolayer-paper"
+    prefix, digest = wf.metadata["tmdflow_key"].split("@")  # the settings hash (tmdflow.identity)
+    assert prefix == "zhu2011:MoS2-monolayer-paper" and len(digest) == 10
     names = [fw.name for fw in sorted(wf.fws, key=lambda fw: -fw.fw_id)]
     assert names == [f"MoS2-monolayer-{s}" for s in ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis",
                                                       "bands_sr", "soc_map", "figures")]
@@ -78,7 +79,7 @@ def test_table1_shows_paper_value_and_deviation():
     assert mos2["dvb_paper"] == 148 and mos2["dvb_dev"] == pytest.approx(1.1)
     md = render(rows, "markdown")
     assert "| MoS2 |" in md and "149.1" in md and "+1.1" in md
-    assert render(rows, "csv").splitlines()[0].startswith("formula,ml_a")
+    assert render(rows, "csv").splitlines()[0].startswith("formula,settings,ml_a")  # settings: preset + overrides
     tex = render(rows, "latex")
     assert r"\begin{tabular}" in tex and r"$\Delta$" in tex
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from .analysis.splitting import SplittingResult
 from .errors import InputError
+from .identity import given_structure_source
 from .kpoints import monkhorst_pack_2d
 from .materials import Material, get_material
 from .presets import Preset
@@ -77,16 +78,18 @@ def compute_material(
     directory: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> ComputeResult:
-    """Run the monolayer pipeline; files go to ``<directory or work_dir>/<formula>-monolayer-<preset>/``."""
+    """Run the monolayer pipeline; files go to ``<directory or work_dir>/<material key>/``
+    (``<formula>-monolayer-<preset>-<result hash>``, tmdflow.identity)."""
     material = get_material(formula)
     a, d = resolve_geometry(material, a, d)
     vacuum = preset.vacuum if vacuum is None else vacuum
     structure = StructureDoc.from_atoms(build_monolayer(material.formula, a, d, vacuum))
     run_root = Path(directory or settings.work_dir)
     first = "scf_sr" if preset.spin_orbit_mode == "second_variational" else "scf_soc"
+    source = given_structure_source(structure.model_dump())  # the identity of the result (tmdflow.identity)
     outcomes = [
-        run_step(StepRequest("compute", material.formula, "monolayer", preset, step, structure=structure),
-                 settings, run_root, progress)
+        run_step(StepRequest("compute", material.formula, "monolayer", preset, step, structure=structure,
+                             source=source), settings, run_root, progress)
         for step in (first, "bands_soc", "analysis")
     ]
     tasks = [o.task for o in outcomes if o.task is not None]

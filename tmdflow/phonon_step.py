@@ -65,7 +65,7 @@ def _one_version(runs: list[_DisplacementRun]) -> str | None:
 
 
 def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos, say) -> "StepOutcome":
-    from .steps import StepOutcome, pseudo_sha256, with_scf_corrections
+    from .steps import StepOutcome, identity_record, pseudo_sha256, with_scf_corrections
 
     if req.dimensionality != "monolayer":
         raise InputError("the phonons step is implemented for monolayers",
@@ -117,5 +117,6 @@ def run_phonon_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
         pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.source_of(el))
                           for el, p in files.items()},
         wall_seconds=wall, directory=str(root / "phonons"), host=socket.gethostname(), corrections=corrections,
+        identity=identity_record(req),
     )
     return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task, phonons=doc)

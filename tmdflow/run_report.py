@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,7 +44,8 @@ def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> 
     bars = store.error_bars(materials)
     sections = []
     for m in materials:
-        tasks = store.tasks({"task_id": {"$regex": f"^{m.material_id}-"}})
+        # the material's own steps only: a legacy id is a prefix of newer ids with a hash
+        tasks = store.tasks({"task_id": {"$regex": f"^{re.escape(m.material_id)}-[a-z_]+$"}})
         sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.material_id),
                                         store.phonons(m.material_id)))
     return sections
@@ -157,7 +159,8 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
     images = out.parent / (out.stem + "_images")
     for s in sections:
         m = s.material
-        name = f"{m.formula} {m.dimensionality} ({m.preset}, {m.calculator})"
+        name = f"{m.formula} {m.dimensionality} ({m.settings_label}, {m.calculator}" + (
+            f", workflow {m.identity.workflow})" if m.identity else ")")
         checks = s.figures.checks if s.figures else None
         verdict = "not run" if checks is None else ("passed" if checks.get("passed") else "FAILED")
         if fmt == "html":

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 from ase import Atoms
 
+from . import identity
 from .analysis.slab_stress import GPA_TO_KBAR
 from .analysis.splitting import analyze_bands
 from .calculators import get_calculator
@@ -58,13 +59,32 @@ class StepRequest:
     restart: bool = False
     max_seconds: float | None = None
     geometry: dict | None = None  # starting a, d (monolayer) or a, c, z (bulk) from a user's file
+    source: dict | None = None  # structure source (tmdflow.identity); None: derived (older Fireworks)
+    overrides: dict | None = None  # the workflow's preset overrides, recorded beside the result
+    result_digest: str | None = None  # tmdflow.identity.result_hash; set by resolve_identity
+
+    @property
+    def structure_source(self) -> dict:
+        """Where this chain's structure comes from (tmdflow.identity).  A Firework submitted before
+        identities existed has none: a chain with a relax step has it first."""
+        if self.source is not None:
+            return self.source
+        relaxed_by = "relax" if (self.step == "relax" or self.relaxed) else None
+        return identity.structure_source(self.formula, self.dimensionality, self.geometry, relaxed_by)
+
+    @property
+    def settings_digest(self) -> str:
+        return identity.settings_hash(self.calculator, self.preset, self.structure_source)
 
     @property
     def material_id(self) -> str:
-        """``<formula>-<dim>-<preset>``, plus ``-<calculator>`` for codes other than Quantum ESPRESSO
-        (results of two codes for the same material and preset must not overwrite each other)."""
-        base = f"{self.formula}-{self.dimensionality}-{self.preset.name}"
-        return base if self.calculator == "espresso" else f"{base}-{self.calculator}"
+        """``<formula>-<dim>-<preset>[-<calculator>]-<result hash>`` (tmdflow.identity): two
+        results share it only when calculator, resolved settings, structure source and
+        pseudopotential files are all the same."""
+        if self.result_digest is None:
+            raise RuntimeError("StepRequest.material_id before resolve_identity(): a programming error")
+        return identity.material_key(self.formula, self.dimensionality, self.preset.name, self.calculator,
+                                     self.result_digest)
 
     @property
     def task_id(self) -> str:
@@ -106,6 +126,30 @@ def select_pseudopotentials(material: Material, preset: Preset, settings: Settin
             "set pseudo_family: pslibrary-nc (and ecutwfc >= 70 Ry), or use spin_orbit_mode: scf",
         )
     return pseudos
+
+
+def resolve_identity(req: StepRequest, settings: Settings) -> StepRequest:
+    """``req`` with its result hash: the settings hash plus the SHA-256 of every pseudopotential
+    file the material's chain uses on this worker (both relativistic kinds; none for an
+    all-electron code).  Cheap: the files are generated once and their hashes are in the cache
+    manifest.  Raises the usual input/pseudopotential errors before anything runs."""
+    if req.result_digest is not None:
+        return req
+    files: dict[str, list[str]] = {}
+    if get_calculator(req.calculator, settings).uses_pseudopotentials:
+        material = get_material(req.formula)
+        pseudos = select_pseudopotentials(material, req.preset, settings, rels=(1, 2))
+        for table in (pseudos.scalar, pseudos.full):
+            for el, pf in table.items():
+                files.setdefault(el, []).append(pseudo_sha256(pseudos, el, pf.path))
+    return dataclasses.replace(req, result_digest=identity.result_hash(req.settings_digest, files))
+
+
+def identity_record(req: StepRequest) -> dict:
+    """What a stored document says of its identity (shown by query, status, table1, report)."""
+    return {"settings_hash": req.settings_digest, "result_hash": req.result_digest,
+            "workflow": req.workflow, "overrides": dict(req.overrides or {}),
+            "structure_source": req.structure_source, "identity_version": identity.IDENTITY_VERSION}
 
 
 def initial_structure(formula: str, dimensionality: str, preset: Preset, geometry: dict | None = None) -> Atoms:
@@ -170,7 +214,7 @@ def _task(req: StepRequest, result: PwStepResult, atoms: Atoms, files: dict[str,
         pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.source_of(el))
                           for el, p in files.items()},
         wall_seconds=result.run.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
-        corrections=corrections,
+        corrections=corrections, identity=identity_record(req),
     )
 
 
@@ -205,6 +249,7 @@ def with_scf_corrections(run: Callable[[Preset], PwStepResult], preset: Preset,
 def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: ProgressFn | None = None) -> StepOutcome:
     if req.step not in STEPS:
         raise InputError(f"unknown step '{req.step}'", f"steps are {STEPS}")
+    req = resolve_identity(req, settings)
     atoms = (req.structure.to_atoms() if req.structure
              else initial_structure(req.formula, req.dimensionality, req.preset, req.geometry))
     expected = MONOLAYER_SPACEGROUP if req.dimensionality == "monolayer" else BULK_SPACEGROUP
@@ -360,6 +405,7 @@ def _all_electron_task(req: StepRequest, result, atoms: Atoms) -> TaskDocument:
         inputs={"commands_and_files": result.input_text, "preset": dataclasses.asdict(req.preset)},
         structure=StructureDoc.from_atoms(atoms), outputs=result.outputs(), pseudopotentials={},
         wall_seconds=result.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
+        identity=identity_record(req),
     )
 
 
@@ -381,6 +427,6 @@ def _analysis(req: StepRequest, atoms: Atoms, root: Path, calc) -> StepOutcome:
         preset=req.preset.name, calculator=req.calculator, spin_orbit_mode=req.preset.spin_orbit_mode,
         table1=table1_entry(atoms, req.dimensionality, req.relaxed),
         splitting=splitting, bandstructure_id=bs_id,
-        task_ids=[f"{req.material_id}-{s}" for s in CORE_STEPS[:-1]],
+        task_ids=[f"{req.material_id}-{s}" for s in CORE_STEPS[:-1]], identity=identity_record(req),
     )
     return StepOutcome(StructureDoc.from_atoms(atoms), req.relaxed, material=material, bandstructure=bs)

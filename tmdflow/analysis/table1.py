@@ -23,7 +23,7 @@ class Column:
 
 
 COLUMNS = [
-    Column("formula", "MX2", "s"),
+    Column("formula", "MX2", "s"), Column("settings", "settings", "s"),
     Column("ml_a", "mono a (Å)", ".3f"), Column("ml_a_paper", "paper", ".3f"), Column("ml_a_dev", "dev", "+.3f"),
     Column("ml_d", "mono d (Å)", ".3f"), Column("ml_d_paper", "paper", ".3f"), Column("ml_d_dev", "dev", "+.3f"),
     Column("bk_a", "bulk a (Å)", ".3f"), Column("bk_c", "bulk c (Å)", ".3f"),
@@ -44,20 +44,34 @@ def _dev(ours, ref):
 
 def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None,
                 calculator: str | None = None, error_bars: dict[str, dict[str, float]] | None = None) -> list[dict]:
-    """One row per material and code; rows of codes other than Quantum ESPRESSO are labelled
-    ``MoS2 (wien2k)``.  ``error_bars``: monolayer material_id -> quantity -> meV, from the
-    convergence studies that apply to it (shown in the ± columns of the monolayer numbers)."""
+    """One row per material, code and settings; rows of codes other than Quantum ESPRESSO are
+    labelled ``MoS2 (wien2k)``, and the ``settings`` column names the preset with the overrides
+    a row was computed with, so results of different settings are never mixed in one row (a
+    monolayer and a bulk share a row when their settings do).  ``error_bars``: monolayer
+    material_id -> quantity -> meV, from the convergence studies that apply to it (shown in the ±
+    columns of the monolayer numbers)."""
     paper = load_yaml("paper_zhu2011.yaml")["materials"]
-    by_formula: dict[tuple[str, str], dict[str, MaterialDocument]] = {}
-    for m in materials:
-        if (preset and m.preset != preset) or (calculator and m.calculator != calculator):
+    selected = [m for m in materials
+                if not (preset and m.preset != preset) and not (calculator and m.calculator != calculator)]
+    by_formula: dict[tuple[str, str, str], dict[str, MaterialDocument]] = {}
+    for m in selected:
+        by_formula.setdefault((m.formula, m.calculator, m.settings_label), {}).setdefault(m.dimensionality, [])
+        by_formula[m.formula, m.calculator, m.settings_label][m.dimensionality].append(m)
+    groups: dict[tuple[str, str, str], dict[str, MaterialDocument]] = {}
+    for (formula, code, label), dims in by_formula.items():
+        if all(len(docs) == 1 for docs in dims.values()):
+            groups[formula, code, label] = {dim: docs[0] for dim, docs in dims.items()}
             continue
-        by_formula.setdefault((m.formula, m.calculator), {})[m.dimensionality] = m
+        # the same settings label for different results (other pseudopotential files or
+        # structure): one row each, told apart by the id's hash
+        for dim, docs in dims.items():
+            for doc in docs:
+                groups[formula, code, f"{label} [{doc.material_id.rsplit('-', 1)[-1]}]"] = {dim: doc}
     rows = []
-    for formula, code in sorted(by_formula):
-        ml, bk = by_formula[formula, code].get("monolayer"), by_formula[formula, code].get("bulk")
+    for formula, code, label in sorted(groups):
+        ml, bk = groups[formula, code, label].get("monolayer"), groups[formula, code, label].get("bulk")
         ref = paper.get(formula, {})
-        row: dict = {"formula": formula if code == "espresso" else f"{formula} ({code})"}
+        row: dict = {"formula": formula if code == "espresso" else f"{formula} ({code})", "settings": label}
         if ml:
             s = ml.splitting
             row.update(ml_a=ml.table1.a_angstrom, ml_d=ml.table1.d_angstrom, dvb=s.delta_vb_k_mev,

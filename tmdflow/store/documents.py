@@ -59,11 +59,30 @@ class Correction(BaseModel):
     attempt: int
 
 
+class ResultIdentity(BaseModel):
+    """What makes a result this result (tmdflow.identity): the same hashes, the same numbers."""
+
+    model_config = ConfigDict(extra="forbid")
+    settings_hash: str = Field(description="SHA-256 of calculator, resolved preset and structure source")
+    result_hash: str = Field(description="SHA-256 of the settings hash and the pseudopotential files' SHA-256")
+    workflow: str = Field(description="name of the workflow (or 'compute') that last wrote the result")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="the workflow's preset overrides")
+    structure_source: dict[str, Any] = Field(default_factory=dict,
+                                             description="starting geometry and the step that relaxed it")
+    identity_version: int = 1
+
+    def settings_label(self, preset: str) -> str:
+        """``test`` or ``test (kmesh=6)``: the preset and how the result's settings differ from it."""
+        from ..identity import describe_overrides
+
+        return preset if not self.overrides else f"{preset} ({describe_overrides(self.overrides)})"
+
+
 class TaskDocument(BaseModel):
     """One calculation (one pw.x/bands.x step)."""
 
     model_config = ConfigDict(extra="forbid")
-    task_id: str  # "<formula>-<dim>-<preset>-<step>", unique: re-runs update it
+    task_id: str  # "<material key>-<step>" (tmdflow.identity), unique: re-runs update it
     formula: str
     dimensionality: Dimensionality
     preset: str
@@ -80,6 +99,7 @@ class TaskDocument(BaseModel):
     directory: str | None = None
     host: str | None = None
     corrections: list[Correction] = Field(default_factory=list)
+    identity: ResultIdentity | None = None  # None: written before result identities (legacy)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -98,7 +118,7 @@ class MaterialDocument(BaseModel):
     """One material x dimensionality x preset: the numbers users query and Table I shows."""
 
     model_config = ConfigDict(extra="forbid")
-    material_id: str  # "<formula>-<dim>-<preset>"
+    material_id: str  # "<formula>-<dim>-<preset>[-<calculator>]-<result hash>" (tmdflow.identity)
     formula: str
     dimensionality: Dimensionality
     preset: str
@@ -108,7 +128,14 @@ class MaterialDocument(BaseModel):
     splitting: SplittingResult  # the analysis dataclass itself, validated by pydantic
     bandstructure_id: str | None = None  # key in the bandstructures collection
     task_ids: list[str] = Field(default_factory=list)
+    identity: ResultIdentity | None = None  # None: written before result identities (legacy)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def settings_label(self) -> str:
+        """The preset, with the overrides the result was computed with; ``(legacy)`` for a
+        document written before identities, whose overrides were not recorded."""
+        return self.identity.settings_label(self.preset) if self.identity else f"{self.preset} (legacy)"
 
 
 def encode_array(array: np.ndarray) -> dict[str, Any]:
