@@ -21,9 +21,11 @@ from .store.results import MaterialQuery, ResultsStore, export_database, import_
 from .workflow_spec import load_workflow
 
 
-def _conn(settings: Settings | None) -> tuple[Settings, Connection]:
+def _conn(settings: Settings | None, readonly: bool = False) -> tuple[Settings, Connection]:
+    """``readonly``: the command only reads (no lock, no index creation, never a write; the
+    embedded store is read as last checkpointed, also while a launcher holds it)."""
     settings = settings or load_settings()
-    return settings, connect(settings)
+    return settings, connect(settings, readonly=readonly)
 
 
 def submit(workflow: str | Path, preset: str | None = None, force: bool = False, settings: Settings | None = None,
@@ -76,6 +78,7 @@ class WorkflowStatus:
     state: str
     fireworks: list[FireworkStatus]
     rank: int = 0  # tmdflow priority: higher ranks run first
+    overrides: dict | None = None  # the workflow's preset overrides (None: submitted before they were recorded)
 
 
 def _reason(lpad, fw_id: int) -> str | None:
@@ -88,7 +91,7 @@ def _reason(lpad, fw_id: int) -> str | None:
 
 
 def status(settings: Settings | None = None) -> list[WorkflowStatus]:
-    _, conn = _conn(settings)
+    _, conn = _conn(settings, readonly=True)
     lpad = conn.launchpad
     out = []
     for wf in lpad.workflows.find({}, sort=[("created_on", 1)]):
@@ -97,20 +100,21 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
             fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"],
                                       _reason(lpad, fw["fw_id"]) if fw["state"] == "FIZZLED" else None))
         meta = wf.get("metadata", {})
-        out.append(WorkflowStatus(meta.get("tmdflow_key", wf["name"]), wf["state"], fws, meta.get("tmdflow_rank", 0)))
+        out.append(WorkflowStatus(meta.get("tmdflow_key", wf["name"]), wf["state"], fws, meta.get("tmdflow_rank", 0),
+                                  meta.get("overrides")))
     return out
 
 
 def query(formula: str | None = None, dimensionality: str | None = None, preset: str | None = None,
           settings: Settings | None = None, calculator: str | None = None) -> list[MaterialDocument]:
-    _, conn = _conn(settings)
+    _, conn = _conn(settings, readonly=True)
     return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset, calculator))
 
 
 def error_bars(materials: list[MaterialDocument], settings: Settings | None = None) -> dict[str, dict[str, float]]:
     """material_id -> quantity -> error bar (meV) from the convergence studies in the store that
     apply to each material (ResultsStore.error_bars)."""
-    _, conn = _conn(settings)
+    _, conn = _conn(settings, readonly=True)
     return ResultsStore(conn.db).error_bars(materials)
 
 
@@ -151,7 +155,7 @@ def restore(path: Path, settings: Settings | None = None) -> dict[str, int]:
 
 
 def info(settings: Settings | None = None) -> dict:
-    settings, conn = _conn(settings)
+    settings, conn = _conn(settings, readonly=True)
     lpad = conn.launchpad
     states = {}
     for fw in lpad.fireworks.find({}, {"state": 1}):

@@ -48,7 +48,27 @@ def _fail(exc: TmdflowError) -> None:
     sys.exit(exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """A database fault anywhere (server gone mid-run, a read-only user writing) is a named
+    StoreError with the password scrubbed, never a traceback."""
+
+    def invoke(self, ctx):
+        from pymongo.errors import PyMongoError
+
+        try:
+            return super().invoke(ctx)
+        except PyMongoError as exc:
+            from .settings import load_settings
+            from .store.connection import store_error_from
+
+            try:
+                uri = load_settings().db_uri
+            except TmdflowError:
+                uri = ""
+            _fail(store_error_from(exc, uri))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tmdflow")
 def main() -> None:
     """tmdflow: spin-orbit splitting of 2D transition-metal dichalcogenides from first principles.
@@ -92,6 +112,10 @@ def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_di
 
         for f in formulas:  # validate every formula before the first pw.x run
             parse_formula(f)
+        from .structures import check_geometry
+
+        check_geometry(a=a, d=d, vacuum=vacuum)  # finite, in range (docs/user-guide.md, "Validation bounds")
+        settings.check_run_directories()  # work_dir / pseudo_dir writable directories, before any run
         progress = Progress()
         results = []
         for f in formulas:
@@ -372,7 +396,10 @@ def status(as_json):
     if not wfs:
         click.echo("no workflows (tmdflow submit workflows/quick.yaml)")
     for wf in wfs:
-        click.echo(f"{wf.key}  [{wf.state}]" + (f"  rank {wf.rank}" if wf.rank else ""))
+        from .identity import describe_overrides
+
+        settings_text = f"  overrides: {describe_overrides(wf.overrides)}" if wf.overrides else ""
+        click.echo(f"{wf.key}  [{wf.state}]" + (f"  rank {wf.rank}" if wf.rank else "") + settings_text)
         for fw in wf.fireworks:
             line = f"    {fw.fw_id:5d}  {fw.name:36s} {fw.state}"
             click.echo(line + (f"  -- {fw.reason}" if fw.reason else ""))
@@ -383,9 +410,10 @@ def status(as_json):
 @click.option("--dim", "dimensionality", type=click.Choice(["monolayer", "bulk"]))
 @click.option("--preset", "preset_name")
 @click.option("--calculator", help="only results of this code (espresso, wien2k)")
-@click.option("--fields", default="formula,dimensionality,preset,calculator,splitting.delta_vb_k_mev,splitting.delta_cb_k_mev,"
-              "splitting.delta_e_gamma_k_mev,splitting.gap_ev,table1.a_angstrom,table1.d_angstrom",
-              show_default=True, help="comma-separated (dotted) fields")
+@click.option("--fields", default="formula,dimensionality,preset,overrides,workflow,calculator,splitting.delta_vb_k_mev,"
+              "splitting.delta_cb_k_mev,splitting.delta_e_gamma_k_mev,splitting.gap_ev,table1.a_angstrom,"
+              "table1.d_angstrom", show_default=True,
+              help="comma-separated (dotted) fields; 'overrides' and 'workflow' say where a result comes from")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
 def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_csv):
@@ -402,6 +430,12 @@ def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_
     keys = [f.strip() for f in fields.split(",") if f.strip()]
 
     def pick(doc, key):
+        if key in ("overrides", "workflow"):  # from the result's identity; '(legacy)' before identities
+            from .identity import describe_overrides
+
+            if doc.identity is None:
+                return "(legacy)"
+            return describe_overrides(doc.identity.overrides) if key == "overrides" else doc.identity.workflow
         value = doc.model_dump(mode="json")
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -449,7 +483,7 @@ def report(preset_name, calculator, fmt, output):
     from .store.results import ResultsStore
 
     try:
-        sections = collect(ResultsStore(connect(_settings_or_fail()).db), preset_name, calculator)
+        sections = collect(ResultsStore(connect(_settings_or_fail(), readonly=True).db), preset_name, calculator)
     except TmdflowError as exc:
         _fail(exc)
     if not sections:

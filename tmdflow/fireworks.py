@@ -26,8 +26,9 @@ from fireworks.core.rocket_launcher import launch_rocket
 from .errors import InputError, TmdflowError, WalltimeReached
 from .presets import load_preset
 from .settings import Settings, load_settings
-from .steps import STEPS, StepRequest, run_step
-from .store.connection import Connection, connect
+from .identity import readable_prefix, settings_hash, structure_source
+from .steps import STEPS, StepRequest, identity_record, resolve_identity, run_step
+from .store.connection import Connection, connect, redact  # FireWorker envs are stored: no password
 from .store.documents import StructureDoc, TaskDocument
 from .store.results import ResultsStore
 from .workflow_spec import WorkflowSpec
@@ -44,7 +45,7 @@ class TmdflowStepTask(FiretaskBase):
     # explicit module path: FireWorks imports it when deserialising (no USER_PACKAGES needed)
     _fw_name = "{{tmdflow.fireworks.TmdflowStepTask}}"
     required_params = ["workflow", "formula", "dimensionality", "preset", "overrides", "step", "calculator"]
-    optional_params = ["restart", "geometry"]
+    optional_params = ["restart", "geometry", "source"]
 
     def run_task(self, fw_spec):
         worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
@@ -57,8 +58,10 @@ class TmdflowStepTask(FiretaskBase):
             calculator=self["calculator"],
             structure=StructureDoc.model_validate(handoff["structure"]) if handoff.get("structure") else None,
             relaxed=bool(handoff.get("relaxed", False)), restart=bool(self.get("restart", False)),
-            max_seconds=max_seconds, geometry=self.get("geometry"),
+            max_seconds=max_seconds, geometry=self.get("geometry"), source=self.get("source"),
+            overrides=dict(self["overrides"] or {}),
         )
+        request = resolve_identity(request, settings)  # its id names the failed task below too
         store = ResultsStore(connect(settings).db)
         try:
             outcome = run_step(request, settings, settings.work_dir)
@@ -74,7 +77,7 @@ class TmdflowStepTask(FiretaskBase):
             store.upsert_task(TaskDocument(
                 task_id=request.task_id, formula=request.formula, dimensionality=request.dimensionality,
                 preset=request.preset.name, step=request.step, calculator=request.calculator,
-                state="failed", error=str(exc), host=socket.gethostname(),
+                state="failed", error=str(exc), host=socket.gethostname(), identity=identity_record(request),
             ))
             raise
         if outcome.task is not None:
@@ -172,9 +175,17 @@ def prioritize(conn: Connection, pattern: str, rank: int) -> list[Reprioritized]
     return out
 
 
-def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset: str) -> str:
-    key = f"{spec.name}:{formula}-{dimensionality}-{preset}"
-    return key if spec.calculator == "espresso" else f"{key}-{spec.calculator}"
+def chain_source(spec: WorkflowSpec, formula: str, dimensionality: str) -> dict:
+    """The structure source of one material's chain (tmdflow.identity)."""
+    relaxed_by = "relax" if "relax" in spec.calculator_steps() else None
+    return structure_source(formula, dimensionality, spec.geometry(formula, dimensionality), relaxed_by)
+
+
+def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset) -> str:
+    """``<workflow>:<formula>-<dim>-<preset>[-<calculator>]@<settings hash>``: a resubmitted file
+    is recognised, and a changed override, calculator or structure is a new workflow."""
+    digest = settings_hash(spec.calculator, preset, chain_source(spec, formula, dimensionality))
+    return f"{spec.name}:{readable_prefix(formula, dimensionality, preset.name, spec.calculator)}@{digest[:10]}"
 
 
 def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[Workflow]:
@@ -186,10 +197,11 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
             task = TmdflowConvergenceTask(formula=formula, preset=preset.name, overrides=dict(spec.overrides),
                                           ladders=dict(spec.convergence.ladders),
                                           tolerance_mev=spec.convergence.tolerance_mev)
-            key = workflow_key(spec, formula, "monolayer", preset.name)
+            key = workflow_key(spec, formula, "monolayer", preset)
             workflows.append(Workflow([Firework(task, name=f"{formula}-monolayer-convergence")], name=key,
                                       metadata={"tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
-                                                "dimensionality": "monolayer", "preset": preset.name}))
+                                                "dimensionality": "monolayer", "preset": preset.name,
+                                                "overrides": dict(spec.overrides)}))
         return workflows
     for formula in spec.materials:
         for dim in spec.structures:
@@ -198,16 +210,17 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
                 if dim == "bulk" and step in MONOLAYER_ONLY_STEPS:
                     continue
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
-                                       overrides=dict(spec.overrides), step=step, calculator=spec.calculator)
+                                       overrides=dict(spec.overrides), step=step, calculator=spec.calculator,
+                                       source=chain_source(spec, formula, dim))
                 if spec.geometry(formula, dim):
                     task["geometry"] = spec.geometry(formula, dim)  # from the user's structure file
                 parents = fireworks[-1:] or None
                 fireworks.append(Firework(task, name=f"{formula}-{dim}-{step}", parents=parents,
                                           spec={"_priority": step_priority(step)}))
-            key = workflow_key(spec, formula, dim, preset.name)
+            key = workflow_key(spec, formula, dim, preset)
             workflows.append(Workflow(fireworks, name=key, metadata={
                 "tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
-                "dimensionality": dim, "preset": preset.name}))
+                "dimensionality": dim, "preset": preset.name, "overrides": dict(spec.overrides)}))
     return workflows
 
 
@@ -328,7 +341,7 @@ def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:
         ("pw_command", settings.pw_command), ("bands_command", settings.bands_command),
         ("projwfc_command", settings.projwfc_command),
         ("mpi_command", settings.mpi_command), ("nprocs", settings.nprocs), ("pseudo_dir", settings.pseudo_dir),
-        ("work_dir", settings.work_dir.resolve()), ("db_uri", settings.db_uri), ("db_name", settings.db_name),
+        ("work_dir", settings.work_dir.resolve()), ("db_uri", redact(settings.db_uri)), ("db_name", settings.db_name),
     )}}
     if max_seconds:
         env["tmdflow"]["max_seconds"] = max_seconds
