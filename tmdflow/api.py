@@ -17,7 +17,7 @@ from .store.connection import Connection, connect, embedded_path
 from .store.documents import MaterialDocument
 from .errors import StoreCorrupted
 from .store.embedded import EmbeddedDatabase
-from .store.results import MaterialQuery, ResultsStore, export_database, import_database
+from .store.results import MaterialQuery, ResultsStore
 from .workflow_spec import load_workflow
 
 
@@ -44,8 +44,11 @@ def launch(max_launches: int = 0, recover: bool = False, expiration_secs: int = 
 
     settings, conn = _conn(settings)
     rerun = fw_recover(conn, expiration_secs) if recover else []
-    n = launch_local(conn, settings, max_launches, progress, max_seconds)
-    return {"launched": n, "recovered": rerun}
+    res = launch_local(conn, settings, max_launches, progress, max_seconds)
+    # fizzled: [(fw_id, name, reason)]; interrupted: the signal number that stopped the launcher
+    return {"launched": res.launched, "recovered": rerun, "fizzled": res.fizzled, "interrupted": res.interrupted,
+            "requeued": res.requeued, "out_of_time": res.out_of_time,
+            "max_seconds_too_short": res.max_seconds_too_short}
 
 
 def prioritize(pattern: str, rank: int, settings: Settings | None = None):
@@ -125,33 +128,50 @@ def table1(fmt: str = "markdown", preset: str | None = None, settings: Settings 
 
 
 def backup(path: Path, settings: Settings | None = None) -> dict[str, int]:
-    import bson.json_util
+    """Write every collection to ``path`` (mode 0600, no credential; tmdflow.store.backup)."""
+    from .store.backup import export_database, write_backup
 
-    _, conn = _conn(settings)
-    data = export_database(conn.db)
-    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
-    tmp.write_text(bson.json_util.dumps(data))
-    tmp.replace(path)
+    settings, conn = _conn(settings, readonly=True)
+    data = export_database(conn.db, settings.db_uri)
+    write_backup(Path(path), data)
     return {k: len(v) for k, v in data.items()}
 
 
-def restore(path: Path, settings: Settings | None = None) -> dict[str, int]:
-    """Replace the database content by a backup.  Works on a damaged embedded store file."""
-    import bson.json_util
+@dataclass
+class Restored:
+    counts: dict[str, int]  # collection -> documents restored
+    previous: Path | None  # the replaced content, kept (pre-restore-<time>.json or <store>.damaged)
+
+
+def restore(path: Path, settings: Settings | None = None) -> Restored:
+    """Replace the database content by a backup, validated whole before anything is touched; the
+    replaced content is kept first (tmdflow.store.backup).  Works on a damaged embedded store."""
+    from .store.backup import (
+        export_database, pre_restore_path, read_backup, replace_content, validate_backup, write_backup,
+    )
+    from .store.connection import ensure_all_indexes, reset_cache
 
     settings = settings or load_settings()
-    data = bson.json_util.loads(Path(path).read_text())
+    data = read_backup(Path(path))
+    summary = validate_backup(data, str(path))  # raises before the store is opened
     emb = embedded_path(settings.db_uri)
+    previous: Path | None = None
     if emb is not None and emb.exists():
         try:
             EmbeddedDatabase.open(emb, settings.db_lock_timeout)
         except StoreCorrupted:
-            damaged = emb.with_name(emb.name + ".damaged")
-            emb.replace(damaged)  # keep the damaged file for inspection; start from an empty store
+            previous = emb.with_name(emb.name + ".damaged")
+            emb.replace(previous)  # keep the damaged file for inspection; start from an empty store
+            reset_cache()
     conn = connect(settings)
-    import_database(conn.db, data)
+    if previous is None:
+        directory = emb.parent if emb is not None else Path("~/.local/share/tmdflow/backups").expanduser()
+        previous = pre_restore_path(directory)
+        write_backup(previous, export_database(conn.db, settings.db_uri))
+    replace_content(conn.db, data)
+    ensure_all_indexes(conn)  # FireWorks' and tmdflow's: a restored MongoDB is ready to use
     conn.checkpoint()
-    return {k: len(v) for k, v in data.items()}
+    return Restored(summary.counts, previous)
 
 
 def info(settings: Settings | None = None) -> dict:

@@ -561,6 +561,35 @@ def db_info():
         _fail(exc)
 
 
+@db.command("launchpad-file")
+@click.argument("path", type=click.Path(path_type=Path), default=Path("my_launchpad.yaml"))
+def db_launchpad_file(path):
+    """Write the my_launchpad.yaml FireWorks' lpad/rlaunch read (MongoDB only; no password in it)."""
+    from .store.fwtools import write_launchpad_yaml
+
+    try:
+        written = write_launchpad_yaml(_settings_or_fail(), path)
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"wrote {written} (mode 600, no password: see the comment at its top)")
+
+
+@main.command("lpad", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def lpad_command(args):
+    """FireWorks' lpad on tmdflow's database (e.g. tmdflow lpad get_wflows -d less).
+
+    With the embedded store it runs under the store's lock and checkpoint; FireWorks' own lpad
+    or rlaunch pointed at the store file are refused.  'lpad reset/init' are not offered."""
+    from .store.fwtools import run_lpad
+
+    try:
+        rc = run_lpad(_settings_or_fail(), args)
+    except TmdflowError as exc:
+        _fail(exc)
+    sys.exit(rc)
+
+
 @db.command("backup")
 @click.argument("path", type=click.Path(path_type=Path))
 def db_backup(path):
@@ -581,10 +610,12 @@ def db_restore(path):
     from . import api
 
     try:
-        counts = api.restore(path, _settings_or_fail())
+        restored = api.restore(path, _settings_or_fail())
     except TmdflowError as exc:
         _fail(exc)
-    click.echo(f"restored from {path}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    click.echo(f"restored from {path}: " + ", ".join(f"{k} {v}" for k, v in restored.counts.items()))
+    if restored.previous is not None:
+        click.echo(f"the content it replaced is kept in {restored.previous}")
 
 
 if __name__ == "__main__":

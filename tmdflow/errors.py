@@ -158,3 +158,10 @@ class QueueError(TmdflowError):
     """The batch system refused a job or could not be asked (sbatch/squeue/qsub/qstat)."""
 
     exit_code = 72
+
+
+class BackupInvalid(StoreError):
+    """A backup file cannot be restored (not a tmdflow backup, or a document fails its schema):
+    nothing was changed."""
+
+    exit_code = 63

@@ -196,20 +196,3 @@ class ResultsStore:
 
     def counts(self) -> dict[str, int]:
         return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS)}
-
-
-def export_database(db) -> dict[str, list[dict]]:
-    """Every collection of the database (LaunchPad's included), for JSON backup."""
-    return {name: list(db[name].find({})) for name in sorted(db.list_collection_names())
-            if not name.startswith("system.")}
-
-
-def import_database(db, data: dict[str, Iterable[dict]]) -> None:
-    for name in db.list_collection_names():
-        if not name.startswith("system."):
-            db[name].drop()
-    for name, docs in data.items():
-        docs = list(docs)
-        if docs:
-            db[name].insert_many(docs)
-    ensure_indexes(db)
