@@ -23,7 +23,7 @@ from pydantic.dataclasses import dataclass
 from .data import inputs_dir, load_yaml
 from .errors import InputError
 from .pseudo.recipes import available_families, load_family
-from .structures import MIN_VACUUM
+from .structures import MAX_VACUUM, MIN_VACUUM
 
 SPIN_ORBIT_MODES = ("scf", "second_variational")
 # QE 6.7 INPUT_PW, &SYSTEM smearing (the aliases pw.x accepts, lower case as documented)
@@ -82,12 +82,12 @@ class Preset:
                                          "48 x 48 is 2304 k-points, beyond it pw.x's memory explodes (kmesh 100000 "
                                          "asked for 34 GB)", fix="use e.g. kmesh: 6 (quick) or 16 (paper)")
     kmesh_bulk_kz: int = _bound(ge=1, le=16, why="k-points along z for bulk (c ~ 12 A: 3 converge); beyond 16 only cost")
-    vacuum: float = _bound(ge=MIN_VACUUM, le=100.0, unit="A",
+    vacuum: float = _bound(ge=MIN_VACUUM, le=MAX_VACUUM, unit="A",
                            why="below 10 A periodic images of the layer interact; Delta is converged at 15 A, above "
                                "100 A the FFT grid grows for nothing",
                            fix=f"use vacuum >= {MIN_VACUUM} A (the paper uses 30 A)")
     # monolayer relax step: vacuum of its cell (A); None = vacuum
-    relax_vacuum: float | None = _bound(ge=MIN_VACUUM, le=100.0, unit="A",
+    relax_vacuum: float | None = _bound(ge=MIN_VACUUM, le=MAX_VACUUM, unit="A",
                                         why="as vacuum, for the monolayer relaxation cell (null: vacuum)",
                                         fix=f"use relax_vacuum >= {MIN_VACUUM} (e.g. 15), or null to relax in the "
                                             "preset's vacuum")

@@ -19,8 +19,19 @@ from .materials import parse_formula
 MONOLAYER_SPACEGROUP = 187  # P-6m2, D3h, no inversion
 BULK_SPACEGROUP = 194  # P6_3/mmc, D6h
 MIN_VACUUM = 10.0  # Angstrom
+MAX_VACUUM = 100.0  # Angstrom
 DEFAULT_VACUUM = 30.0  # Angstrom, as in Zhu et al. (2011)
 SYMPREC = 1e-4
+
+# Geometry bounds (Angstrom): name -> (lowest, highest, why).  Wide enough for strained or
+# relaxed MX2 cells, narrow enough to catch a unit slip (bohr, nm) before pw.x runs.
+GEOMETRY_BOUNDS = {
+    "a": (2.0, 6.0, "in-plane lattice constant; the MX2 have 3.0-3.7 A (bohr or nm given as A?)"),
+    "d": (0.5, 3.0, "vertical M-X separation; 1.5-1.9 A in the MX2"),
+    "c": (5.0, 60.0, "2H bulk c (two layers); 12-14 A in the MX2"),
+    "vacuum": (MIN_VACUUM, MAX_VACUUM, "below 10 A periodic images of the layer interact; above 100 A the FFT grid "
+                                       "grows for nothing (Delta at K is converged at 15 A)"),
+}
 
 
 def hexagonal_cell(a: float, c: float) -> np.ndarray:
@@ -35,6 +46,31 @@ def _positive(name: str, value: float) -> float:
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"{name} must be positive, got {value}", f"give a positive {name} in Angstrom")
     return value
+
+
+def _in_bounds(name: str, value: float) -> float:
+    lo, hi, why = GEOMETRY_BOUNDS[name]
+    if not lo <= value <= hi:
+        raise InputError(f"{name} = {value:g} A is outside the allowed range {lo:g} <= {name} <= {hi:g} A ({why})",
+                         f"give {name} in Angstrom within that range")
+    return value
+
+
+def check_geometry(a: float | None = None, d: float | None = None, vacuum: float | None = None,
+                   c: float | None = None) -> None:
+    """Refuse a given lattice constant, M-X height, vacuum or bulk c that is not a finite number
+    inside :data:`GEOMETRY_BOUNDS` (None: not given, nothing to check) -- before anything runs."""
+    for name, value in (("a", a), ("d", d), ("c", c)):
+        if value is not None:
+            _in_bounds(name, _positive(name, value))
+    if vacuum is not None:
+        vacuum = _positive("vacuum", vacuum)
+        if vacuum < MIN_VACUUM:
+            raise InputError(
+                f"vacuum {vacuum} A is below {MIN_VACUUM} A: periodic images of the layer would interact",
+                f"use vacuum >= {MIN_VACUUM} A (the paper uses {DEFAULT_VACUUM} A)",
+            )
+        _in_bounds("vacuum", vacuum)
 
 
 def spacegroup_number(atoms: Atoms, symprec: float = SYMPREC) -> int:
@@ -63,13 +99,9 @@ def build_monolayer(formula: str, a: float, d: float, vacuum: float = DEFAULT_VA
     metal, chalcogen = parse_formula(formula)
     a, d = _positive("a", a), _positive("d", d)
     vacuum = _positive("vacuum", vacuum)
-    if vacuum < MIN_VACUUM:
-        raise InputError(
-            f"vacuum {vacuum} A is below {MIN_VACUUM} A: periodic images of the layer would interact",
-            f"use vacuum >= {MIN_VACUUM} A (the paper uses {DEFAULT_VACUUM} A)",
-        )
     if d > a:
         raise InputError(f"M-X height d = {d} A exceeds a = {a} A", "check a and d (d ~ 1.6 A, a ~ 3.2 A)")
+    check_geometry(a=a, d=d, vacuum=vacuum)
     c = 2 * d + vacuum
     atoms = Atoms(
         symbols=[metal, chalcogen, chalcogen],
@@ -85,6 +117,7 @@ def build_bulk_2h(formula: str, a: float, c: float, z: float) -> Atoms:
     """2H (P6_3/mmc) bulk MX2; ``z`` is the vertical M-X offset in units of c (Zhu et al. Table I)."""
     metal, chalcogen = parse_formula(formula)
     a, c, z = _positive("a", a), _positive("c", c), _positive("z", z)
+    check_geometry(a=a, c=c)
     if not z < 0.25:
         raise InputError(f"z = {z} must be below 0.25 (layers would overlap)", "z ~ 0.13 for 2H MX2")
     atoms = Atoms(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InputError
 from .materials import parse_formula
-from .presets import Preset, load_preset
+from .presets import MAX_ECUTRHO, Preset, load_preset
 from .steps import CORE_STEPS, STEPS
 
 
@@ -26,11 +26,20 @@ class ConvergenceSpec(BaseModel):
     def _ladders(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
         from .convergence import PARAMETERS
 
+        from .presets import check_value
+
         for p, values in v.items():
             if p not in PARAMETERS:
                 raise ValueError(f"cannot converge '{p}'; parameters are {list(PARAMETERS)}")
             if len(values) < 2 or list(values) != sorted(values):
                 raise ValueError(f"the {p} ladder {values} needs >= 2 ascending values")
+            for value in values:  # each rung is a preset value: the same bounds as the preset's
+                if p == "kmesh" and not float(value).is_integer():
+                    raise ValueError(f"the kmesh ladder {values} has {value}, not a whole number of k-points")
+                try:
+                    check_value(p, int(value) if p == "kmesh" else float(value))
+                except InputError as exc:
+                    raise ValueError(f"the {p} ladder: {exc.problem}") from None
         return v
 
 
@@ -106,7 +115,11 @@ class WorkflowSpec(BaseModel):
                 raise ValueError("kind: convergence needs a convergence: section (ladders, tolerance_mev)")
             if self.structures != ["monolayer"] or self.calculator != "espresso":
                 raise ValueError("convergence studies run monolayers with the espresso calculator")
-            self.load_preset()
+            preset = self.load_preset()
+            top = max(self.convergence.ladders.get("ecutwfc", [preset.ecutwfc]))
+            if top * preset.ecutrho / preset.ecutwfc > MAX_ECUTRHO:  # ecutrho keeps the preset's ratio
+                raise ValueError(f"the ecutwfc ladder reaches {top:g} Ry, so ecutrho {top * preset.ecutrho / preset.ecutwfc:g}"
+                                 f" Ry (the preset's ratio), above its limit {MAX_ECUTRHO:g} Ry")
             return self
         if self.convergence is not None:
             raise ValueError("a convergence: section needs kind: convergence")
@@ -165,7 +178,14 @@ def load_workflow(path: Path, preset: str | None = None, calculator: str | None 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"workflow file {path} not found", "see workflows/ for examples")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a text (UTF-8) YAML file", "give a workflow definition (see workflows/)") \
+            from None
+    except OSError as exc:
+        raise InputError(f"cannot read workflow file {path}: {exc.strerror}", "check the path and its permissions") \
+            from None
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -179,6 +199,7 @@ def load_workflow(path: Path, preset: str | None = None, calculator: str | None 
         data["calculator"] = calculator
     if materials:
         data["materials"] = list(materials)
+    _check_overrides(data, root, path)
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -193,8 +214,27 @@ def load_workflow(path: Path, preset: str | None = None, calculator: str | None 
     return _read_structure_files(spec, path, root)
 
 
+def _check_overrides(data: dict, root, path: Path) -> None:
+    """The preset overrides against the preset schema (types, ranges, enumerations): an error names
+    the file line of the offending key (the schema's own errors would point at the top level)."""
+    overrides = data.get("overrides")
+    preset = data.get("preset", WorkflowSpec.model_fields["preset"].default)
+    if not isinstance(overrides, dict) or not isinstance(preset, str):
+        return  # the schema reports those
+    try:
+        load_preset(preset, overrides)
+    except InputError as exc:
+        keys = [k for k in getattr(exc, "keys", []) if k in overrides]
+        if not keys:
+            return  # not about an override (e.g. an unknown preset): the schema reports it with its line
+        line = _line_of(root, ("overrides", keys[0]))
+        raise InputError(f"invalid workflow:\n  {path}:{line or '?'}: overrides.{keys[0]}: {exc.problem}",
+                         exc.remedy) from None
+
+
 def _read_structure_files(spec: WorkflowSpec, path: Path, root) -> WorkflowSpec:
     from .structure_input import read_geometry
+    from .structures import check_geometry
 
     geometries: dict[str, dict[str, dict[str, Any]]] = {}
     for formula, file in spec.structure_files.items():
@@ -202,6 +242,7 @@ def _read_structure_files(spec: WorkflowSpec, path: Path, root) -> WorkflowSpec:
         where = f"{path}:{line or '?'}: structure_files.{formula}"
         try:
             geo = read_geometry((path.parent / file) if not Path(file).is_absolute() else Path(file))
+            check_geometry(a=geo.a, d=geo.d, c=geo.c)
         except InputError as exc:
             raise InputError(f"{where}: {exc.problem}", exc.remedy) from None
         if geo.formula != parse_formula_str(formula):
