@@ -508,6 +508,7 @@ def run(workflow, preset_name):
     try:
         spec = load_workflow(workflow, preset_name)
         preset = spec.load_preset(preset_name).name
+        settings.check_run_directories()  # it launches here: work_dir / pseudo_dir usable, before the store
         submitted = api.submit(workflow, preset_name, settings=settings)
         from .store.connection import connect
 

@@ -39,10 +39,10 @@ OCCUPATIONS = ("smearing", "fixed")
 MAX_ECUTWFC = 300.0  # Ry
 MAX_ECUTRHO = 2400.0  # Ry (8 x MAX_ECUTWFC, the PAW/ultrasoft dual)
 
-_ECUTWFC_WHY = ("Ry; the TMD pseudopotentials converge at 45-80 Ry (docs/physics.md); below 10 Ry no basis "
+_ECUTWFC_WHY = ("the TMD pseudopotentials converge at 45-80 Ry (docs/physics.md); below 10 Ry no basis "
                 "holds a d shell, above 300 Ry the basis of a slab outgrows a node's memory (an eV or "
                 "Hartree value given as Ry?)")
-_ECUTRHO_WHY = ("Ry; 4 x ecutwfc for norm-conserving, 8 x for PAW; above 2400 Ry (8 x 300) the density FFT grid "
+_ECUTRHO_WHY = ("4 x ecutwfc for norm-conserving, 8 x for PAW; above 2400 Ry (8 x 300) the density FFT grid "
                 "of a slab outgrows a node's memory")
 _RELAX_LADDER_FIX = ("relax_cutoff_step / relax_cutoff_raises: need a positive step and >= 0 raises; use e.g. "
                      "relax_cutoff_step: 20 and relax_cutoff_raises: 2 (0 = fail instead of raising)")
@@ -159,7 +159,7 @@ class Preset:
     # splitting map (soc_map step): N x N grid of the zone, irreducible wedge computed
     map_points: int = _bound(ge=3, le=60, multiple_of=3,
                              why="N x N grid of the soc_map step; a multiple of 3 so that K lies on the grid; 60 is "
-                                 "~630 wedge points", fix="use e.g. map_points: 18 (paper) or 6 (tests)")
+                                 "331 wedge points (18: 37)", fix="use e.g. map_points: 18 (paper) or 6 (tests)")
     # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
     wien2k_rmt: float = _bound(ge=1.0, le=3.5, unit="bohr", why="muffin-tin radius; M-X bonds (~4.5 bohr) allow "
                                                                 "at most ~2.3 each")
