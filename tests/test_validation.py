@@ -255,3 +255,16 @@ def test_no_string_reaches_a_pw_input_unchecked():
         build_pw_input(PwJob("scf", atoms, preset, {"Mo": "Mo 1.upf", "S": "S.upf"}, "./pseudo", spin_orbit=True))
     text = build_pw_input(PwJob("scf", atoms, preset, {"Mo": "Mo.upf", "S": "S.upf"}, "./pseudo", spin_orbit=True))
     assert "mixing_mode = 'plain'" in text and "smearing = 'gaussian'" in text
+
+
+def test_the_user_guide_lists_every_bound_as_declared():
+    from pathlib import Path
+
+    from tmdflow.structures import GEOMETRY_BOUNDS
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text()
+    for key, typ, allowed, _ in bounds_table():
+        if key != "name":
+            assert f"| `{key}` | {typ} | {allowed.replace(' <= ', ' ≤ ')} |" in guide, key
+    for key, (lo, hi, _) in GEOMETRY_BOUNDS.items():
+        assert f"| `{key}` | {lo:g} ≤ {key} ≤ {hi:g} |" in guide, key
