@@ -268,3 +268,10 @@ def test_the_user_guide_lists_every_bound_as_declared():
             assert f"| `{key}` | {typ} | {allowed.replace(' <= ', ' ≤ ')} |" in guide, key
     for key, (lo, hi, _) in GEOMETRY_BOUNDS.items():
         assert f"| `{key}` | {lo:g} ≤ {key} ≤ {hi:g} |" in guide, key
+
+
+def test_pseudo_build_refuses_a_pseudo_dir_that_is_a_file(sandbox):
+    tmp_path, env, calls = sandbox
+    result = CliRunner().invoke(main, ["pseudo", "build", "Mo"], env={**env, "TMDFLOW_PSEUDO_DIR": "/proc/version"})
+    _assert_refused(result, 2, ["pseudo_dir /proc/version is a file", "TMDFLOW_PSEUDO_DIR"])
+    _nothing_ran(tmp_path, calls)

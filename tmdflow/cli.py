@@ -237,10 +237,11 @@ def pseudo_build(elements, family):
     """Generate (or verify cached) rel=1 and rel=2 UPF files; all recipe elements by default."""
     from .pseudo import ensure_pseudopotentials
     from .pseudo.recipes import load_family
-    from .settings import load_settings
+    from .settings import check_writable_dir, load_settings
 
     try:
         settings = load_settings()
+        check_writable_dir(settings.pseudo_dir, "pseudo_dir")  # a file or read-only cache: named, before ld1.x
         recipes = load_family(family)
         elements = elements or tuple(recipes)
         ps = ensure_pseudopotentials(elements, family, settings.pseudo_dir, ld1_command=settings.ld1_command,
