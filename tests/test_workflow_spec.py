@@ -68,7 +68,8 @@ def test_queue_scripts_by_content(tmp_path):
     slurm = job_script(None, tmp_path)
     assert "#SBATCH --nodes=1" in slurm and "#SBATCH --time=04:00:00" in slurm
     assert f"cd {tmp_path}" in slurm
-    assert "tmdflow launch --max-launches 1 --max-seconds 13800" in slurm  # 4 h - 600 s margin
+    # a job runs Fireworks one after another until its walltime (4 h) minus the 600 s margin
+    assert "tmdflow launch --max-seconds 13800" in slurm and "--max-launches" not in slurm
     pbs = job_script(ROOT / "inputs" / "queue" / "pbs.yaml", tmp_path)
     assert "#PBS -l walltime=04:00:00" in pbs and "module load quantum-espresso" in pbs
 

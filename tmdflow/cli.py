@@ -316,31 +316,53 @@ def submit(workflow, preset_name, calculator, materials, force):
 
 
 @main.command()
-@click.option("--max-launches", type=int, default=0, help="stop after N Fireworks (0: until none is ready)")
-@click.option("--recover", is_flag=True, help="first rerun Fireworks whose runs were lost (killed, node died)")
-@click.option("--expiration", type=int, default=3600, show_default=True, help="seconds without a ping = lost")
-@click.option("--max-seconds", type=float, help="pw.x max_seconds (clean checkpoint before a walltime)")
+@click.option("--max-launches", type=int, default=0,
+              help="stop after N Fireworks (0: until none is ready); with --queue: at most N per job")
+@click.option("--recover", is_flag=True,
+              help="first rerun Fireworks whose runs were lost (launcher on this host gone: at once; else after --expiration)")
+@click.option("--expiration", type=int, default=3600, show_default=True,
+              help="seconds without a ping = lost (runs of other hosts)")
+@click.option("--max-seconds", type=float,
+              help="time budget: no Firework starts after it, each program gets the time left as max_seconds "
+                   "(a queue job's walltime minus margin)")
 @click.option("--queue", "use_queue", is_flag=True, help="submit jobs to SLURM/PBS instead of running here")
 @click.option("--qadapter", type=click.Path(path_type=Path), help="queue YAML (default inputs/queue/slurm.yaml)")
-@click.option("--njobs", type=int, default=1, show_default=True, help="queue jobs to submit")
+@click.option("--njobs", type=int, default=1, show_default=True,
+              help="with --queue: at most N jobs in the queue at once (never more pending than READY Fireworks)")
+@click.option("--rapidfire", is_flag=True,
+              help="with --queue: keep submitting (every --sleep s) until no READY work and no job is left")
+@click.option("--sleep", "sleep_seconds", type=float, default=60.0, show_default=True,
+              help="with --rapidfire: seconds between looks at the queue and the LaunchPad")
 @click.option("--dry-run", is_flag=True, help="with --queue: print the job script instead of submitting")
-def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, njobs, dry_run):
-    """Run READY Fireworks locally (with progress), or submit them to a queue with --queue."""
+def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, njobs, rapidfire, sleep_seconds,
+           dry_run):
+    """Run READY Fireworks here (with progress), or submit queue jobs that run them with --queue.
+
+    \b
+    Exit status: 0 all it ran completed; 70 a Firework it ran failed (FIZZLED, reasons in
+    'tmdflow status'); 34 one stopped at max_seconds before its first SCF iteration; 130/143
+    interrupted by SIGINT/SIGTERM (the running step stays READY).
+    """
     from . import api
 
     settings = _settings_or_fail()
     try:
         if use_queue:
-            from .queue import job_script, submit_to_queue
-            from .store.connection import connect
+            from .queue import job_script, submit_jobs
 
             launch_dir = (settings.work_dir / "queue").resolve()
             if dry_run:
-                click.echo(job_script(qadapter, launch_dir, max_seconds))
+                click.echo(job_script(qadapter, launch_dir / "launcher_DATE", max_seconds, max_launches or None))
                 return
-            conn = connect(settings)
-            ids = submit_to_queue(conn, settings, qadapter, njobs, launch_dir)
-            click.echo(f"submitted {len(ids)} job(s): {' '.join(ids)}")
+            try:
+                sub = submit_jobs(settings, qadapter, njobs, launch_dir, max_seconds, max_launches or None, rapidfire,
+                                  sleep_seconds, say=lambda m: click.echo(m, err=True))
+            except KeyboardInterrupt:  # Ctrl-C of --rapidfire: the submitted jobs go on
+                click.echo("interrupted: no more jobs submitted (those in the queue go on)", err=True)
+                sys.exit(130)
+            if not sub.ids and not rapidfire:
+                click.echo("no READY Fireworks: nothing submitted", err=True)
+            click.echo(f"submitted {len(sub.ids)} job(s): {' '.join(sub.ids)}".rstrip())
             return
         progress = Progress()
         out = api.launch(max_launches, recover, expiration, max_seconds, settings, progress)
@@ -348,7 +370,26 @@ def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, 
         _fail(exc)
     if out["recovered"]:
         click.echo(f"marked lost runs for rerun: fw_ids {out['recovered']}", err=True)
+    elif recover:
+        click.echo("no lost runs found (a run of another host counts as lost after --expiration "
+                   f"{expiration} s without a ping)", err=True)
     progress.done(f"launched {out['launched']} Firework(s)")
+    if out["interrupted"]:
+        import signal
+
+        name = signal.Signals(out["interrupted"]).name
+        click.echo(f"interrupted by {name}: fw_ids {out['requeued'] or '[]'} stay READY; 'tmdflow launch' resumes",
+                   err=True)
+        sys.exit(128 + out["interrupted"])
+    if out["fizzled"]:
+        from .errors import MaxSecondsTooShort, StepsFizzled
+
+        names = ", ".join(f"{fw_id} ({name})" for fw_id, name, _ in out["fizzled"])
+        if out["max_seconds_too_short"]:
+            _fail(MaxSecondsTooShort(f"step(s) {names} failed: pw.x reached max_seconds before its first SCF iteration",
+                                     "raise --max-seconds (or the queue walltime), then 'tmdflow rerun FW_ID'"))
+        _fail(StepsFizzled(f"{len(out['fizzled'])} step(s) failed: {names}",
+                           "see the reasons in 'tmdflow status'; fix, then 'tmdflow rerun FW_ID'"))
 
 
 @main.command()

@@ -4,7 +4,8 @@ The Firetask turns a :class:`tmdflow.steps.StepOutcome` into store writes and an
 the (relaxed) structure is handed to the children through ``update_spec['tmdflow_handoff']``.
 Worker-specific values (pw.x command, MPI launcher, process count, pseudopotential directory,
 max_seconds) come from the FireWorker's ``env['tmdflow']`` (``_fw_env`` in the spec), never from
-the workflow.
+the workflow; the database never does (FireWorks stores that env in every launch): a task uses
+its launcher's database, or its machine's own settings (:func:`task_settings`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .presets import load_preset
 from .settings import Settings, load_settings
 from .identity import readable_prefix, settings_hash, structure_source
 from .steps import STEPS, StepRequest, identity_record, resolve_identity, run_step
-from .store.connection import Connection, connect, redact  # FireWorker envs are stored: no password
+from .store.connection import Connection, connect
 from .store.documents import StructureDoc, TaskDocument
 from .store.results import ResultsStore
 from .workflow_spec import WorkflowSpec
@@ -48,9 +49,7 @@ class TmdflowStepTask(FiretaskBase):
     optional_params = ["restart", "geometry", "source"]
 
     def run_task(self, fw_spec):
-        worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
-        max_seconds = worker.pop("max_seconds", None)
-        settings = load_settings(**worker)
+        settings, max_seconds = task_settings(fw_spec)
         handoff = fw_spec.get(HANDOFF) or {}
         request = StepRequest(
             workflow=self["workflow"], formula=self["formula"], dimensionality=self["dimensionality"],
@@ -106,9 +105,7 @@ class TmdflowConvergenceTask(FiretaskBase):
         from .convergence import converge, convergence_id, run_pipeline
         from .store.documents import ConvergenceDoc
 
-        worker = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
-        worker.pop("max_seconds", None)
-        settings = load_settings(**worker)
+        settings, _ = task_settings(fw_spec)
         preset = load_preset(self["preset"], self["overrides"])
         root = Path(settings.work_dir) / "convergence" / f"{self['formula']}-{preset.name}"
         result = converge(self["formula"], preset, dict(self["ladders"]),
@@ -336,19 +333,39 @@ def _descendants(lpad, fw_id: int) -> set[int]:
     return out
 
 
+#: settings of the FireWorker env (``worker``); the database is never among them (a FireWorker env
+#: is stored in every launch document and FW.json): a task reads it from its launcher or its own settings
+WORKER_SETTINGS = ("pw_command", "bands_command", "projwfc_command", "mpi_command", "nprocs", "pseudo_dir", "work_dir")
+_LAUNCHER_DB: dict[str, str] = {}  # db_uri/db_name of the launcher running in this process
+
+
+def task_settings(fw_spec) -> tuple[Settings, float | None]:
+    """A Firetask's settings: the machine side from the FireWorker env, the database from the
+    launcher in this process (or, under another launcher, this machine's own settings:
+    TMDFLOW_DB_URI / ~/.tmdflow.yaml), and the max_seconds the launcher gave it."""
+    env = dict((fw_spec.get("_fw_env") or {}).get("tmdflow", {}))
+    max_seconds = env.get("max_seconds")
+    values = {k: v for k, v in env.items() if k in WORKER_SETTINGS}
+    return load_settings(**values, **_LAUNCHER_DB), float(max_seconds) if max_seconds else None
+
+
 def worker(settings: Settings, max_seconds: float | None = None) -> FWorker:
-    env = {"tmdflow": {k: str(v) for k, v in (
-        ("pw_command", settings.pw_command), ("bands_command", settings.bands_command),
-        ("projwfc_command", settings.projwfc_command),
-        ("mpi_command", settings.mpi_command), ("nprocs", settings.nprocs), ("pseudo_dir", settings.pseudo_dir),
-        ("work_dir", settings.work_dir.resolve()), ("db_uri", redact(settings.db_uri)), ("db_name", settings.db_name),
-    )}}
+    env = {"tmdflow": {k: str(getattr(settings, k) if k != "work_dir" else settings.work_dir.resolve())
+                       for k in WORKER_SETTINGS}}
+    # who runs it: `tmdflow launch --recover` and `status` recognise a run whose launcher is gone
+    env["tmdflow"]["launcher_host"] = socket.gethostname()
+    env["tmdflow"]["launcher_pid"] = os.getpid()
     if max_seconds:
         env["tmdflow"]["max_seconds"] = max_seconds
     return FWorker(name=socket.gethostname(), env=env)
 
 
 STOP_FILE = "STOP"
+#: a launcher with a time budget starts no Firework with less than this left (half the budget
+#: for budgets under two minutes): a pw.x started with seconds left would stop before its first
+#: SCF iteration (MaxSecondsTooShort)
+MIN_STEP_SECONDS = 60.0
+INTERRUPTIONS = "_tmdflow_interruptions"  # spec key: the record of each interrupted or lost run
 
 
 def stop_file(settings: Settings) -> Path:
@@ -356,48 +373,171 @@ def stop_file(settings: Settings) -> Path:
     return Path(settings.work_dir) / STOP_FILE
 
 
+@dataclass
+class LaunchResult:
+    launched: int = 0
+    fizzled: list[tuple[int, str, str | None]] = field(default_factory=list)  # fw_id, name, reason
+    interrupted: int | None = None  # the signal that stopped the launcher
+    out_of_time: bool = False  # stopped starting Fireworks: the time budget is spent
+    requeued: list[int] = field(default_factory=list)  # interrupted Fireworks left READY
+
+    @property
+    def max_seconds_too_short(self) -> bool:
+        return any(reason and reason.startswith("tmdflow.errors.MaxSecondsTooShort") for _, _, reason in self.fizzled)
+
+
+def _fizzle_reason(lpad, fw_id: int) -> str | None:
+    launch = lpad.launches.find_one({"fw_id": fw_id}, sort=[("launch_id", -1)])
+    exc = (((launch or {}).get("action") or {}).get("stored_data") or {}).get("_exception") or {}
+    trace = (exc.get("_stacktrace") or "").strip().splitlines()
+    return next((line.strip() for line in reversed(trace) if line.strip() and not line.startswith(" ")), None)
+
+
+def _requeue(lpad, fw_id: int, record: dict) -> None:
+    """Leave a Firework whose run was interrupted or lost READY, with the interruption recorded
+    (its launch is archived by FireWorks)."""
+    lpad.rerun_fw(fw_id)
+    lpad.fireworks.update_one({"fw_id": fw_id}, {"$push": {f"spec.{INTERRUPTIONS}": record}})
+
+
+@contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM ask the launcher to stop (tmdflow.processes): the running program is stopped,
+    its Firework left READY, and the launcher exits with 128 + the signal."""
+    import signal
+
+    from . import processes
+
+    processes.reset_stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, processes.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
-                 progress: Callable[[str], None] | None = None, max_seconds: float | None = None) -> int:
+                 progress: Callable[[str], None] | None = None, max_seconds: float | None = None) -> LaunchResult:
     """Run READY Fireworks one by one in this process, making each completed one durable.
 
-    Stops when none is ready, after ``max_launches``, or when the stop file exists (checked
-    between Fireworks; it is removed on the way out, so the next launch runs normally).
+    Stops when none is ready, after ``max_launches``, when the stop file exists (checked between
+    Fireworks; it is removed on the way out, so the next launch runs normally), on SIGINT/SIGTERM
+    (the running program is stopped and its Firework left READY), or, with ``max_seconds`` (a
+    queue job's walltime minus its margin), when too little time is left to start one.  Each
+    Firework gets the time left as its max_seconds.
     """
+    from . import processes
+
     lpad = conn.launchpad
     stop = stop_file(settings)
-    fworker = worker(settings, max_seconds)
+    deadline = time.time() + max_seconds if max_seconds else None
+    min_left = min(MIN_STEP_SECONDS, max_seconds / 2) if max_seconds else 0.0
     launch_root = Path(settings.work_dir) / "launches"
     launch_root.mkdir(parents=True, exist_ok=True)
-    n = 0
+    result = LaunchResult()
     cwd = os.getcwd()
+    _LAUNCHER_DB.update(db_uri=settings.db_uri, db_name=settings.db_name)
     try:
-        while lpad.run_exists(fworker) and (not max_launches or n < max_launches):
-            if stop.exists():
-                stop.unlink()
+        with _stop_on_signals(), fireworks_logs_to_stderr():
+            while not max_launches or result.launched < max_launches:
+                if processes.stop_requested():
+                    result.interrupted = processes.stop_requested()
+                    break
+                if stop.exists():
+                    stop.unlink()
+                    if progress:
+                        progress(f"stop file {stop} found: stopping; 'tmdflow launch' resumes")
+                    break
+                # the same order as FireWorks' own choice (priority, then creation)
+                ready = lpad.fireworks.find_one({"state": "READY"}, {"name": 1, "fw_id": 1},
+                                                sort=[("spec._priority", -1), ("created_on", 1)])
+                if ready is None:
+                    break
+                left = deadline - time.time() if deadline else None
+                if left is not None and left < min_left:
+                    result.out_of_time = True
+                    if progress:
+                        progress(f"{left:.0f} s of --max-seconds left (< {min_left:.0f} s): not starting "
+                                 f"{ready['name']}; the next launch runs it")
+                    break
+                name, fw_id = ready["name"], ready["fw_id"]
                 if progress:
-                    progress(f"stop file {stop} found: stopping; 'tmdflow launch' resumes")
-                break
-            # the same order as FireWorks' own choice (priority, then creation)
-            ready = lpad.fireworks.find_one({"state": "READY"}, {"name": 1, "fw_id": 1},
-                                            sort=[("spec._priority", -1), ("created_on", 1)])
-            name = ready["name"] if ready else "?"
-            if progress:
-                progress(f"running {name}")
-            start = time.monotonic()
-            d = launch_root / time.strftime("%Y%m%d-%H%M%S") / str(n)
-            d.mkdir(parents=True, exist_ok=True)
-            os.chdir(d)
-            with _heartbeat(progress, name, start):
-                launch_rocket(lpad, fworker, strm_lvl="ERROR")
-            os.chdir(cwd)
-            conn.checkpoint()  # every completed Firework is durable before the next starts
-            n += 1
-            if progress:
-                progress(f"{name} finished in {time.monotonic() - start:.0f} s")
+                    progress(f"running {name}")
+                start = time.monotonic()
+                d = launch_root / time.strftime("%Y%m%d-%H%M%S") / str(result.launched)
+                d.mkdir(parents=True, exist_ok=True)
+                os.chdir(d)
+                with _heartbeat(progress, name, start), open(d / "FW_error.log", "w") as err:
+                    # FireWorks writes a failed task's traceback there; the user gets its last line
+                    launch_rocket(lpad, worker(settings, left), fw_id=fw_id, strm_lvl="ERROR", err_file=err)
+                os.chdir(cwd)
+                doc = lpad.fireworks.find_one({"fw_id": fw_id}, {"state": 1}) or {}
+                signum = processes.stop_requested()
+                if signum and doc.get("state") in ("FIZZLED", "RUNNING", "RESERVED"):
+                    import signal
+
+                    _requeue(lpad, fw_id, {"signal": signal.Signals(signum).name, "host": socket.gethostname(),
+                                           "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "launcher_pid": os.getpid()})
+                    result.requeued.append(fw_id)
+                    result.interrupted = signum
+                    conn.checkpoint()
+                    if progress:
+                        progress(f"{name} interrupted by {signal.Signals(signum).name}: its programs were stopped "
+                                 "and it stays READY; 'tmdflow launch' runs it again")
+                    break
+                if doc.get("state") == "FIZZLED":
+                    reason = _fizzle_reason(lpad, fw_id)
+                    result.fizzled.append((fw_id, name, reason))
+                    if progress:
+                        progress(f"{name} FAILED: {reason or 'see tmdflow status'} (traceback: {d / 'FW_error.log'})")
+                conn.checkpoint()  # every completed Firework is durable before the next starts
+                result.launched += 1
+                if progress:
+                    progress(f"{name} finished in {time.monotonic() - start:.0f} s")
     finally:
+        _LAUNCHER_DB.clear()
         os.chdir(cwd)
         conn.checkpoint()
-    return n
+    return result
+
+
+@contextmanager
+def fireworks_logs_to_stderr():
+    """FireWorks' loggers write to stdout (fw_utilities.get_fw_logger); stdout is for tmdflow's
+    tables and JSON, so they write to stderr while this is active, and loggers made before are moved."""
+    import logging
+    import sys
+
+    import fireworks.utilities.fw_utilities as fw_utilities
+
+    def move(logger) -> None:
+        for h in getattr(logger, "handlers", []):
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout:
+                h.setStream(sys.stderr)
+
+    original = fw_utilities.get_fw_logger
+    patched_modules = []
+
+    def get_fw_logger(*args, **kwargs):
+        logger = original(*args, **kwargs)
+        move(logger)
+        return logger
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("fireworks") and getattr(module, "get_fw_logger", None) is original:
+            module.get_fw_logger = get_fw_logger
+            patched_modules.append(module)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        move(logger)
+    try:
+        yield
+    finally:
+        for module in patched_modules:
+            module.get_fw_logger = original
 
 
 @contextmanager
@@ -421,8 +561,42 @@ def _heartbeat(progress: Callable[[str], None] | None, name: str, start: float, 
         thread.join()
 
 
+def _launcher_gone(launch: dict) -> str | None:
+    """Why a RUNNING launch is lost, if its launcher ran on this host and is no longer alive."""
+    env = ((launch.get("fworker") or {}).get("env") or {}).get("tmdflow") or {}
+    host, pid = env.get("launcher_host"), env.get("launcher_pid")
+    if host != socket.gethostname() or not pid:
+        return None
+    pid = int(pid)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmdline = None
+    if pid == os.getpid() or (cmdline is not None and "tmdflow" in cmdline):
+        return None
+    return f"its launcher (pid {pid} on {host}) is gone"
+
+
+def lost_runs(conn: Connection) -> dict[int, str]:
+    """RUNNING Fireworks whose launcher ran on this host and is gone: {fw_id: why}."""
+    lpad = conn.launchpad
+    out = {}
+    for fw in lpad.fireworks.find({"state": "RUNNING"}, {"fw_id": 1}):
+        launch = lpad.launches.find_one({"fw_id": fw["fw_id"], "state": "RUNNING"}, sort=[("launch_id", -1)])
+        why = _launcher_gone(launch) if launch else None
+        if why:
+            out[fw["fw_id"]] = why
+    return out
+
+
 def recover(conn: Connection, expiration_secs: int = 3600) -> list[int]:
-    """Mark lost RUNNING Fireworks (no ping for ``expiration_secs``) for rerun; returns their ids."""
-    lost_launches, lost_fws, _ = conn.launchpad.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
+    """Leave lost RUNNING Fireworks READY to run again; returns their ids.  Lost: its launcher ran on
+    this host and its pid is gone (found at once), or no ping for ``expiration_secs`` (FireWorks'
+    detect_lostruns: other hosts, where a pid cannot be checked)."""
+    lpad = conn.launchpad
+    here = lost_runs(conn)
+    for fw_id, why in here.items():
+        _requeue(lpad, fw_id, {"lost": why, "host": socket.gethostname(), "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    _, lost_fws, _ = lpad.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
     conn.checkpoint()
-    return list(lost_fws)
+    return sorted(set(here) | set(lost_fws))

@@ -199,6 +199,9 @@ def run_program(argv: list[str], directory: Path, output: Path, env: dict[str, s
             while True:
                 try:
                     proc.wait(timeout=1.0)  # returns as soon as the program exits
+                    if proc.returncode != 0 and stop_requested() is not None:
+                        # e.g. SLURM signalled the whole job: the program died of the same signal
+                        raise Interrupted(stop_requested())
                     break
                 except subprocess.TimeoutExpired:
                     pass
