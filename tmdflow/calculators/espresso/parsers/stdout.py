@@ -27,8 +27,9 @@ _NUM = re.compile(r"-?\d+\.\d+(?:[eEdD][-+]?\d+)?")
 class PwStdout:
     qe_version: str | None
     job_done: bool
-    # of the LAST SCF of the run (relax/vc-relax have many): False when it ended unconverged or was
-    # stopped (max_seconds) before converging; None when no SCF loop ran (bands/nscf)
+    # of the LAST SCF of the run (relax/vc-relax have many): False when it ended unconverged, was
+    # stopped (max_seconds) before converging, or was called converged by pw.x at electron_maxstep
+    # (scf_must_converge=.false.) above its threshold; None when no SCF loop ran (bands/nscf)
     converged: bool | None
     n_iterations: int | None  # iterations of the last SCF when it converged, else None
     wall_seconds: float | None
@@ -100,13 +101,33 @@ _SCF_END = re.compile(r"convergence has been achieved in\s+(\d+)\s+iterations|(c
                       r"|(Calculation stopped in scf loop)")
 
 
+def _printed_lower_bound(number: str) -> float:
+    """The smallest value that prints as ``number`` (QE rounds to the digits it prints:
+    0.00000007 may be 6.5e-8, 6.3E-09 may be 6.25e-9)."""
+    mantissa = re.split(r"[eEdD]", number)[0]
+    decimals = len(mantissa.partition(".")[2])
+    exponent = int(re.split(r"[eEdD]", number)[1]) if re.search(r"[eEdD]", number) else 0
+    return float(number.replace("D", "E").replace("d", "e")) - 0.5 * 10.0 ** (exponent - decimals)
+
+
 def _last_scf(text: str) -> tuple[bool | None, int | None]:
-    """(converged, iterations) of the last SCF cycle in the output; (None, None) without one."""
+    """(converged, iterations) of the last SCF cycle in the output; (None, None) without one.
+
+    pw.x with ``scf_must_converge = .false.`` prints "convergence has been achieved" when it
+    reaches electron_maxstep, whatever the accuracy (QE sets conv_elec there): an SCF whose last
+    estimated accuracy is above the printed convergence threshold is not converged."""
     ends = list(_SCF_END.finditer(text))
     if not ends:
         return None, None
     last = ends[-1]
-    return (True, int(last.group(1))) if last.group(1) else (False, None)
+    if not last.group(1):
+        return False, None
+    head = text[:last.start()]
+    accuracy = re.findall(r"estimated scf accuracy\s*<\s*(\S+)\s*Ry", head)
+    threshold = re.findall(r"scf convergence threshold\s*=\s*(\S+)", head)
+    if accuracy and threshold and _printed_lower_bound(accuracy[-1]) > float(threshold[-1].replace("D", "E")):
+        return False, None
+    return True, int(last.group(1))
 
 
 def _last_eigenvalue_marker(text: str) -> re.Match | None:
@@ -160,7 +181,10 @@ def parse_pw_stdout(source: str | Path) -> PwStdout:
     bands = None
     marker = _last_eigenvalue_marker(text)
     kpts, eigs = _eigenvalue_blocks(text, marker)
-    alats = re.findall(r"lattice parameter \(alat\)\s*=\s*([\d.]+)", text[:marker.start()] if marker else "")
+    # alat: celldm(1) has 6 decimals, the "lattice parameter (alat)" line only 4 (2e-5 1/A in |b|)
+    head = text[:marker.start()] if marker else ""
+    alats = re.findall(r"celldm\(1\)\s*=\s*([\d.]+)", head) or re.findall(
+        r"lattice parameter \(alat\)\s*=\s*([\d.]+)", head)
     if kpts and nelec and alats:
         alat_bohr = float(alats[-1])
         axes = _cell_before(text, marker.start(), alat_bohr)

@@ -4,7 +4,7 @@ Units in the file: Hartree, Bohr, k in 2*pi/alat (cartesian); converted here to 
 
 Schema differences handled (published qes schemas): QE 6.2-6.3 write ``scf_conv`` without
 ``convergence_achieved`` (qes-20180510), so convergence is decided from ``scf_error`` against the
-input ``conv_thr``; QE >= 7.0 write the run's exit status as ``<exit_status>`` (qes_211101)
+input ``conv_thr`` (which is also checked when the element is there); QE >= 7.0 write the run's exit status as ``<exit_status>`` (qes_211101)
 where 6.x write ``<status>``.  Refused with :class:`UnsupportedOutput`: files older than the qes
 schema (QE <= 6.1 ``data-file.xml``) and collinear spin-polarised (lsda) runs.
 """
@@ -69,17 +69,19 @@ def _version_tuple(version: str) -> tuple[int, int] | None:
 
 
 def _scf_converged(scf: ET.Element | None, root: ET.Element) -> bool | None:
-    """convergence_achieved (QE >= 6.4); for QE 6.2-6.3, which do not write it, pw.x's own test:
-    the last SCF's estimated error (scf_error) below the input conv_thr (both Hartree)."""
+    """Whether the (last) SCF converged: pw.x's own test, its estimated error (scf_error) below
+    the input conv_thr (both Hartree), and convergence_achieved where written (QE >= 6.4; 6.2-6.3
+    do not write it).  The error test catches what convergence_achieved does not: with
+    scf_must_converge = .false. pw.x marks an SCF converged when it reaches electron_maxstep.
+    (A relaxation tightens the threshold below conv_thr as it goes; the input value bounds it.)"""
     if scf is None:
         return None
     achieved = _bool(_find(scf, "convergence_achieved"))
-    if achieved is not None:
-        return achieved
     err, thr = _find(scf, "scf_error"), _find(root, "input/electron_control/conv_thr")
-    if err is None or thr is None or not err.text or not thr.text:
-        return None
-    return float(err.text) < float(thr.text)
+    below = float(err.text) < float(thr.text) if err is not None and thr is not None and err.text and thr.text else None
+    if achieved is None:
+        return below
+    return achieved and below is not False
 
 
 def parse_pw_xml(path: Path) -> PwXmlOutput:
