@@ -89,6 +89,16 @@ def main() -> None:
 
     Machine settings come from ~/.tmdflow.yaml or TMDFLOW_* variables (see docs/user-guide.md).
     """
+    _no_world_access()
+
+
+def _no_world_access() -> None:
+    """Files tmdflow writes (results, settings, launch records, reports) are not readable by
+    others: the user's umask, with the 'others' bits added (group access stays as the user set
+    it, for project groups on clusters).  The store and its backups are 0600 in any case."""
+    import os
+
+    os.umask(os.umask(0) | 0o007)
 
 
 def _machine_options(f):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -173,6 +174,25 @@ def check_readable_dir(path: Path, key: str) -> Path:
     return path
 
 
+def warn_if_secret_exposed(path: Path, db_uri: Any) -> bool:
+    """A settings file that holds a database password must be readable by its owner alone: warn
+    (stderr, naming the fix) when group or others can read it.  Returns whether it warned."""
+    if not isinstance(db_uri, str) or not db_uri:
+        return False
+    from .store.uri import parse
+
+    try:
+        secret = bool(parse(db_uri).secrets())
+        mode = path.stat().st_mode & 0o777
+    except Exception:  # noqa: BLE001 -- an unparsable URI is refused later, with its own message
+        return False
+    if not secret or not mode & 0o077:
+        return False
+    print(f"warning: {path} holds a database password and is readable by others (mode {mode:04o}); "
+          f"make it private: chmod 600 {path}", file=sys.stderr)
+    return True
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     """The machine settings of a config file (its ``machine:`` section, or the whole file)."""
     try:
@@ -202,6 +222,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     if unknown:
         raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}",
                          f"valid settings are: {', '.join(valid)} (check the spelling)")
+    warn_if_secret_exposed(path, machine.get("db_uri"))
     return {key: _coerce(key, val, f"{key}: in {path}") for key, val in machine.items()}
 
 
