@@ -289,9 +289,26 @@ def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None,
     new = [wf for wf in workflows if force or wf.metadata["tmdflow_key"] not in existing]
     appended = {} if force else {wf.metadata["tmdflow_key"]: _extend(lpad, existing[wf.metadata["tmdflow_key"]], wf)
                                  for wf in workflows if wf.metadata["tmdflow_key"] in existing}
+    claimed: tuple = ()
+    if new and conn.embedded is None:  # MongoDB: claim the keys atomically (store/submissions.py)
+        from .store import submissions
+
+        gens = submissions.generations(lpad.workflows, [wf.metadata["tmdflow_key"] for wf in new])
+        won, lost = submissions.claim(conn.db, list(gens), gens)
+        if lost:  # another process submitted them this very moment: report its workflows
+            existing.update(submissions.wait_for_winner(lpad.workflows, conn.db, lost, gens))
+            new = [wf for wf in new if wf.metadata["tmdflow_key"] in won]
+        claimed = (conn.db, won, gens)
     if new:
-        with _no_progress_bars():
-            lpad.bulk_add_wfs(new)  # reassigns fw_ids in place
+        try:
+            with _no_progress_bars():
+                lpad.bulk_add_wfs(new)  # reassigns fw_ids in place
+        except BaseException:
+            if claimed:
+                submissions.release(*claimed)
+            raise
+    if claimed:
+        submissions.settle(*claimed)
     added = {wf.metadata["tmdflow_key"]: sorted(wf.id_fw) for wf in new}
     conn.checkpoint()
     return [Submitted(k, added[k], False) if k in added

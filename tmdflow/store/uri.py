@@ -87,6 +87,8 @@ def redact(uri: str) -> str:
 def scrub(text: str, uri: str) -> str:
     """``text`` with every secret of ``uri`` (as typed, decoded or encoded) replaced by ***,
     and the URI itself by its redacted form."""
+    if not uri:
+        return text
     text = text.replace(uri, redact(uri))
     try:
         secrets = parse(uri).secrets()

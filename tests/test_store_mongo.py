@@ -1,0 +1,245 @@
+"""The MongoDB path against the strict in-process server of tests/strict_mongo.py (issue 22 §6),
+and password redaction for every URI shape (issue 21 §3)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.strict_mongo import check_document, check_update
+from tests.test_store import _material
+from tmdflow.settings import load_settings
+from tmdflow.store.uri import redact, scrub
+
+# -- redaction ---------------------------------------------------------------------------------
+
+REDACT = [
+    ("mongodb://u:pw1234@h", "mongodb://u:***@h", ["pw1234"]),
+    ("mongodb://alice:s3cret@db.example.org:27017/x", "mongodb://alice:***@db.example.org:27017/x", ["s3cret"]),
+    ("mongodb://u:p@ss@h:27017/", "mongodb://u:***@h:27017/", ["p@ss", "ss@"]),  # unencoded @
+    ("mongodb://u:a@b@c@h/", "mongodb://u:***@h/", ["a@b@c"]),
+    ("mongodb://:topsecret@h/", "mongodb://:***@h/", ["topsecret"]),  # empty user name
+    ("mongodb://u:p%40ss%2Fw0rd@h/db?authSource=admin", "mongodb://u:***@h/db?authSource=admin", ["p%40ss", "w0rd"]),
+    ("mongodb+srv://bob:s3cret@cluster0.example.net/", "mongodb+srv://bob:***@cluster0.example.net/", ["s3cret"]),
+    ("mongodb://u:pa/ss@h/db", "mongodb://u:***@h/db", ["pa/ss"]),  # unencoded / in the password
+    ("mongodb://u:pa?ss@h/db", "mongodb://u:***@h/db", ["pa?ss"]),  # unencoded ? in the password
+    ("mongodb://u:pw:with:colons@h1,h2:27018/?replicaSet=rs", "mongodb://u:***@h1,h2:27018/?replicaSet=rs",
+     ["with:colons"]),
+    ("mongodb://h/?authSource=admin&password=hunter22", "mongodb://h/?authSource=admin&password=***", ["hunter22"]),
+    ("mongodb://u:pw@h/?tls=true&tlsCertificateKeyFilePassword=keypass99&authSource=admin",
+     "mongodb://u:***@h/?tls=true&tlsCertificateKeyFilePassword=***&authSource=admin", ["keypass99"]),
+    ("mongodb://h:27017/", "mongodb://h:27017/", []),
+    ("mongodb://justuser@h/", "mongodb://justuser@h/", []),
+]
+
+
+@pytest.mark.parametrize("uri,expected,secrets", REDACT, ids=[r[0] for r in REDACT])
+def test_redact_hides_every_password(uri, expected, secrets):
+    assert redact(uri) == expected
+    for secret in secrets:
+        assert secret not in redact(uri)
+
+
+def test_scrub_removes_secrets_quoted_by_a_driver_error():
+    uri = "mongodb://u:p%40ssw0rd@h/?tlsCertificateKeyFilePassword=keypass99"
+    message = f"cannot connect to {uri}: auth failed for password p@ssw0rd (p%40ssw0rd); key keypass99"
+    clean = scrub(message, uri)
+    assert "ssw0rd" not in clean and "keypass99" not in clean
+    assert "mongodb://u:***@h/" in clean
+
+
+# -- the strict server refuses what a real one refuses ------------------------------------------
+
+def test_the_strict_checks_refuse_what_a_server_refuses():
+    import numpy as np
+    from bson.errors import InvalidDocument
+    from pymongo.errors import DocumentTooLarge
+
+    for bad in ({"x": np.float32(1.0)}, {"x": np.int64(1)}, {"x": np.bool_(True)}, {"x": np.arange(3)}, {"x": {1, 2}}, {"x": object()}):
+        with pytest.raises((InvalidDocument, TypeError)):
+            check_document(bad)
+    for bad in ({"a.b": 1}, {"$set": 1}, {"x": [{"$y": 1}]}):
+        with pytest.raises(InvalidDocument):
+            check_document(bad)
+    with pytest.raises(DocumentTooLarge):
+        check_document({"x": "a" * (17 * 1024 * 1024)})
+    with pytest.raises(ValueError):
+        check_update({"state": "COMPLETED"})  # a replacement passed as an update
+    check_update({"$set": {"a.b": datetime.now(timezone.utc)}})  # dotted paths in operators are fine
+
+
+def _settings(strict_mongo, tmp_path, **kw):
+    return load_settings(env={}, config_file=tmp_path / "none.yaml", db_uri=strict_mongo.uri,
+                         work_dir=tmp_path / "runs", **kw)
+
+
+def test_one_client_per_process_shared_with_the_launchpad(strict_mongo, tmp_path):
+    from tmdflow.store.connection import connect
+
+    s = _settings(strict_mongo, tmp_path)
+    writer, reader = connect(s), connect(s, readonly=True)
+    assert connect(s) is writer
+    assert writer.launchpad.connection is writer.db.client is reader.db.client is strict_mongo.client
+    assert len(strict_mongo.client_kwargs) == 1  # one MongoClient(...) call in the process
+    assert strict_mongo.client_kwargs[0]["serverSelectionTimeoutMS"] == 5000  # the default timeout
+    assert "SECRET" not in writer.description and "user:***@db.example.invalid" in writer.description
+
+
+def test_indexes_are_made_by_writers_only_fireworks_included(strict_mongo, tmp_path):
+    from tmdflow.store.connection import connect, ensure_all_indexes, reset_cache
+
+    s = _settings(strict_mongo, tmp_path)
+    reader = connect(s, readonly=True)  # an empty database: a reader creates nothing
+    assert strict_mongo.index_calls == [] and strict_mongo.writes == []
+    with pytest.raises(Exception):
+        ensure_all_indexes(reader)
+    writer = connect(s)
+    fw = strict_mongo.client["tmdflow"]["fireworks"].index_information()
+    assert any(ix.get("unique") and ix["key"] == [("fw_id", 1)] for ix in fw.values())  # FireWorks' tuneup
+    tasks = strict_mongo.client["tmdflow"]["tasks"].index_information()
+    assert any(ix.get("unique") and ix["key"] == [("task_id", 1)] for ix in tasks.values())
+    n = len(strict_mongo.index_calls)
+    connect(s)
+    assert len(strict_mongo.index_calls) == n  # once per process
+    reset_cache()
+    strict_mongo.client["tmdflow"]["tasks"].drop_indexes()
+    ensure_all_indexes(connect(s))  # what db restore calls after replacing the content
+    assert any(ix.get("unique") for ix in strict_mongo.client["tmdflow"]["tasks"].index_information().values())
+    del writer
+
+
+def test_timestamps_are_bson_dates_and_old_string_timestamps_still_load(strict_mongo, tmp_path):
+    from tmdflow.store.connection import connect
+    from tmdflow.store.documents import TaskDocument
+    from tmdflow.store.results import ResultsStore
+
+    store = ResultsStore(connect(_settings(strict_mongo, tmp_path)).db)
+    store.upsert_task(TaskDocument(task_id="MoS2-monolayer-test-scf_soc", formula="MoS2", dimensionality="monolayer",
+                                   preset="test", step="scf_soc", calculator="espresso"))
+    store.upsert_material(_material())
+    raw = strict_mongo.client["tmdflow"]["tasks"].find_one({})
+    assert isinstance(raw["created_at"], datetime) and isinstance(raw["updated_at"], datetime)
+    assert isinstance(strict_mongo.client["tmdflow"]["materials"].find_one({})["updated_at"], datetime)
+    first = raw["created_at"]
+    store.upsert_task(store.task("MoS2-monolayer-test-scf_soc"))  # re-run: created_at kept
+    assert strict_mongo.client["tmdflow"]["tasks"].find_one({})["created_at"] == first
+    strict_mongo.client["tmdflow"]["tasks"].insert_one({  # written by tmdflow before this change
+        "task_id": "old", "formula": "MoS2", "dimensionality": "monolayer", "preset": "test", "step": "scf_soc",
+        "calculator": "espresso", "created_at": "2025-01-02T03:04:05.123456+00:00",
+        "updated_at": "2025-01-02T03:04:05.123456+00:00"})
+    assert store.task("old").created_at.year == 2025
+
+
+def test_a_document_too_large_is_refused_before_the_write(strict_mongo, tmp_path):
+    from tmdflow.errors import DocumentTooLarge, StoreError
+    from tmdflow.store.connection import connect
+    from tmdflow.store.documents import BandStructureDoc
+    from tmdflow.store.results import ResultsStore
+
+    store = ResultsStore(connect(_settings(strict_mongo, tmp_path)).db)
+    huge = BandStructureDoc(bandstructure_id="MoS2-monolayer-test-soc_path", kpoints_crystal={"data": "x"},
+                            eigenvalues_ev={"data": "e" * (16 * 1024 * 1024)}, n_electrons=26)
+    with pytest.raises(DocumentTooLarge, match="bandstructure_id='MoS2-monolayer-test-soc_path'") as err:
+        store.put_bandstructure(huge)
+    assert isinstance(err.value, StoreError) and err.value.exit_code == 60 and "nothing was written" in str(err.value)
+    assert strict_mongo.client["tmdflow"]["bandstructures"].count_documents({}) == 0
+
+
+def test_two_racing_submitters_add_a_workflow_once(strict_mongo, tmp_path):
+    """Both read 'not submitted' before either inserts: the claim in tmdflow_submissions lets one
+    win; the other reports the winner's workflow as already submitted."""
+    from tmdflow.fireworks import submit
+    from tmdflow.store import submissions
+    from tmdflow.store.connection import connect
+    from tmdflow.workflow_spec import load_workflow
+
+    (tmp_path / "wf.yaml").write_text("name: race\npreset: test\nmaterials: [MoS2]\nstructures: [monolayer]\n"
+                                      "steps: [scf_soc, bands_soc, analysis]\n")
+    conn = connect(_settings(strict_mongo, tmp_path))
+    spec = load_workflow(tmp_path / "wf.yaml")
+    real_generations = submissions.generations
+    raced = {}
+
+    def generations_then_race(workflows, keys):
+        gens = real_generations(workflows, keys)
+        if not raced:  # the other submitter inserts between this one's read and its claim
+            raced["other"] = None
+            raced["other"] = submit(conn, spec)
+        return gens
+
+    submissions.generations = generations_then_race
+    try:
+        (mine,) = submit(conn, spec)
+    finally:
+        submissions.generations = real_generations
+    (other,) = raced["other"]
+    assert not other.skipped and mine.skipped and mine.fw_ids == other.fw_ids
+    assert conn.launchpad.workflows.count_documents({}) == 1
+    (again,) = submit(conn, spec)  # later: the ordinary duplicate check
+    assert again.skipped
+    (forced,) = submit(conn, spec, force=True)  # --force still adds a second one
+    assert not forced.skipped and conn.launchpad.workflows.count_documents({}) == 2
+    states = {d["_id"]: d["state"] for d in conn.db[submissions.SUBMISSIONS].find({})}
+    assert states == {f"{other.key}#0": "done", f"{other.key}#1": "done"}
+
+
+# -- a real workflow on the strict server -------------------------------------------------------
+
+WORKFLOW = """\
+name: mongo
+preset: test
+materials: [MoS2]
+structures: [monolayer]
+steps: [scf_soc, bands_soc, analysis]
+"""
+
+
+@pytest.mark.qe
+def test_a_real_workflow_on_mongodb_passes_the_strict_server_checks(strict_mongo, tmp_path, pseudo_dir):
+    """submit -> launch (real pw.x, test preset) -> query/table1/status/report/db info through the
+    CLI in this process, on mongodb://user:SECRET@...: every write of the run passes the strict
+    checks; readers, even as a read-only user, neither write nor create indexes; a write as a
+    read-only user is a named error; the password appears nowhere."""
+    from tmdflow import cli
+    from tmdflow.store.connection import reset_cache
+
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    env = {"TMDFLOW_DB_URI": strict_mongo.uri, "TMDFLOW_CONFIG": os.devnull, "TMDFLOW_WORK_DIR": str(tmp_path / "runs"),
+           "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1))}
+    runner = CliRunner()
+    outputs = []
+
+    def tmdflow(*args, code=0):
+        result = runner.invoke(cli.main, list(args), env=env, catch_exceptions=False)
+        text = result.output  # stdout and stderr
+        outputs.append(text)
+        assert result.exit_code == code, text
+        assert "Traceback" not in text
+        return result
+
+    assert "added" in tmdflow("submit", str(tmp_path / "wf.yaml")).output
+    assert "already submitted" in tmdflow("submit", str(tmp_path / "wf.yaml")).output
+    tmdflow("launch")
+    assert {"fireworks", "launches", "tasks", "materials", "bandstructures"} <= {c for c, _ in strict_mongo.writes}
+
+    reset_cache()  # as a new process would, and as a user with the read role only
+    strict_mongo.readonly = True
+    strict_mongo.writes.clear()
+    strict_mongo.index_calls.clear()
+    rows = json.loads(tmdflow("query", "--formula", "MoS2", "--json").stdout)
+    assert len(rows) == 1 and rows[0]["splitting.delta_vb_k_mev"] == pytest.approx(148, abs=10)
+    assert "| MoS2 |" in tmdflow("table1").stdout
+    assert "[COMPLETED]" in tmdflow("status").stdout
+    tmdflow("report", "-o", str(tmp_path / "report.html"))
+    assert json.loads(tmdflow("db", "info").stdout)["materials"] == 1
+    assert strict_mongo.writes == [] and strict_mongo.index_calls == []
+    denied = tmdflow("submit", str(tmp_path / "wf.yaml"), "--force", code=60)
+    assert "did not allow this operation" in denied.output and "read-only user" in denied.output
+
+    assert "SECRET" not in "\n".join(outputs)
+    assert "SECRET" not in strict_mongo.dump()
