@@ -152,6 +152,15 @@ def test_analyze_refuses_an_unconverged_scf_and_names_the_override():
     assert "Δ_VB" not in result.output
 
 
+def test_analyze_of_a_text_output_that_stopped_unconverged_says_so():
+    # pw.x prints no eigenvalues after an SCF that stopped unconverged: the reason is the SCF,
+    # not a missing verbosity='high'
+    for out in (UNCONVERGED / "scf_soc.out", LAST_UNCONVERGED / "relax.out"):
+        result = CliRunner().invoke(main, ["analyze", str(out), "--allow-unconverged"])
+        assert result.exit_code == 31 and "did not converge" in result.output, result.output
+        assert "verbosity" not in result.output
+
+
 def test_analyze_with_the_override_prints_the_warning_beside_the_result():
     result = CliRunner().invoke(main, ["analyze", str(UNCONVERGED), "--allow-unconverged"])
     assert result.exit_code == 0, result.output

@@ -107,6 +107,13 @@ def _read_all(path: Path) -> tuple[list[_Read], list[tuple[Path, TmdflowError]]]
     if not read:
         raise _unreadable(path, failures)
     if not any(r.bands is not None for r in read):
+        stopped = [r for r in read if r.converged is False]
+        if stopped:  # pw.x prints no eigenvalues after an SCF that stopped unconverged
+            raise ScfNotConverged(
+                f"the SCF of {stopped[0].path} did not converge, and pw.x printed no eigenvalues after it",
+                "rerun pw.x with a larger electron_maxstep and/or a smaller mixing_beta until it prints "
+                "'convergence has been achieved'",
+            )
         names = ", ".join(r.path.name for r in read)
         raise OutputParseError(
             f"no eigenvalues in {names}" + (f" (not read: {_unreadable(path, failures).problem})" if failures else ""),
@@ -163,8 +170,8 @@ def analyze_path(path: Path, allow_unconverged: bool = False) -> AnalyzedRun:
         converged, scf_file = _scf_behind(chosen, read)
         warning = None
         if converged is False:
-            problem = (f"the SCF of {scf_file} did not converge (pw.x: 'convergence NOT achieved'), so the "
-                       f"band energies of {chosen.path.name} are not self-consistent")
+            problem = (f"the SCF of {scf_file} did not converge (its estimated accuracy stayed above conv_thr), "
+                       f"so the band energies of {chosen.path.name} are not self-consistent")
             if not allow_unconverged:
                 raise ScfNotConverged(
                     problem,
