@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TMDFLOW_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
-APT_PACKAGES=(quantum-espresso openmpi-bin libopenblas0)
+APT_PACKAGES=(quantum-espresso openmpi-bin libopenblas0 elk-lapw)
 # for the test suite's single-node SLURM cluster only; without them (or not as root) those tests skip
 SLURM_PACKAGES=(slurm-wlm munge)
 
@@ -22,7 +22,7 @@ missing_packages() {
   echo "${missing[@]:-}"
 }
 
-# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS;
+# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS; Elk 8.4 (elk-lapw);
 #    SLURM 22.05 + munge for the queue tests)
 missing="$(missing_packages "${APT_PACKAGES[@]}")"
 optional="$(missing_packages "${SLURM_PACKAGES[@]}")"
