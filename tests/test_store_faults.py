@@ -90,13 +90,20 @@ def test_store_faults_are_named_errors(tmp_path, name, args, uri, setup, code, f
 
 def test_an_unreachable_mongodb_fails_within_the_timeout(tmp_path):
     """Nothing listens on port 1: exit 60 after the 5 s server-selection timeout (was 11-15 s
-    and a traceback), naming the host without the password."""
-    proc, elapsed = _run(["status"], "mongodb://alice:SECRET@127.0.0.1:1/?authSource=admin", tmp_path)
+    and a traceback), naming the host without the password; db_timeout_seconds changes it."""
+    uri = "mongodb://alice:SECRET@127.0.0.1:1/?authSource=admin"
+    _, startup = _run(["status", "--help"], uri, tmp_path)  # the interpreter's own start-up on this machine
+    proc, elapsed = _run(["status"], uri, tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 60, out
-    assert "no MongoDB server answered at 127.0.0.1:1 within 5" in out and "start the server" in out
+    assert "no MongoDB server answered at 127.0.0.1:1 within 5.0 s" in out and "start the server" in out
     assert "Traceback" not in out and "SECRET" not in out
-    assert elapsed < 11
+    assert 5 <= elapsed < startup + 5 + 4
+    proc, elapsed = _run(["query"], uri, tmp_path, TMDFLOW_DB_TIMEOUT_SECONDS="1")
+    assert proc.returncode == 60 and "within 1.0 s" in proc.stderr
+    assert elapsed < startup + 1 + 4
+    proc, _ = _run(["status"], uri, tmp_path, TMDFLOW_DB_TIMEOUT_SECONDS="soon")
+    assert proc.returncode == 2 and "db_timeout_seconds must be a number" in proc.stderr
 
 
 def _mount(fs_dir: Path, options: str) -> None:

@@ -67,6 +67,9 @@ class Settings:
     db_lock_timeout: float = field(
         default=30.0, metadata={"help": "seconds to wait for the embedded store's lock"}
     )
+    db_timeout_seconds: float = field(
+        default=5.0, metadata={"help": "seconds to wait for a MongoDB server to answer (server selection), 0 < t <= 600"}
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.nprocs, bool) or not isinstance(self.nprocs, int) or not 1 <= self.nprocs <= MAX_NPROCS:
@@ -79,6 +82,11 @@ class Settings:
                 or not 0 < timeout <= MAX_LOCK_TIMEOUT:
             raise InputError(f"db_lock_timeout must be a number of seconds in (0, {MAX_LOCK_TIMEOUT:g}], got {timeout!r}",
                              "set TMDFLOW_DB_LOCK_TIMEOUT (or db_lock_timeout:) to e.g. 30")
+        timeout = self.db_timeout_seconds
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or not 0 < timeout <= MAX_DB_TIMEOUT:
+            raise InputError(f"db_timeout_seconds must be a number of seconds in (0, {MAX_DB_TIMEOUT:g}], got {timeout!r}",
+                             "set TMDFLOW_DB_TIMEOUT_SECONDS (or db_timeout_seconds:) to e.g. 5")
 
     def check_run_directories(self) -> None:
         """Refuse, before anything runs, a ``work_dir`` (or a generated-pseudopotential cache
@@ -93,6 +101,7 @@ class Settings:
 
 MAX_NPROCS = 65536
 MAX_LOCK_TIMEOUT = 86400.0  # s
+MAX_DB_TIMEOUT = 600.0  # s, MongoDB server selection
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -108,14 +117,14 @@ def _coerce(name: str, value: Any, where: str = "") -> Any:
         )
     if value is None:
         return None
-    if name == "db_lock_timeout":
+    if name in ("db_lock_timeout", "db_timeout_seconds"):
         try:
             if isinstance(value, bool):
                 raise ValueError
             number = float(value)
         except (TypeError, ValueError):
-            raise InputError(f"db_lock_timeout must be a number of seconds, got {value!r} ({source})",
-                             "set it to e.g. 30") from None
+            raise InputError(f"{name} must be a number of seconds, got {value!r} ({source})",
+                             "set it to e.g. " + ("30" if name == "db_lock_timeout" else "5")) from None
         return number
     if name == "nprocs":
         text = str(value).strip()

@@ -147,7 +147,7 @@ def resolve_uri(uri: str) -> str:
 
 
 def _timeout(settings: Settings) -> float:
-    return float(getattr(settings, "db_timeout_seconds", 5.0))
+    return float(settings.db_timeout_seconds)
 
 
 # -- connect ----------------------------------------------------------------------------------

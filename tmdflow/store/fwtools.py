@@ -56,7 +56,7 @@ def launchpad_yaml(settings: Settings) -> str:
             "the embedded store has no launchpad file: FireWorks' tools cannot share its lock",
             "run FireWorks' lpad through tmdflow: tmdflow lpad get_wflows -d less (any lpad arguments)",
         )
-    mongo_client(uri, float(getattr(settings, "db_timeout_seconds", 5.0)))  # valid and reachable
+    mongo_client(uri, settings.db_timeout_seconds)  # valid and reachable
     from pymongo import uri_parser
 
     try:
