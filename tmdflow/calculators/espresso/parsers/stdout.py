@@ -125,9 +125,12 @@ def _last_scf(text: str) -> tuple[bool | None, int | None]:
     head = text[:last.start()]
     accuracy = re.findall(r"estimated scf accuracy\s*<\s*(\S+)\s*Ry", head)
     threshold = re.findall(r"scf convergence threshold\s*=\s*(\S+)", head)
-    if accuracy and threshold and _printed_lower_bound(accuracy[-1]) > float(threshold[-1].replace("D", "E")):
-        return False, None
-    return True, int(last.group(1))
+    try:
+        above = bool(accuracy and threshold) and (
+            _printed_lower_bound(accuracy[-1]) > float(threshold[-1].replace("D", "E")))
+    except (ValueError, IndexError):  # a value Fortran could not print ('********')
+        above = False
+    return (False, None) if above else (True, int(last.group(1)))
 
 
 def _last_eigenvalue_marker(text: str) -> re.Match | None:
