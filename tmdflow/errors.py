@@ -165,3 +165,16 @@ class BackupInvalid(StoreError):
     nothing was changed."""
 
     exit_code = 63
+
+
+class ElkCrashed(CalculationFailed):
+    """Elk (elk-lapw) ended without its normal end in INFO.OUT: a signal (segmentation fault), a
+    non-zero exit, or killed; nothing it wrote is used."""
+
+    exit_code = 35
+
+
+class ElkInputRejected(CalculationFailed):
+    """Elk stopped with an Error(...) message: it refused elk.in or a species file."""
+
+    exit_code = 36
