@@ -73,3 +73,7 @@ def _load_builtin() -> None:
         from .wien2k.adapter import Wien2kCalculator
 
         register_calculator("wien2k", Wien2kCalculator.from_settings, Wien2kCalculator.supported_steps)
+    if "elk" not in _REGISTRY:
+        from .elk.adapter import ElkCalculator
+
+        register_calculator("elk", ElkCalculator.from_settings, ElkCalculator.supported_steps)

@@ -1,0 +1,351 @@
+"""Elk steps: ground state (scalar-relativistic, then spin-orbit continuing from it), and the
+spin-orbit levels at Gamma, K, K', M, Q with the spin of the states that sign Delta_CB.
+
+Directories (the all-electron branch of tmdflow.steps, as for WIEN2k):
+  <root>/elk/<formula>/            the ground state; elk.in, species files (R_mt edited), STATE.OUT
+  <root>/elk/<formula>/scf_sr/     copies of INFO.OUT, EIGVAL.OUT, STATE.OUT, elk.in after scf_sr
+  <root>/elk/<formula>/scf_soc/    the same after scf_soc (spinorb .true.)
+  <root>/elk/<formula>/bands/      the bands step: a copy of the converged STATE.OUT, then
+                                   task 1 with maxscl 1 on an n x n x 1 grid holding every
+                                   requested k-point (reducek 0: no symmetry reduction), whose
+                                   EIGVAL.OUT holds the levels of the converged potential, and
+                                   task 16 (LSJ_KST.OUT, <S_z> per state) at K and K'
+A 16 x 16 SCF mesh does not contain K, and Elk's band-structure task (20) writes path distances
+(BAND.OUT), not k-points: hence the one-shot grid run, whose K levels agree with those of a 6 x 6
+SCF to 3e-4 meV (docs/elk.md).
+Every step reads back what Elk wrote: the clean end of the run, Error()/Warning() messages, the
+crystal symmetry count, the muffin-tin radii, the SCF convergence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ...bands import BandData
+from ...errors import (
+    CalculationFailed, ElkCrashed, ElkInputRejected, InputError, OutputParseError, ScfNotConverged,
+    StructureSymmetryError,
+)
+from ...presets import Preset
+from ...settings import Settings
+from ...units import BOHR_ANGSTROM, HARTREE_EV
+from ..espresso.profile import ProgressFn, RunRecord
+from .inputs import ElkParameters, format_elk_in, write_species
+from .parsers import ElkInfo, parse_eigval, parse_info, parse_kpoints, parse_lsj_kst, parse_output_errors
+from .profile import ElkProfile
+
+#: order of the point group of the space group (Elk's "Number of crystal symmetries"):
+#: P-6m2 (187, monolayer) has 12 operations, P6_3/mmc (194, 2H bulk) 24
+SYMMETRY_COUNT = {187: 12, 194: 24}
+STATE_FILES = ("STATE.OUT",)
+KEPT_FILES = ("INFO.OUT", "EIGVAL.OUT", "STATE.OUT", "elk.in", "KPOINTS.OUT", "TOTENERGY.OUT", "GAP.OUT")
+#: the largest n x n grid the bands step will run on (K needs 3 | n, Q = (1/6, 1/6) needs 6 | n)
+MAX_BANDS_GRID = 48
+BANDS_KPOINTS_FILE = "bands_kpoints.txt"
+
+
+@dataclass
+class ElkStepResult:
+    step: str
+    directory: Path
+    input_text: str
+    code_version: str
+    info: ElkInfo | None = None
+    runs: list[RunRecord] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def wall_seconds(self) -> float:
+        return float(sum(r.wall_seconds for r in self.runs))
+
+    def outputs(self) -> dict:
+        out = dict(self.extra)
+        if self.info is not None:
+            i = self.info
+            out.update({
+                "total_energy_ev": i.total_energy_ha * HARTREE_EV if i.total_energies_ha else None,
+                "fermi_energy_ev": i.fermi_energies_ha[-1] * HARTREE_EV if i.fermi_energies_ha else None,
+                "n_scf_steps": i.n_iterations, "converged": i.converged, "n_kpoints": i.n_kpoints,
+                "n_crystal_symmetries": i.n_crystal_symmetries,
+                "gap_ev_elk": i.indirect_gap_ha * HARTREE_EV if i.indirect_gap_ha is not None else None,
+                "elk_warnings": list(i.warnings),
+            })
+        return out
+
+
+def _grid_for(kpoints: list[tuple[Fraction, Fraction, Fraction]]) -> int:
+    """The smallest n such that every in-plane coordinate is a multiple of 1/n."""
+    n = 1
+    for k in kpoints:
+        if k[2] != 0:
+            raise InputError(f"k-point {k} is not in the plane kz = 0", "the Elk bands step is for monolayers")
+        for x in k[:2]:
+            n = n * Fraction(x).denominator // math.gcd(n, Fraction(x).denominator)
+    return n
+
+
+class ElkCalculator:
+    name = "elk"
+    uses_pseudopotentials = False  # all-electron
+    #: no relax step: Elk runs at the geometry given (the paper's Table I, or one another
+    #: calculator relaxed; docs/elk.md); bands_sr/soc_map/figures are Quantum ESPRESSO's
+    supported_steps = ("scf_sr", "scf_soc", "bands_soc", "analysis")
+
+    def __init__(self, profile: ElkProfile) -> None:
+        self.profile = profile
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ElkCalculator":
+        return cls(ElkProfile.from_settings(settings))
+
+    def check_executables(self, spin_texture: bool = False) -> None:
+        self.profile.check()
+
+    @staticmethod
+    def case_directory(root: Path, formula: str) -> Path:
+        return Path(root) / "elk" / formula
+
+    @staticmethod
+    def bands_directory(root: Path, formula: str) -> Path:
+        return Path(root) / "elk" / formula / "bands"
+
+    # -- running and checking ----------------------------------------------------------------
+    def _parameters(self, preset: Preset, tasks: tuple[int, ...], kmesh: tuple[int, int, int], spin_orbit: bool,
+                    **kw) -> ElkParameters:
+        return ElkParameters(tasks=tasks, ngridk=tuple(kmesh), spinorb=spin_orbit, rgkmax=preset.elk_rgkmax,
+                             lmaxapw=preset.elk_lmaxapw, gmaxvr=preset.elk_gmaxvr, nempty=preset.elk_nempty,
+                             epspot=preset.elk_epspot, epsengy=preset.elk_epsengy, maxscl=preset.elk_maxscl, **kw)
+
+    def _run(self, atoms: Atoms, preset: Preset, directory: Path, params: ElkParameters, result: ElkStepResult,
+             what: str, progress: ProgressFn | None = None, task_only: bool = False) -> ElkInfo | None:
+        """Write species files and elk.in into ``directory``, run Elk, classify how it ended.
+        ``task_only``: a post-processing task (16) that writes no INFO.OUT."""
+        directory.mkdir(parents=True, exist_ok=True)
+        elements = list(dict.fromkeys(atoms.get_chemical_symbols()))
+        write_species(elements, self.profile.species_dir, directory, preset.elk_rmt)
+        text = format_elk_in(atoms, params)
+        (directory / "elk.in").write_text(text)
+        for stale in (("RUNNING", "LSJ_KST.OUT") if task_only else ("INFO.OUT", "EIGVAL.OUT", "RUNNING", "LSJ_KST.OUT")):
+            (directory / stale).unlink(missing_ok=True)
+        result.input_text += f"# {directory.name}/elk.in (tasks {' '.join(map(str, params.tasks))})\n{text}"
+        log = f"{what}.log"
+        record = self.profile.run(directory, log, progress, label=f"elk {what}")
+        result.runs.append(record)
+        return self._check_run(directory, log, record, what, task_only)
+
+    @staticmethod
+    def _check_run(directory: Path, log: str, record: RunRecord, what: str, task_only: bool = False) -> ElkInfo | None:
+        """Classify how an Elk run ended: input rejected (Error() on standard output), crashed
+        (non-zero exit or no normal end in INFO.OUT), or finished."""
+        errors = parse_output_errors(directory / log) if (directory / log).is_file() else ()
+        info = parse_info(directory / "INFO.OUT") if (directory / "INFO.OUT").is_file() else None
+        if info is not None:
+            errors = errors or info.errors
+        if errors:
+            raise ElkInputRejected(
+                f"{what}: Elk stopped with {' | '.join(errors[:3])} in {directory}",
+                f"read {directory / log} and elk.in there; the species files are copies of the "
+                "elk_species_dir ones with R_mt set by elk_rmt",
+            )
+        if task_only:
+            ended = (directory / log).is_file() and "Elk code stopped" in (directory / log).read_text(errors="replace")
+            if record.returncode == 0 and ended:
+                return None
+        if record.returncode != 0 or task_only or info is None or not info.stopped:
+            tail = _tail(directory / log)
+            raise ElkCrashed(
+                f"{what}: elk-lapw ended without finishing (exit {record.returncode}) in {directory}: {tail}",
+                "a signal (exit -11: segmentation fault) with several OpenMP threads and many empty states "
+                "was seen with Elk 8.4: rerun with elk_threads: 1 (TMDFLOW_ELK_THREADS=1); read INFO.OUT",
+            )
+        return info
+
+    @staticmethod
+    def _check_ground_state(info: ElkInfo, preset: Preset, expected_spacegroup: int, directory: Path,
+                            what: str, need_convergence: bool = True) -> None:
+        want = SYMMETRY_COUNT.get(expected_spacegroup)
+        if want is not None and info.n_crystal_symmetries != want:
+            raise StructureSymmetryError(
+                f"{what}: Elk found {info.n_crystal_symmetries} crystal symmetries in {directory}, the space "
+                f"group {expected_spacegroup} has {want}",
+                "the structure is not the ideal prism (or its coordinates lost digits): check elk.in and "
+                "SYMCRYS.OUT there",
+            )
+        wrong = [r for r in info.muffin_tin_radii if abs(r - preset.elk_rmt) > 1e-6]
+        if wrong:
+            raise CalculationFailed(f"{what}: Elk used muffin-tin radii {info.muffin_tin_radii} bohr, not "
+                                    f"elk_rmt = {preset.elk_rmt}", "report this as a tmdflow bug")
+        if need_convergence and not info.converged:
+            rms = info.rms_potential_changes[-1] if info.rms_potential_changes else float("nan")
+            de = info.energy_changes_ha[-1] if info.energy_changes_ha else float("nan")
+            raise ScfNotConverged(
+                f"{what}: Elk's SCF did not converge in {info.n_iterations} loops in {directory} (RMS potential "
+                f"change {rms:.2e}, energy change {de:.2e} Ha; targets {preset.elk_epspot:g}, {preset.elk_epsengy:g})",
+                "raise elk_maxscl, then rerun the step",
+            )
+
+    @staticmethod
+    def _keep(directory: Path, name: str) -> None:
+        target = directory / name
+        target.mkdir(exist_ok=True)
+        for f in KEPT_FILES:
+            if (directory / f).is_file():
+                shutil.copyfile(directory / f, target / f)
+
+    # -- steps --------------------------------------------------------------------------------
+    def scf(self, atoms: Atoms, preset: Preset, case_dir: Path, spin_orbit: bool, kmesh: tuple[int, int, int],
+            expected_spacegroup: int, progress: ProgressFn | None = None) -> ElkStepResult:
+        """Ground state: scalar-relativistic (task 0, from atomic densities), or with spin-orbit
+        coupling (task 1 from the scalar-relativistic STATE.OUT when scf_sr ran, else task 0)."""
+        step = "scf_soc" if spin_orbit else "scf_sr"
+        case_dir = Path(case_dir)
+        case_dir.mkdir(parents=True, exist_ok=True)
+        result = ElkStepResult(step, case_dir, "", "Elk")
+        tasks = (0,)
+        if spin_orbit and (case_dir / "scf_sr" / "STATE.OUT").is_file():
+            shutil.copyfile(case_dir / "scf_sr" / "STATE.OUT", case_dir / "STATE.OUT")
+            tasks = (1,)
+            result.extra["started_from"] = "scf_sr/STATE.OUT"
+        params = self._parameters(preset, tasks, kmesh, spin_orbit)
+        info = self._run(atoms, preset, case_dir, params, result, step, progress)
+        self._check_ground_state(info, preset, expected_spacegroup, case_dir, step)
+        result.info, result.code_version = info, f"Elk {info.version}"
+        self._keep(case_dir, step)
+        return result
+
+    def bands(self, preset: Preset, case_dir: Path, kpoints: list[tuple[Fraction, Fraction, Fraction]],
+              labels: list[str], progress: ProgressFn | None = None) -> ElkStepResult:
+        """Spin-orbit levels on ``kpoints`` from the converged potential (scf_soc, else scf_sr:
+        then spin-orbit coupling enters once, second-variationally, on the scalar-relativistic
+        potential), and <S_z> of the four states around the gap at K and K' (task 16)."""
+        case_dir = Path(case_dir)
+        source = next((case_dir / s for s in ("scf_soc", "scf_sr") if (case_dir / s / "STATE.OUT").is_file()), None)
+        if source is None:
+            raise InputError(f"no converged Elk ground state in {case_dir} (scf_soc/ or scf_sr/ missing)",
+                             "run the scf_soc (or scf_sr) step first: the bands use its potential")
+        n = _grid_for(kpoints)
+        if n > MAX_BANDS_GRID:
+            raise InputError(f"the k list needs a {n} x {n} grid (above {MAX_BANDS_GRID})",
+                             "set path_points: 0 for Elk (Gamma, K, K', M, Q lie on 6 x 6)")
+        scf_info = parse_info(source / "INFO.OUT")
+        atoms = _atoms_from_elk_in(source / "elk.in", scf_info)
+        bands_dir = self.bands_directory(case_dir.parent.parent, case_dir.name)
+        if bands_dir.exists():
+            shutil.rmtree(bands_dir)  # a rerun must not pair old spins with new levels
+        bands_dir.mkdir(parents=True)
+        shutil.copyfile(source / "STATE.OUT", bands_dir / "STATE.OUT")
+        result = ElkStepResult("bands_soc", bands_dir, "", f"Elk {scf_info.version}")
+        params = self._parameters(preset, (1,), (n, n, 1), True, reducek=0)
+        params = dataclasses.replace(params, maxscl=1)
+        info = self._run(atoms, preset, bands_dir, params, result, "bands", progress)
+        self._check_ground_state(info, preset, 187, bands_dir, "bands_soc", need_convergence=False)
+        if info.started_from != "STATE.OUT":
+            raise CalculationFailed(f"bands_soc: Elk did not start from the copied STATE.OUT in {bands_dir}",
+                                    "read INFO.OUT there")
+        grid = parse_kpoints(bands_dir / "KPOINTS.OUT").kpoints
+        index = [_grid_index(grid, k) for k in kpoints]
+        (bands_dir / BANDS_KPOINTS_FILE).write_text(
+            "".join(f"{i + 1} {k[0]} {k[1]} {k[2]} {lab}\n" for i, k, lab in
+                    zip(index, kpoints, list(labels) + [""] * len(kpoints))))
+        result.extra = {"n_kpoints": len(kpoints), "bands_grid": [n, n, 1], "potential_from": source.name}
+        if preset.spin_texture:
+            nocc = int(round(scf_info.valence_charge))
+            states = [s for s in range(nocc - 1, nocc + 3)]
+            ks = sorted({index[j] for j, lab in enumerate(labels) if lab in ("K", "K'")})
+            kst = tuple((ik + 1, s) for ik in ks for s in states)
+            # task 16 with the converged potential (task 1 overwrote STATE.OUT with one mixing
+            # step) and the eigenvectors task 1 wrote for it
+            shutil.copyfile(source / "STATE.OUT", bands_dir / "STATE.OUT")
+            for f in ("EIGVAL.OUT", "INFO.OUT"):
+                shutil.copyfile(bands_dir / f, bands_dir / f.replace(".OUT", "_bands.OUT"))
+            lsj = dataclasses.replace(params, tasks=(16,), kstlist=kst)
+            self._run(atoms, preset, bands_dir, lsj, result, "lsj", progress, task_only=True)
+            for f in ("EIGVAL.OUT", "INFO.OUT"):
+                shutil.copyfile(bands_dir / f.replace(".OUT", "_bands.OUT"), bands_dir / f)
+            if not (bands_dir / "LSJ_KST.OUT").is_file():
+                raise CalculationFailed(f"bands_soc: Elk task 16 wrote no LSJ_KST.OUT in {bands_dir}",
+                                        "read lsj.log there")
+            result.extra["spin_states"] = [list(x) for x in kst]
+        result.info = info
+        return result
+
+    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()) -> BandData:
+        directory = Path(directory)
+        info = parse_info(directory / "INFO.OUT")
+        eig = parse_eigval(directory / "EIGVAL.OUT")
+        rows = [ln.split() for ln in (directory / BANDS_KPOINTS_FILE).read_text().splitlines() if ln.strip()]
+        index = [int(r[0]) - 1 for r in rows]
+        kpts = np.array([[float(Fraction(x)) for x in r[1:4]] for r in rows])
+        for i, k in zip(index, kpts):
+            d = eig.kpoints[i, :2] - k[:2]
+            if np.abs(d - np.round(d)).max() > 1e-6:
+                raise OutputParseError(f"{directory}: EIGVAL.OUT k-point {i + 1} is {eig.kpoints[i]}, not {k}",
+                                       "rerun the bands step")
+        if not info.spin_orbit:
+            raise OutputParseError(f"{directory}/INFO.OUT: not a spin-orbit run", "rerun the bands step")
+        sigma_z = None
+        if (directory / "LSJ_KST.OUT").is_file():
+            spins = parse_lsj_kst(directory / "LSJ_KST.OUT")
+            sigma_z = np.full((len(index), eig.n_states), np.nan)
+            for (ik, ist), sz in spins.s_z_total.items():
+                for row, i in enumerate(index):
+                    if i == ik - 1:
+                        sigma_z[row, ist - 1] = 2.0 * sz  # S = sigma / 2
+        return BandData(
+            kpoints_crystal=kpts,
+            eigenvalues=eig.eigenvalues_ha[index] * HARTREE_EV,
+            n_electrons=float(info.valence_charge),
+            spinor=True,
+            reciprocal_cell=info.reciprocal_bohr / BOHR_ANGSTROM,
+            sigma_z=sigma_z,
+            labels=tuple(labels[: len(index)]) if labels else tuple(r[4] if len(r) > 4 else "" for r in rows),
+        )
+
+    def cleanup(self, directory: Path) -> int:
+        """Delete the eigenvector files (EVECFV.OUT, EVECSV.OUT): the largest, and not needed."""
+        freed = 0
+        for p in list(Path(directory).glob("EVEC*.OUT")) + list(Path(directory).glob("bands/EVEC*.OUT")):
+            freed += p.stat().st_size
+            p.unlink()
+        return freed
+
+
+def _grid_index(grid: np.ndarray, k) -> int:
+    target = np.array([float(x) for x in k])
+    d = grid[:, :2] - target[:2]
+    hits = np.nonzero(np.all(np.abs(d - np.round(d)) < 1e-6, axis=1))[0]
+    if len(hits) == 0:
+        raise CalculationFailed(f"k-point {tuple(str(x) for x in k)} is not in Elk's KPOINTS.OUT",
+                                "report this as a tmdflow bug (the grid was chosen to contain it)")
+    return int(hits[0])
+
+
+def _atoms_from_elk_in(path: Path, info: ElkInfo) -> Atoms:
+    """The structure of a ground-state run, from its elk.in (lattice in bohr, lattice coordinates)."""
+    from .inputs import read_elk_in_blocks
+
+    blocks = read_elk_in_blocks(path.read_text())
+    cell = np.array([[float(x) for x in line.split()] for line in blocks["avec"]]) * BOHR_ANGSTROM
+    lines = blocks["atoms"]
+    symbols, scaled, i = [], [], 1
+    for _ in range(int(lines[0].split()[0])):
+        el = lines[i].split("'")[1].removesuffix(".in")
+        count = int(lines[i + 1].split()[0])
+        for line in lines[i + 2: i + 2 + count]:
+            symbols.append(el)
+            scaled.append([float(x) for x in line.split()[:3]])
+        i += 2 + count
+    return Atoms(symbols=symbols, scaled_positions=scaled, cell=cell, pbc=True)
+
+
+def _tail(path: Path, lines: int = 4) -> str:
+    text = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return " | ".join(l.strip() for l in text[-lines:] if l.strip()) or "no output"

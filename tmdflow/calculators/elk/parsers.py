@@ -1,0 +1,236 @@
+"""Plain parsers of Elk 8.4 output files: no database, no workflow imports; typed, frozen results.
+
+  EIGVAL.OUT      second-variational eigenvalues (Hartree) and occupancies per k-point
+  INFO.OUT        the run's log: version, lattice, symmetry count, k-set, charges, the SCF loop
+                  (total energy, Fermi energy, RMS potential change), warnings, the clean end
+  LSJ_KST.OUT     task 16: <L>, <S>, <J> per state (muffin-tin only; S = sigma / 2)
+  KPOINTS.OUT     the k-set of a run (lattice coordinates and weights)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import OutputParseError
+
+_NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?"
+
+
+def _float(s: str) -> float:
+    return float(s.replace("D", "E").replace("d", "e"))
+
+
+def _text(source: str | Path) -> tuple[str, str]:
+    if isinstance(source, Path):
+        if not source.is_file():
+            raise OutputParseError(f"{source} does not exist", "the Elk run did not finish or wrote elsewhere")
+        return source.read_text(errors="replace"), str(source)
+    return source, "text"
+
+
+@dataclass(frozen=True)
+class ElkEigenvalues:
+    kpoints: np.ndarray  # (nk, 3) lattice coordinates of the reciprocal basis
+    eigenvalues_ha: np.ndarray  # (nk, nstsv) Hartree, ascending
+    occupancies: np.ndarray  # (nk, nstsv)
+
+    @property
+    def n_states(self) -> int:
+        return int(self.eigenvalues_ha.shape[1])
+
+
+def parse_eigval(source: str | Path) -> ElkEigenvalues:
+    """EIGVAL.OUT: ``nkpt : nkpt``, ``nstsv : nstsv``, then per k-point its index and vkl, the
+    states' index, eigenvalue (Ha) and occupancy."""
+    text, name = _text(source)
+    m_nk = re.search(r"^\s*(\d+)\s*:\s*nkpt", text, re.M)
+    m_ns = re.search(r"^\s*(\d+)\s*:\s*nstsv", text, re.M)
+    if not (m_nk and m_ns):
+        raise OutputParseError(f"{name}: no 'nkpt'/'nstsv' header (not an Elk EIGVAL.OUT?)",
+                               "rerun the step; EIGVAL.OUT is written at the end of each SCF loop")
+    nk, ns = int(m_nk.group(1)), int(m_ns.group(1))
+    blocks = re.split(r"^\s*\d+\s+(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")\s*:\s*k-point, vkl\s*$",
+                      text, flags=re.M)
+    if (len(blocks) - 1) // 4 != nk:
+        raise OutputParseError(f"{name}: {(len(blocks) - 1) // 4} k-points, header says {nk}",
+                               "the file is truncated: rerun the step")
+    kpts, eig, occ = [], [], []
+    for i in range(nk):
+        kx, ky, kz, body = blocks[1 + 4 * i: 5 + 4 * i]
+        kpts.append([_float(kx), _float(ky), _float(kz)])
+        rows = [ln.split() for ln in body.splitlines()]
+        rows = [r for r in rows if len(r) == 3 and r[0].isdigit()]
+        if len(rows) != ns:
+            raise OutputParseError(f"{name}: k-point {i + 1} has {len(rows)} states, header says {ns}",
+                                   "the file is truncated: rerun the step")
+        eig.append([_float(r[1]) for r in rows])
+        occ.append([_float(r[2]) for r in rows])
+    return ElkEigenvalues(np.array(kpts), np.array(eig), np.array(occ))
+
+
+@dataclass(frozen=True)
+class ElkInfo:
+    """What INFO.OUT says of one Elk run (possibly several tasks)."""
+
+    version: str
+    started_from: str  # "atomic densities" | "STATE.OUT" | ""
+    lattice_bohr: np.ndarray  # (3, 3) rows a_i
+    reciprocal_bohr: np.ndarray  # (3, 3) rows b_i, 2 pi included
+    n_crystal_symmetries: int | None
+    spin_orbit: bool
+    n_kpoints: int | None
+    kgrid: tuple[int, int, int] | None
+    rgkmax: float | None
+    muffin_tin_radii: tuple[float, ...]
+    valence_charge: float | None
+    core_charge: float | None
+    total_energies_ha: tuple[float, ...]
+    fermi_energies_ha: tuple[float, ...]
+    rms_potential_changes: tuple[float, ...]
+    energy_changes_ha: tuple[float, ...]
+    converged: bool  # "Convergence targets achieved"
+    stopped: bool  # "Elk version ... stopped": the program reached its normal end
+    warnings: tuple[str, ...] = field(default=())
+    errors: tuple[str, ...] = field(default=())
+    indirect_gap_ha: float | None = None
+
+    @property
+    def n_iterations(self) -> int:
+        return len(self.total_energies_ha)
+
+    @property
+    def total_energy_ha(self) -> float:
+        if not self.total_energies_ha:
+            raise OutputParseError("INFO.OUT has no total energy", "the SCF loop did not run")
+        return self.total_energies_ha[-1]
+
+
+def _matrix_after(text: str, title: str) -> np.ndarray:
+    m = re.search(re.escape(title) + r"\s*:\s*\n((?:\s*" + _NUM + r"\s+" + _NUM + r"\s+" + _NUM + r"\s*\n){3})", text)
+    if not m:
+        return np.full((3, 3), np.nan)
+    return np.array([[_float(x) for x in line.split()] for line in m.group(1).strip().splitlines()])
+
+
+def _message_blocks(text: str, kind: str) -> tuple[str, ...]:
+    """'Warning(routine): ...' / 'Error(routine): ...' with their indented continuation lines."""
+    out, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{kind}("):
+            msg = [line.strip()]
+            for nxt in lines[i + 1: i + 4]:
+                if nxt.startswith(" ") and nxt.strip() and not nxt.strip().startswith(("Warning(", "Error(", "+", "|")):
+                    msg.append(nxt.strip())
+                else:
+                    break
+            out.append(" ".join(msg))
+    return tuple(out)
+
+
+def parse_info(source: str | Path) -> ElkInfo:
+    text, name = _text(source)
+    m = re.search(r"Elk version\s+(\S+)\s+started", text)
+    if not m:
+        raise OutputParseError(f"{name}: no 'Elk version ... started' line (not an Elk INFO.OUT?)",
+                               "rerun the step; Elk writes INFO.OUT in its run directory")
+    started = ("STATE.OUT" if re.search(r"potential read in from STATE\.OUT|from STATE\.OUT", text)
+               else "atomic densities" if "starting from atomic densities" in text else "")
+    nsym = re.findall(r"Number of crystal symmetries\s*:\s*(\d+)", text)
+    nk = re.findall(r"Total number of k-points\s*:\s*(\d+)", text)
+    grid = re.findall(r"k-point grid\s*:\s*(\d+)\s+(\d+)\s+(\d+)", text)
+    rgk = re.findall(r"Muffin-tin radius times maximum \|G\+k\|\s*:\s*(" + _NUM + ")", text)
+    rmt = tuple(_float(x) for x in re.findall(r"muffin-tin radius\s*:\s*(" + _NUM + ")", text))
+    val = re.findall(r"^\s*valence\s*:\s*(" + _NUM + r")\s*$", text, re.M)
+    core = re.findall(r"^\s*core\s*:\s*(" + _NUM + r")\s*$", text, re.M)
+    etot = tuple(_float(x) for x in re.findall(r"^\s*total energy\s*:\s*(" + _NUM + ")", text, re.M))
+    ef = tuple(_float(x) for x in re.findall(r"^\s*Fermi\s*:\s*(" + _NUM + ")", text, re.M))
+    rms = tuple(_float(x) for x in re.findall(r"RMS change in Kohn-Sham potential \(target\)\s*:\s*(" + _NUM + ")", text))
+    de = tuple(_float(x) for x in re.findall(r"Absolute change in total energy \(target\)\s*:\s*(" + _NUM + ")", text))
+    gaps = re.findall(r"Estimated indirect band gap\s*:\s*(" + _NUM + ")", text)
+    return ElkInfo(
+        version=m.group(1),
+        started_from=started,
+        lattice_bohr=_matrix_after(text, "Lattice vectors"),
+        reciprocal_bohr=_matrix_after(text, "Reciprocal lattice vectors"),
+        n_crystal_symmetries=int(nsym[-1]) if nsym else None,
+        spin_orbit="spin-orbit coupling" in text,
+        n_kpoints=int(nk[-1]) if nk else None,
+        kgrid=tuple(int(x) for x in grid[-1]) if grid else None,
+        rgkmax=_float(rgk[-1]) if rgk else None,
+        muffin_tin_radii=rmt,
+        valence_charge=_float(val[-1]) if val else None,
+        core_charge=_float(core[-1]) if core else None,
+        total_energies_ha=etot,
+        fermi_energies_ha=ef,
+        rms_potential_changes=rms,
+        energy_changes_ha=de,
+        converged="Convergence targets achieved" in text,
+        stopped=bool(re.search(r"Elk version\s+\S+\s+stopped", text)),
+        warnings=_message_blocks(text, "Warning"),
+        errors=_message_blocks(text, "Error"),
+        indirect_gap_ha=_float(gaps[-1]) if gaps else None,
+    )
+
+
+def parse_output_errors(source: str | Path) -> tuple[str, ...]:
+    """'Error(...)' messages Elk wrote to standard output (input errors stop Elk before INFO.OUT)."""
+    text, _ = _text(source)
+    return _message_blocks(text, "Error")
+
+
+@dataclass(frozen=True)
+class ElkKPoints:
+    kpoints: np.ndarray  # (nk, 3) lattice coordinates
+    weights: np.ndarray  # (nk,)
+
+
+def parse_kpoints(source: str | Path) -> ElkKPoints:
+    text, name = _text(source)
+    lines = text.splitlines()
+    if not lines or "nkpt" not in lines[0]:
+        raise OutputParseError(f"{name}: not an Elk KPOINTS.OUT", "rerun the step")
+    nk = int(lines[0].split(":")[0])
+    rows = [ln.split() for ln in lines[1: 1 + nk]]
+    return ElkKPoints(np.array([[_float(x) for x in r[1:4]] for r in rows]), np.array([_float(r[4]) for r in rows]))
+
+
+@dataclass(frozen=True)
+class ElkStateSpin:
+    """LSJ_KST.OUT (task 16): muffin-tin <L>, <S>, <J> of the listed states, per atom."""
+
+    kpoints: dict[int, tuple[float, float, float]]  # k-point index (1-based) -> lattice coordinates
+    per_atom: dict[tuple[int, int], tuple[dict, ...]]  # (k index, state) -> ({species, atom, L, S, J}, ...)
+
+    @property
+    def s_z_total(self) -> dict[tuple[int, int], float]:
+        """(k index, state) -> S_z summed over the muffin-tins (S = sigma / 2; the interstitial is
+        not included, so |S_z| < 1/2)."""
+        return {key: float(sum(a["S"][2] for a in atoms)) for key, atoms in self.per_atom.items()}
+
+
+def parse_lsj_kst(source: str | Path) -> ElkStateSpin:
+    text, name = _text(source)
+    pattern = re.compile(
+        r"k-point\s*:\s*(\d+)\s+(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")\s*\n"
+        r"\s*state\s*:\s*(\d+)\s*\n"
+        r"\s*species\s*:\s*(\d+)\s*\((\w+)\)\s*,\s*atom\s*:\s*(\d+)\s*\n"
+        r"\s*L\s*:\s*(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")\s*\n"
+        r"\s*S\s*:\s*(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")\s*\n"
+        r"\s*J\s*:\s*(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")")
+    kpts: dict[int, tuple[float, float, float]] = {}
+    atoms: dict[tuple[int, int], list[dict]] = {}
+    for m in pattern.finditer(text):
+        g = m.groups()
+        ik, ist = int(g[0]), int(g[4])
+        kpts[ik] = (_float(g[1]), _float(g[2]), _float(g[3]))
+        atoms.setdefault((ik, ist), []).append({
+            "species": g[6], "atom": int(g[7]), "L": tuple(_float(x) for x in g[8:11]),
+            "S": tuple(_float(x) for x in g[11:14]), "J": tuple(_float(x) for x in g[14:17])})
+    if not atoms:
+        raise OutputParseError(f"{name}: no 'k-point / state / species / L S J' blocks (not an LSJ_KST.OUT?)",
+                               "rerun the bands step (Elk task 16 with kstlist)")
+    return ElkStateSpin(kpts, {k: tuple(v) for k, v in atoms.items()})
