@@ -243,3 +243,57 @@ def test_a_real_workflow_on_mongodb_passes_the_strict_server_checks(strict_mongo
 
     assert "SECRET" not in "\n".join(outputs)
     assert "SECRET" not in strict_mongo.dump()
+
+
+def _submit_one(strict_mongo, tmp_path):
+    from tmdflow.fireworks import submit
+    from tmdflow.store.connection import connect
+    from tmdflow.workflow_spec import load_workflow
+
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    conn = connect(_settings(strict_mongo, tmp_path))
+    submit(conn, load_workflow(tmp_path / "wf.yaml"))
+    return {"TMDFLOW_DB_URI": strict_mongo.uri, "TMDFLOW_CONFIG": os.devnull, "TMDFLOW_WORK_DIR": str(tmp_path / "runs")}
+
+
+def test_a_server_fault_after_connecting_is_a_named_error(strict_mongo, tmp_path):
+    """The permission (or the server) goes away after tmdflow connected: exit 60 with the
+    server's reason, the password scrubbed, no traceback."""
+    from tmdflow import cli
+
+    env = _submit_one(strict_mongo, tmp_path)
+    strict_mongo.readonly = True  # this process's connection is cached: the fault comes mid-command
+    result = CliRunner().invoke(cli.main, ["priority", "*", "1"], env=env)
+    assert result.exit_code == 60, result.output
+    assert "not authorized" in result.output and "readWrite" in result.output
+    assert "SECRET" not in result.output and "Traceback" not in result.output
+
+
+def test_tmdflow_lpad_and_the_launchpad_file_on_mongodb(strict_mongo, tmp_path):
+    import yaml
+    from fireworks import LaunchPad
+
+    from tmdflow import cli
+
+    env = _submit_one(strict_mongo, tmp_path)
+    count = CliRunner().invoke(cli.main, ["lpad", "get_fws", "-d", "count"], env=env)
+    assert count.exit_code == 0 and count.output.strip() == "3", count.output
+    path = tmp_path / "my_launchpad.yaml"
+    out = CliRunner().invoke(cli.main, ["db", "launchpad-file", str(path)], env=env)
+    assert out.exit_code == 0, out.output
+    text = path.read_text()
+    assert "SECRET" not in text and "SECRET" not in out.output
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    doc = yaml.safe_load(text)
+    assert doc == {"name": "tmdflow", "host": "db.example.invalid", "port": 27017, "uri_mode": False,
+                   "username": "user", "authsource": "admin"}
+    from pymongo.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="password is required"):  # as the file's comment says
+        LaunchPad.from_file(str(path))  # what FireWorks' lpad -l / rlaunch -l read
+    assert "add a line 'password: ...'" in text
+    path.write_text(text + "password: SECRET\n")  # the user's step
+    lp = LaunchPad.from_file(str(path))
+    assert (lp.host, lp.port, lp.name, lp.username, lp.authsource) == ("db.example.invalid", 27017, "tmdflow", "user",
+                                                                      "admin")
+    lp.connection.close()
