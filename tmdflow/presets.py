@@ -178,9 +178,10 @@ class Preset:
     # Elk (calculator: elk) -- all-electron FP-(L)APW+lo, Hartree/bohr units; ignored by the other codes
     elk_rmt: float = _bound(ge=1.0, le=3.0, unit="bohr", why="muffin-tin radius of every atom (the species files' rmt "
                                                              "is replaced); 2.1 is the paper's, M-X bonds allow ~2.3")
-    elk_rgkmax: float = _bound(ge=4.0, le=12.0, why="R_mt |G+k|_max (Elk's rgkmax); 7 is the paper's R_mt K_max")
+    elk_rgkmax: float = _bound(ge=4.0, le=12.0, why="R_mt times the largest G+k of the APW basis (Elk's rgkmax); "
+                                                     "7 is the paper's R_mt K_max")
     elk_lmaxapw: int = _bound(ge=4, le=14, why="l_max of the APW functions; 10 is the paper's")
-    elk_gmaxvr: float = _bound(ge=6.0, le=30.0, unit="1/bohr", why="|G|_max of density and potential (Elk's gmaxvr); "
+    elk_gmaxvr: float = _bound(ge=6.0, le=30.0, unit="1/bohr", why="largest G of density and potential (Elk's gmaxvr); "
                                                                    "must exceed 2 rgkmax / R_mt")
     elk_nempty: int = _bound(ge=1, le=64, why="Elk 8's nempty: empty states per atom in the second-variational "
                                               "step (Delta moves by ~2 meV from 8 to 64 for WSe2)")
