@@ -154,6 +154,7 @@ def slurm_cluster(tmp_path_factory):
 
     The README's test command installs slurm-wlm and munge (scripts/bootstrap.sh), so missing
     programs are a failure for root, not a skip."""
+    import shutil
     import tempfile
 
     if os.geteuid() != 0:
@@ -170,6 +171,7 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- a strict in-process MongoDB stand-in for the store connection layer (tests/strict_mongo.py) --

@@ -94,14 +94,24 @@ def _reason(lpad, fw_id: int) -> str | None:
 
 
 def status(settings: Settings | None = None) -> list[WorkflowStatus]:
+    from .fireworks import INTERRUPTIONS, lost_runs
+
     _, conn = _conn(settings, readonly=True)
     lpad = conn.launchpad
+    lost = lost_runs(conn)  # RUNNING, but their launcher on this host is gone
     out = []
     for wf in lpad.workflows.find({}, sort=[("created_on", 1)]):
         fws = []
-        for fw in lpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, sort=[("fw_id", 1)]):
-            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"],
-                                      _reason(lpad, fw["fw_id"]) if fw["state"] == "FIZZLED" else None))
+        for fw in lpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, {"fw_id": 1, "name": 1, "state": 1,
+                                      f"spec.{INTERRUPTIONS}": 1}, sort=[("fw_id", 1)]):
+            reason = _reason(lpad, fw["fw_id"]) if fw["state"] == "FIZZLED" else None
+            if fw["fw_id"] in lost:
+                reason = f"suspected lost: {lost[fw['fw_id']]}; 'tmdflow launch --recover' runs it again"
+            elif fw["state"] == "READY" and (fw.get("spec") or {}).get(INTERRUPTIONS):
+                last = fw["spec"][INTERRUPTIONS][-1]
+                why = f"interrupted by {last['signal']}" if "signal" in last else f"lost ({last.get('lost')})"
+                reason = f"{why} at {last.get('at')}; runs again on the next launch"
+            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"], reason))
         meta = wf.get("metadata", {})
         out.append(WorkflowStatus(meta.get("tmdflow_key", wf["name"]), wf["state"], fws, meta.get("tmdflow_rank", 0),
                                   meta.get("overrides")))

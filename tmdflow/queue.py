@@ -222,6 +222,10 @@ def _ready_work(settings) -> tuple[int, list[str], tuple]:
     return len(ready), [doc["name"] for doc in ready], progress
 
 
+def _embedded(settings) -> bool:
+    return str(settings.db_uri).startswith("embedded:")
+
+
 def submit_jobs(settings, path: Path | None, njobs: int, launch_dir: Path, max_seconds: float | None = None,
                 max_launches: int | None = None, rapidfire: bool = False, sleep_seconds: float = 60.0,
                 say: Callable[[str], None] | None = None) -> Submission:
@@ -258,11 +262,15 @@ def submit_jobs(settings, path: Path | None, njobs: int, launch_dir: Path, max_s
         ours = pending | running
         if last_progress is None:
             last_progress = progress
-        n_new = max(0, min(njobs - len(ours), n_ready - len(pending)))
+        # a pending job will take a READY Firework; so will a job just started when the store is the
+        # embedded file, whose last checkpoint still shows the Firework it took as READY
+        busy = len(pending) + (len(running) if _embedded(settings) else 0)
+        n_new = max(0, min(njobs - len(ours), n_ready - busy))
         for i in range(n_new):
-            directory = launch_dir / f"launcher_{time.strftime('%Y-%m-%d-%H-%M-%S')}_{len(ids)}"
-            directory.mkdir(parents=True, exist_ok=True)
-            name = job_name(prefix, names[len(pending) + i] if len(pending) + i < len(names) else None)
+            now = time.time()  # FireWorks' launcher_<datestamp> convention, unique to the microsecond
+            directory = launch_dir / f"launcher_{time.strftime('%Y-%m-%d-%H-%M-%S', time.localtime(now))}-{int(now * 1e6) % 1000000:06d}"
+            directory.mkdir(parents=True, exist_ok=False)
+            name = job_name(prefix, names[busy + i] if busy + i < len(names) else None)
             script = directory / "tmdflow-job.sh"
             script.write_text(render_script(cfg, directory, command, name))
             job = submit_script(cfg, script)
