@@ -109,7 +109,8 @@ def _machine_options(f):
     return f
 
 
-def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_dir, user_pseudo_dir, as_json):
+def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_dir, user_pseudo_dir, as_json,
+                 calculator="espresso"):
     from .compute import compute_material
     from .presets import load_preset
     from .report import splitting_table
@@ -130,7 +131,8 @@ def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_di
         results = []
         for f in formulas:
             start = time.monotonic()
-            r = compute_material(f, preset, settings, a=a, d=d, vacuum=vacuum, progress=progress)
+            r = compute_material(f, preset, settings, a=a, d=d, vacuum=vacuum, progress=progress,
+                                 calculator=calculator)
             progress.done(f"{r.formula}: done in {time.monotonic() - start:.0f} s "
                           f"(Δ_VB(K) = {r.splitting.delta_vb_k_mev:.1f} meV)")
             results.append(r)
@@ -154,10 +156,12 @@ def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_di
 @click.option("--kmesh", type=int, help="override the preset's n x n x 1 SCF mesh")
 @click.option("--ecutwfc", type=float, help="override the preset's wavefunction cut-off (Ry)")
 @click.option("--ecutrho", type=float, help="override the preset's density cut-off (Ry)")
+@click.option("--calculator", default="espresso", show_default=True,
+              help="the code that runs: espresso, or elk (all-electron; presets elk-quick / elk-paper)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @_machine_options
-def compute(formulas, preset_name, a, d, vacuum, structure_file, kmesh, ecutwfc, ecutrho, as_json, nprocs, work_dir,
-            user_pseudo_dir):
+def compute(formulas, preset_name, a, d, vacuum, structure_file, kmesh, ecutwfc, ecutrho, calculator, as_json, nprocs,
+            work_dir, user_pseudo_dir):
     """Spin-orbit calculation of MX2 monolayers and their splittings at K.
 
     FORMULAS: one or more MX2 formulas, M in Cr, Mo, W and X in S, Se, Te (e.g. MoS2 WSe2).
@@ -177,7 +181,8 @@ def compute(formulas, preset_name, a, d, vacuum, structure_file, kmesh, ecutwfc,
             _fail(exc)
         formulas, a, d = (geo.formula,), geo.a, geo.d
     overrides = {"kmesh": kmesh, "ecutwfc": ecutwfc, "ecutrho": ecutrho}
-    _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_dir, user_pseudo_dir, as_json)
+    _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_dir, user_pseudo_dir, as_json,
+                 calculator)
 
 
 @main.command()

@@ -77,9 +77,11 @@ def compute_material(
     vacuum: float | None = None,
     directory: Path | None = None,
     progress: ProgressFn | None = None,
+    calculator: str = "espresso",
 ) -> ComputeResult:
     """Run the monolayer pipeline; files go to ``<directory or work_dir>/<material key>/``
-    (``<formula>-monolayer-<preset>-<result hash>``, tmdflow.identity)."""
+    (``<formula>-monolayer-<preset>[-<calculator>]-<result hash>``, tmdflow.identity); ``calculator``
+    is a registered adapter (espresso, wien2k, elk)."""
     material = get_material(formula)
     a, d = resolve_geometry(material, a, d)
     vacuum = preset.vacuum if vacuum is None else vacuum
@@ -88,8 +90,8 @@ def compute_material(
     first = "scf_sr" if preset.spin_orbit_mode == "second_variational" else "scf_soc"
     source = given_structure_source(structure.model_dump())  # the identity of the result (tmdflow.identity)
     outcomes = [
-        run_step(StepRequest("compute", material.formula, "monolayer", preset, step, structure=structure,
-                             source=source), settings, run_root, progress)
+        run_step(StepRequest("compute", material.formula, "monolayer", preset, step, calculator=calculator,
+                             structure=structure, source=source), settings, run_root, progress)
         for step in (first, "bands_soc", "analysis")
     ]
     tasks = [o.task for o in outcomes if o.task is not None]

@@ -246,7 +246,11 @@ class ElkCalculator:
         params = self._parameters(preset, (1,), (n, n, 1), True, reducek=0)
         params = dataclasses.replace(params, maxscl=1)
         info = self._run(atoms, preset, bands_dir, params, result, "bands", progress)
-        self._check_ground_state(info, preset, 187, bands_dir, "bands_soc", need_convergence=False)
+        if info.n_crystal_symmetries != scf_info.n_crystal_symmetries:
+            raise StructureSymmetryError(
+                f"bands_soc: Elk found {info.n_crystal_symmetries} crystal symmetries in {bands_dir}, the ground "
+                f"state {scf_info.n_crystal_symmetries}", "compare the elk.in files of both directories")
+        self._check_ground_state(info, preset, -1, bands_dir, "bands_soc", need_convergence=False)
         if info.started_from != "STATE.OUT":
             raise CalculationFailed(f"bands_soc: Elk did not start from the copied STATE.OUT in {bands_dir}",
                                     "read INFO.OUT there")
@@ -310,9 +314,11 @@ class ElkCalculator:
         )
 
     def cleanup(self, directory: Path) -> int:
-        """Delete the eigenvector files (EVECFV.OUT, EVECSV.OUT): the largest, and not needed."""
+        """Delete the eigenvector files (EVECFV.OUT, EVECSV.OUT) and the bands step's copy of
+        STATE.OUT: the largest files, not needed (scf_sr/ and scf_soc/ keep their STATE.OUT)."""
         freed = 0
-        for p in list(Path(directory).glob("EVEC*.OUT")) + list(Path(directory).glob("bands/EVEC*.OUT")):
+        d = Path(directory)
+        for p in [*d.glob("EVEC*.OUT"), *d.glob("bands/EVEC*.OUT"), *d.glob("bands/STATE.OUT")]:
             freed += p.stat().st_size
             p.unlink()
         return freed
