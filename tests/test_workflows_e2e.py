@@ -137,7 +137,8 @@ def test_a_failed_step_fizzles_with_its_reason_in_status(tmp_path, pseudo_dir):
            "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "PYTHONPATH": str(Path(__file__).parent.parent),
            "TMDFLOW_PW_COMMAND": "pw-not-installed.x"}
     _tmdflow(["submit", str(tmp_path / "wf.yaml")], env)
-    _tmdflow(["launch"], env)
+    launched = _tmdflow(["launch"], env, check=False)
+    assert launched.returncode == 70 and "tmdflow status" in launched.stderr  # a queue job must not report success
     status = _tmdflow(["status"], env).stdout
     assert "FIZZLED" in status and "pw-not-installed.x" in status  # the reason, not just the state
     data = bson.json_util.loads((tmp_path / "store.json").read_text())["tmdflow"]

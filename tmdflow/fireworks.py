@@ -458,6 +458,7 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
     result = LaunchResult()
     cwd = os.getcwd()
     _LAUNCHER_DB.update(db_uri=settings.db_uri, db_name=settings.db_name)
+    processes.set_budget(max_seconds)  # every program gets the time left (tmdflow.processes)
     try:
         with _stop_on_signals(), fireworks_logs_to_stderr():
             while not max_launches or result.launched < max_launches:
@@ -516,6 +517,7 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
                 if progress:
                     progress(f"{name} finished in {time.monotonic() - start:.0f} s")
     finally:
+        processes.set_budget(None)
         _LAUNCHER_DB.clear()
         os.chdir(cwd)
         conn.checkpoint()

@@ -34,6 +34,7 @@ GRACE_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 
 _stop_signal: int | None = None
+_budget: tuple[float, float] | None = None  # (deadline as time.time(), the launcher's whole max_seconds)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -64,6 +65,27 @@ try:  # loaded here, not in the forked child (no dynamic loading between fork an
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux: the pid file still protects a relaunch
     _prctl = None
+
+
+def set_budget(max_seconds: float | None) -> None:
+    """The launcher's time budget from now (``--max-seconds``; None: unlimited).  Every pw.x run
+    gets the time left as its max_seconds, bands.x/projwfc.x are stopped at its end."""
+    global _budget
+    _budget = (time.time() + max_seconds, float(max_seconds)) if max_seconds else None
+
+
+def deadline() -> float | None:
+    return _budget[0] if _budget else None
+
+
+def time_left() -> float | None:
+    return _budget[0] - time.time() if _budget else None
+
+
+def cut_short(max_seconds: float | None) -> bool:
+    """Whether a run limited to ``max_seconds`` had clearly less than the launcher's whole budget
+    (earlier runs used the rest): stopping it without progress says nothing about the budget."""
+    return bool(_budget and max_seconds is not None and max_seconds < 0.75 * _budget[1])
 
 
 def _parent_death_signal(parent: int) -> Callable[[], None]:

@@ -8,7 +8,9 @@ parses both.  A step resumed after max_seconds first sets the interrupted run's 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from ...bands import BandData
 from ...errors import (CalculationFailed, MaxSecondsTooShort, PseudopotentialError, ScfNotConverged,
                       WalltimeReached)
 from ...presets import Preset
+from ...processes import cut_short, deadline, time_left
 from ...pseudo import read_upf_header
 from ...settings import Settings
 from .parsers import (PwStdout, PwXmlOutput, parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_program_clock,
@@ -72,6 +75,16 @@ def _set_aside_output(directory: Path, step: str, restart: bool) -> None:
 
 def _parse_interrupted(directory: Path, step: str) -> tuple[PwStdout, ...]:
     return tuple(parse_pw_stdout(path) for path in interrupted_outputs(directory, step))
+
+
+def _stopped_at_deadline(record: RunRecord, directory: Path) -> None:
+    """bands.x/projwfc.x have no max_seconds: stopped at the launcher's deadline, the step is
+    resumed (run again) by the next launch instead of failing."""
+    end = deadline()
+    if end is not None and record.returncode == -signal.SIGTERM and time.time() >= end - 1:
+        raise WalltimeReached(
+            f"{record.program} stopped in {directory} at the end of the launcher's --max-seconds",
+            "the step runs again in the next launch (tmdflow launch does this)")
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -139,6 +152,9 @@ class EspressoCalculator:
 
     # -- steps -----------------------------------------------------------------------------
     def _run_pw(self, step: str, job: PwJob, directory: Path, progress: ProgressFn | None, pools: int) -> PwStepResult:
+        left = time_left()  # under a launcher with a time budget: every pw.x run gets the time left
+        if left is not None:
+            job = dataclasses.replace(job, max_seconds=max(0.5, min(job.max_seconds or left, left)))
         text = build_pw_input(job)
         (directory / f"{step}.in").write_text(text)
         _set_aside_output(directory, step, job.restart)
@@ -154,6 +170,11 @@ class EspressoCalculator:
         if xml_src.is_file() and xml_src.stat().st_mtime >= started - 1:
             shutil.copyfile(xml_src, directory / f"{step}.xml")
         stdout = parse_pw_stdout(out_file) if "Program PWSCF" in out_file.read_text(errors="replace") else None
+        if stdout is not None and stdout.walltime_exceeded and stdout.scf_iterations_run == 0 and cut_short(job.max_seconds):
+            # the launcher had only this much time left: the next launch resumes it with its whole budget
+            raise WalltimeReached(
+                f"{step}: pw.x reached max_seconds = {job.max_seconds:g} s (the launcher's time left) in {directory} "
+                "before its first SCF iteration", "the step is resumed by the next launch (tmdflow launch does this)")
         if stdout is not None and stdout.walltime_exceeded and stdout.scf_iterations_run == 0:
             # stopped while starting up: a restart under the same limit would repeat the start-up
             # and stop again, detour after detour
@@ -288,8 +309,9 @@ class EspressoCalculator:
         (directory / f"{stem}.in").write_text(text)
         record = self.profile.run(
             self.profile.bands_command, directory, f"{stem}.in", f"{stem}.out",
-            progress=progress, label=stem,
+            progress=progress, label=stem, deadline=deadline(),
         )
+        _stopped_at_deadline(record, directory)
         if record.returncode != 0:
             raise CalculationFailed(
                 f"bands.x failed (exit {record.returncode}) in {directory}: {_tail(directory / f'{stem}.out')}",
@@ -305,7 +327,8 @@ class EspressoCalculator:
                 "  lsym = .false.\n/\n")
         (directory / "projwfc.in").write_text(text)
         record = self.profile.run(self.profile.projwfc_command, directory, "projwfc.in", "projwfc.out",
-                                  progress=progress, label="projwfc")
+                                  progress=progress, label="projwfc", deadline=deadline())
+        _stopped_at_deadline(record, directory)
         if record.returncode != 0 or not (directory / "proj.projwfc_up").is_file():
             raise CalculationFailed(
                 f"projwfc.x failed (exit {record.returncode}) in {directory}: {_tail(directory / 'projwfc.out')}",
