@@ -297,3 +297,29 @@ def test_tmdflow_lpad_and_the_launchpad_file_on_mongodb(strict_mongo, tmp_path):
     assert (lp.host, lp.port, lp.name, lp.username, lp.authsource) == ("db.example.invalid", 27017, "tmdflow", "user",
                                                                       "admin")
     lp.connection.close()
+
+
+def test_a_claim_left_by_a_dead_submitter_expires_and_a_live_one_is_reported(strict_mongo, tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from tmdflow.errors import AlreadySubmitted
+    from tmdflow.fireworks import build_workflows, submit
+    from tmdflow.store import submissions
+    from tmdflow.store.connection import connect
+    from tmdflow.workflow_spec import load_workflow
+
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    conn = connect(_settings(strict_mongo, tmp_path))
+    spec = load_workflow(tmp_path / "wf.yaml")
+    (key,) = [wf.metadata["tmdflow_key"] for wf in build_workflows(spec)]
+    claims = conn.db[submissions.SUBMISSIONS]
+    claims.insert_one({"_id": f"{key}#0", "key": key, "generation": 0, "state": "pending", "host": "elsewhere",
+                       "pid": 4242, "at": datetime.now(timezone.utc)})
+    monkeypatch.setattr(submissions.wait_for_winner, "__defaults__", (0.5,))
+    with pytest.raises(AlreadySubmitted, match="elsewhere pid 4242") as err:
+        submit(conn, spec)  # a live submitter holds the claim and has not inserted yet
+    assert err.value.exit_code == 60 and conn.launchpad.workflows.count_documents({}) == 0
+    claims.update_one({"_id": f"{key}#0"}, {"$set": {"at": datetime.now(timezone.utc) - timedelta(hours=1)}})
+    (taken,) = submit(conn, spec)  # its submitter died an hour ago: the claim is taken over
+    assert not taken.skipped and conn.launchpad.workflows.count_documents({}) == 1
+    assert claims.find_one({"_id": f"{key}#0"})["state"] == "done" and claims.find_one({"_id": f"{key}#0"})["pid"] == os.getpid()
