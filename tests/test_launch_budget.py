@@ -54,3 +54,21 @@ def test_a_run_left_with_a_sliver_of_the_budget_is_resumed_not_failed(qe_setting
     req = StepRequest("t", "MoS2", "monolayer", load_preset("test"), "scf_soc", max_seconds=0.5)
     with pytest.raises(WalltimeReached, match="time left"):
         run_step(req, qe_settings, qe_settings.work_dir)
+
+
+@pytest.mark.qe
+def test_launch_with_a_budget_too_short_to_start_pw_x_exits_34(tmp_path, pseudo_dir):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "wf.yaml").write_text("name: ms\npreset: test\nmaterials: [MoS2]\nstructures: [monolayer]\n"
+                                      "steps: [scf_soc, bands_soc, analysis]\n")
+    env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{tmp_path / 'store.json'}", "TMDFLOW_WORK_DIR": str(tmp_path / "runs"),
+           "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    cli = [sys.executable, "-m", "tmdflow.cli"]
+    subprocess.run([*cli, "submit", str(tmp_path / "wf.yaml")], env=env, check=True, capture_output=True)
+    out = subprocess.run([*cli, "launch", "--max-seconds", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 34, out.stderr
+    assert "max_seconds" in out.stderr and "--max-seconds" in out.stderr and "Traceback" not in out.stderr

@@ -84,8 +84,10 @@ def time_left() -> float | None:
 
 def cut_short(max_seconds: float | None) -> bool:
     """Whether a run limited to ``max_seconds`` had clearly less than the launcher's whole budget
-    (earlier runs used the rest): stopping it without progress says nothing about the budget."""
-    return bool(_budget and max_seconds is not None and max_seconds < 0.75 * _budget[1])
+    (earlier runs used the rest: under 75 % of it and over 30 s less): stopping it without progress
+    then says nothing about the budget, and the next launch resumes it."""
+    return bool(_budget and max_seconds is not None and max_seconds < 0.75 * _budget[1]
+                and _budget[1] - max_seconds > 30)
 
 
 def _parent_death_signal(parent: int) -> Callable[[], None]:
