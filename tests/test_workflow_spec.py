@@ -80,9 +80,9 @@ def test_table1_shows_paper_value_and_deviation():
     assert mos2["dvb_paper"] == 148 and mos2["dvb_dev"] == pytest.approx(1.1)
     md = render(rows, "markdown")
     assert "| MoS2 |" in md and "149.1" in md and "+1.1" in md
-    assert render(rows, "csv").splitlines()[0].startswith("formula,settings,ml_a")  # settings: preset + overrides
+    assert render(rows, "csv").splitlines()[0].startswith("formula,settings,monolayer_a_angstrom")  # readable names (issue 24)
     tex = render(rows, "latex")
-    assert r"\begin{tabular}" in tex and r"$\Delta$" in tex
+    assert r"\begin{tabular}" in tex and r"$\Delta_{\mathrm{VB}}(K)$" in tex  # math, not $\Delta$\_VB (issue 24)
 
 
 def test_table1_reports_the_bulk_gap_and_where_its_band_edges_are():
@@ -93,5 +93,5 @@ def test_table1_reports_the_bulk_gap_and_where_its_band_edges_are():
         bulk.splitting, gap_ev=0.874, direct_gap_at_k=False, vbm_location="Gamma", cbm_location="0.55 Gamma-K")})
     row = table1_rows([_material(), bulk])[0]
     assert row["gap_type"] == "direct at K"  # the monolayer
-    assert row["bk_gap"] == pytest.approx(0.874) and row["bk_edges"] == "VBM Gamma, CBM 0.55 Gamma-K"
-    assert "VBM Gamma, CBM 0.55 Gamma-K" in render([row], "markdown")
+    assert row["bk_gap"] == pytest.approx(0.874) and row["bk_edges"] == "indirect: VBM at Gamma, CBM at 0.55 Gamma-K"
+    assert "indirect: VBM at Gamma, CBM at 0.55 Gamma-K" in render([row], "markdown")

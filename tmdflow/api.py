@@ -1,7 +1,12 @@
-"""Python API for notebooks; mirrors the CLI.
+"""Python API for notebooks; mirrors the CLI.  Also importable from the package itself:
 
-    import tmdflow.api as tf
-    tf.submit("workflows/quick.yaml"); tf.launch(); tf.query(formula="WSe2"); print(tf.table1())
+    import tmdflow
+    tmdflow.submit("workflows/quick.yaml"); tmdflow.launch(); docs = tmdflow.query(formula="WSe2")
+    docs[0].to_structure(); tmdflow.bandstructure(docs[0]); tmdflow.dataframe(); print(tmdflow.table1())
+
+Results in the field's types (tmdflow.objects): ``doc.to_structure()`` / ``doc.to_atoms()``,
+:func:`structure`, :func:`write_structure`, :func:`bandstructure` (pymatgen
+``BandStructureSymmLine``), :func:`band_projections`, :func:`dataframe` (pandas).
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ from typing import Callable
 from .analysis.table1 import render, table1_rows
 from .settings import Settings, load_settings
 from .store.connection import Connection, connect, embedded_path
-from .store.documents import MaterialDocument
+from .store.documents import BandStructureDoc, MaterialDocument, StructureDoc, TaskDocument
 from .errors import StoreCorrupted
 from .store.embedded import EmbeddedDatabase
 from .store.results import MaterialQuery, ResultsStore
 from .workflow_spec import load_workflow
+
+__all__ = [
+    "submit", "launch", "prioritize", "rerun", "status", "query", "error_bars", "table1", "backup", "restore",
+    "info", "structure", "write_structure", "bandstructure", "band_projections", "dataframe",
+]
 
 
 def _conn(settings: Settings | None, readonly: bool = False) -> tuple[Settings, Connection]:
@@ -120,8 +130,69 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
 
 def query(formula: str | None = None, dimensionality: str | None = None, preset: str | None = None,
           settings: Settings | None = None, calculator: str | None = None) -> list[MaterialDocument]:
+    """Material results, filtered; each with its structure (``doc.to_structure()``, also for
+    documents written before the material stored it: read from its task documents)."""
+    from .objects import with_structure
+
     _, conn = _conn(settings, readonly=True)
-    return ResultsStore(conn.db).materials(MaterialQuery(formula, dimensionality, preset, calculator))
+    store = ResultsStore(conn.db)
+    return with_structure(store, store.materials(MaterialQuery(formula, dimensionality, preset, calculator)))
+
+
+def _store(settings: Settings | None) -> ResultsStore:
+    _, conn = _conn(settings, readonly=True)
+    return ResultsStore(conn.db)
+
+
+def structure(result: "MaterialDocument | TaskDocument | str", settings: Settings | None = None) -> StructureDoc:
+    """The stored (relaxed) structure of a material result or a task (a document or its id);
+    ``.to_structure()`` / ``.to_atoms()`` give pymatgen / ASE objects.  Unknown id: ResultNotFound."""
+    from .objects import structure_of
+
+    if isinstance(result, (MaterialDocument, TaskDocument)) and result.structure is not None:
+        return result.structure
+    return structure_of(_store(settings), result)
+
+
+def write_structure(result: "MaterialDocument | TaskDocument | str", path: str | Path,
+                    settings: Settings | None = None) -> Path:
+    """Write the stored structure to ``path`` in the format its name says (``.cif``, ``POSCAR``
+    / ``.vasp``, ``.extxyz``, ``.xyz``, ``.json``, ``.pwi``, ``.xsf`` ...: ASE's formats, then
+    pymatgen's); an unknown suffix is an InputError, nothing is written."""
+    from .objects import write_structure_file
+
+    return write_structure_file(structure(result, settings), Path(path))
+
+
+def bandstructure(result: "MaterialDocument | BandStructureDoc | str", kind: str = "soc",
+                  settings: Settings | None = None):
+    """A pymatgen ``BandStructureSymmLine`` of a material result's spin-orbit (``kind="soc"``) or
+    scalar-relativistic (``"sr"``) bands on Gamma-M-K-Gamma (conventions: tmdflow.objects)."""
+    from .objects import band_document, to_bandstructure
+
+    store = None if isinstance(result, BandStructureDoc) and result.reciprocal_cell_inv_angstrom else \
+        _store(settings)
+    return to_bandstructure(band_document(store, result, kind), store)
+
+
+def band_projections(result: "MaterialDocument | BandStructureDoc | str", kind: str = "soc",
+                     settings: Settings | None = None):
+    """<sigma_z> (soc) and the orbital weights (sr) on the k-points of :func:`bandstructure`,
+    each (bands, k-points) like ``bs.bands[Spin.up]`` (tmdflow.objects.BandProjections)."""
+    from .objects import band_document, projections_of
+
+    store = None if isinstance(result, BandStructureDoc) else _store(settings)
+    return projections_of(band_document(store, result, kind))
+
+
+def dataframe(formula: str | None = None, dimensionality: str | None = None, preset: str | None = None,
+              calculator: str | None = None, settings: Settings | None = None):
+    """A pandas DataFrame of the material results, one row per result, units in the column
+    names (``delta_vb_k_mev``, ``a_angstrom``, ``gap_ev``; tmdflow.objects.material_rows)."""
+    from .objects import to_dataframe
+
+    materials = query(formula, dimensionality, preset, settings, calculator)
+    return to_dataframe(materials, error_bars(materials, settings))
 
 
 def error_bars(materials: list[MaterialDocument], settings: Settings | None = None) -> dict[str, dict[str, float]]:

@@ -462,40 +462,116 @@ def status(as_json):
             click.echo(line + (f"  -- {fw.reason}" if fw.reason else ""))
 
 
+QUERY_DERIVED_FIELDS = {
+    "overrides": "the preset overrides of the result's workflow ('(legacy)' before identities)",
+    "workflow": "the workflow that wrote the result",
+    "settings": "the preset with its overrides, as Table I shows it",
+    "gap_type": "'direct at K' or 'indirect: VBM at Gamma, CBM at Q'",
+}
+
+
+def _document_fields(model, prefix: str = "") -> list[str]:
+    """Every (dotted) field of a pydantic model, its sub-models and dataclasses."""
+    import dataclasses
+    import typing
+
+    from pydantic import BaseModel
+
+    if dataclasses.is_dataclass(model):
+        items = [(f.name, f.type) for f in dataclasses.fields(model)]
+        hints = typing.get_type_hints(model)
+        items = [(name, hints.get(name, t)) for name, t in items]
+    else:
+        items = [(name, f.annotation) for name, f in model.model_fields.items()]
+    out = []
+    for name, annotation in items:
+        out.append(prefix + name)
+        for arg in (typing.get_args(annotation) or (annotation,)):
+            if isinstance(arg, type) and (issubclass(arg, BaseModel) or dataclasses.is_dataclass(arg)):
+                out += _document_fields(arg, f"{prefix}{name}.")
+    return out
+
+
+def query_fields() -> list[str]:
+    """The fields 'tmdflow query --fields' accepts: the material document's (dotted) fields and
+    the derived ones of QUERY_DERIVED_FIELDS."""
+    from .store.documents import MaterialDocument
+
+    return _document_fields(MaterialDocument) + list(QUERY_DERIVED_FIELDS)
+
+
 @main.command()
-@click.option("--formula")
+@click.option("--formula", help="an MX2 formula, e.g. WSe2")
 @click.option("--dim", "dimensionality", type=click.Choice(["monolayer", "bulk"]))
 @click.option("--preset", "preset_name")
 @click.option("--calculator", help="only results of this code (espresso, wien2k)")
 @click.option("--fields", default="formula,dimensionality,preset,overrides,workflow,calculator,splitting.delta_vb_k_mev,"
               "splitting.delta_cb_k_mev,splitting.delta_e_gamma_k_mev,splitting.gap_ev,table1.a_angstrom,"
               "table1.d_angstrom", show_default=True,
-              help="comma-separated (dotted) fields; 'overrides' and 'workflow' say where a result comes from")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--csv", "as_csv", is_flag=True)
+              help="comma-separated (dotted) fields of the material document, or overrides, workflow, settings, "
+                   "gap_type; an unknown field is an error (exit 2)")
+@click.option("--json", "as_json", is_flag=True, help="a JSON list of objects")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with the field names as header")
 def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_csv):
-    """Material results from the store, filtered (e.g. --formula WSe2 --dim monolayer)."""
+    """Material results from the store, filtered (e.g. --formula WSe2 --dim monolayer).
+
+    \b
+    Exit status: 0 with the results, also when none match (then a note on stderr says so and
+    which formulas the store holds); 2 for an unknown field, a formula that is not an MX2
+    (M in Cr, Mo, W; X in S, Se, Te) or --json with --csv.
+    """
     import csv as csv_mod
     import io
 
     from . import api
 
+    keys = [f.strip() for f in fields.split(",") if f.strip()]
     try:
-        docs = api.query(formula, dimensionality, preset_name, _settings_or_fail(), calculator)
+        if as_json and as_csv:
+            raise InputError("--json and --csv cannot be given together", "choose one output format")
+        known = query_fields()
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            import difflib
+
+            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k
+                     for k in unknown]
+            raise InputError(f"unknown field(s) for --fields: {', '.join(hints)}",
+                             "fields: " + ", ".join(known))
+        if not keys:
+            raise InputError("--fields names no field", "e.g. --fields formula,splitting.delta_vb_k_mev")
+        if formula:
+            from .materials import parse_formula
+
+            parse_formula(formula)  # an InputError (exit 2) for a formula that is not an MX2
+        settings = _settings_or_fail()
+        docs = api.query(formula, dimensionality, preset_name, settings, calculator)
+        if not docs:
+            held = sorted({d.formula for d in api.query(settings=settings)})
+            what = f"formula {formula}" if formula else "this selection"
+            click.echo(f"note: no material results for {what} in the store"
+                       + (f" (it holds {', '.join(held)})" if held else " (it holds none)"), err=True)
     except TmdflowError as exc:
         _fail(exc)
-    keys = [f.strip() for f in fields.split(",") if f.strip()]
 
     def pick(doc, key):
+        from .analysis.vocabulary import canonical_location, gap_type_of
+
         if key in ("overrides", "workflow"):  # from the result's identity; '(legacy)' before identities
             from .identity import describe_overrides
 
             if doc.identity is None:
                 return "(legacy)"
             return describe_overrides(doc.identity.overrides) if key == "overrides" else doc.identity.workflow
+        if key == "settings":
+            return doc.settings_label
+        if key == "gap_type":
+            return gap_type_of(doc.splitting)
         value = doc.model_dump(mode="json")
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
+        if key.endswith("_location") and isinstance(value, str):
+            value = canonical_location(value)  # names stored by earlier versions, as named today
         return value
 
     rows = [{k: pick(d, k) for k in keys} for d in docs]
@@ -503,7 +579,7 @@ def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_
         click.echo(api.dumps(rows))
     elif as_csv:
         buf = io.StringIO()
-        w = csv_mod.DictWriter(buf, fieldnames=keys)
+        w = csv_mod.DictWriter(buf, fieldnames=keys, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         click.echo(buf.getvalue(), nl=False)
@@ -515,7 +591,8 @@ def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex"]), default="markdown", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "latex"]), default="markdown",
+              show_default=True, help="csv/json: names with units, values rounded as the table shows them")
 @click.option("--preset", "preset_name", help="only results of this preset")
 @click.option("--calculator", help="only results of this code (espresso, wien2k)")
 def table1(fmt, preset_name, calculator):
@@ -526,6 +603,28 @@ def table1(fmt, preset_name, calculator):
         click.echo(api.table1(fmt, preset_name, _settings_or_fail(), calculator), nl=False)
     except TmdflowError as exc:
         _fail(exc)
+
+
+@main.command()
+@click.argument("result_id")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
+              help="the file to write; its name chooses the format: .cif, POSCAR or .vasp, .extxyz, .xyz, .json, "
+                   ".pwi, .xsf, ... (ASE's writers, then pymatgen's)")
+def structure(result_id, output):
+    """Write the stored (relaxed) structure of a material result or a task to a file.
+
+    RESULT_ID: a material_id ('tmdflow query --fields material_id') or a task_id.
+
+    \b
+    Exit status: 0 written; 4 no such result in the store; 2 a file name whose format is unknown.
+    """
+    from . import api
+
+    try:
+        path = api.write_structure(result_id, output, _settings_or_fail())
+    except TmdflowError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
 
 
 @main.command()

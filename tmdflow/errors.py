@@ -167,6 +167,12 @@ class BackupInvalid(StoreError):
     exit_code = 63
 
 
+class ResultNotFound(InputError):
+    """No result with the given id (material, task or band structure) is in the results store."""
+
+    exit_code = 4
+
+
 class ElkCrashed(CalculationFailed):
     """Elk (elk-lapw) ended without its normal end in INFO.OUT: a signal (segmentation fault), a
     non-zero exit, or killed; nothing it wrote is used."""

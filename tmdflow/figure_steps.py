@@ -24,7 +24,7 @@ from .bands import BandData
 from .errors import InputError
 from .kpoints import splitting_kpoints
 from .materials import parse_formula
-from .store.documents import BandStructureDoc, FiguresDoc, StructureDoc, encode_array
+from .store.documents import BandStructureDoc, FiguresDoc, StructureDoc
 
 if TYPE_CHECKING:  # pragma: no cover
     from .steps import StepOutcome, StepRequest
@@ -38,14 +38,6 @@ def _labels(directory: Path, name: str = "bands_labels.txt") -> tuple[str, ...]:
     return tuple(f.read_text().split("\n")) if f.is_file() else ()
 
 
-def _band_doc(bs_id: str, kind: str, bands: BandData, weights: dict | None = None) -> BandStructureDoc:
-    return BandStructureDoc(
-        bandstructure_id=bs_id, kind=kind, kpoints_crystal=encode_array(bands.kpoints_crystal),
-        eigenvalues_ev=encode_array(bands.eigenvalues),
-        sigma_z=encode_array(bands.sigma_z) if bands.sigma_z is not None else None,
-        orbital_weights={k: encode_array(v) for k, v in weights.items()} if weights else None,
-        labels=list(bands.labels), n_electrons=bands.n_electrons,
-    )
 
 
 def run_figure_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos, say) -> "StepOutcome":
@@ -94,7 +86,8 @@ def run_figure_step(req: "StepRequest", calc, atoms: Atoms, root: Path, pseudos,
     task = _task(req, result, atoms, files, pseudos, [])
     task.outputs["scratch_freed_bytes"] = freed
     kind = "soc_map" if spin_orbit else "sr_path"
-    doc = _band_doc(f"{req.material_id}-{req.step}", kind, bands, weights)
+    doc = BandStructureDoc.from_bands(f"{req.material_id}-{req.step}", kind, bands, weights,
+                                      fermi_energy_ev=result.xml.fermi_energy_ev)
     return StepOutcome(structure, req.relaxed, task=task, bandstructure=doc)
 
 

@@ -6,6 +6,7 @@ from typing import Iterable
 
 from .analysis.paper import paper_citation, paper_values
 from .analysis.splitting import SplittingResult
+from .analysis.vocabulary import gap_type_of
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -24,7 +25,7 @@ def splitting_rows(items: Iterable[tuple[str, SplittingResult]]) -> list[list[st
             _num(s.delta_e_gamma_k_mev, ".1f"),
             _num(ref.delta_e_gamma_k_mev if ref else None, ".0f"),
             _num(s.gap_ev, ".3f"),
-            "direct at K" if s.direct_gap_at_k else f"VBM at {s.vbm_location}, CBM at {s.cbm_location}",
+            gap_type_of(s),
         ])
     return rows
 

@@ -35,7 +35,7 @@ from .relax_ladder import relax_monolayer
 from .settings import Settings
 from .store.documents import (
     BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PhononDoc, PseudoRef, StructureDoc, Table1Entry,
-    TaskDocument, encode_array,
+    TaskDocument,
 )
 from .structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer, spacegroup_number
 
@@ -416,17 +416,13 @@ def _analysis(req: StepRequest, atoms: Atoms, root: Path, calc) -> StepOutcome:
     bands = calc.read_spin_orbit_bands(directory, labels)
     splitting = analyze_bands(bands)
     bs_id = f"{req.material_id}-bands_soc"
-    bs = BandStructureDoc(
-        bandstructure_id=bs_id, kpoints_crystal=encode_array(bands.kpoints_crystal),
-        eigenvalues_ev=encode_array(bands.eigenvalues),
-        sigma_z=encode_array(bands.sigma_z) if bands.sigma_z is not None else None,
-        labels=list(bands.labels), n_electrons=bands.n_electrons,
-    )
+    bs = BandStructureDoc.from_bands(bs_id, "soc_path", bands)
     material = MaterialDocument(
         material_id=req.material_id, formula=req.formula, dimensionality=req.dimensionality,
         preset=req.preset.name, calculator=req.calculator, spin_orbit_mode=req.preset.spin_orbit_mode,
         table1=table1_entry(atoms, req.dimensionality, req.relaxed),
         splitting=splitting, bandstructure_id=bs_id,
         task_ids=[f"{req.material_id}-{s}" for s in CORE_STEPS[:-1]], identity=identity_record(req),
+        structure=StructureDoc.from_atoms(atoms),
     )
     return StepOutcome(StructureDoc.from_atoms(atoms), req.relaxed, material=material, bandstructure=bs)

@@ -59,21 +59,11 @@ def _indices_equivalent(bands: BandData, target: np.ndarray) -> list[int]:
 
 
 def _location(bands: BandData, ik: int) -> str:
-    k = bands.kpoints_crystal[ik]
-    if ik in _indices_equivalent(bands, GAMMA):
-        return "Gamma"
-    if ik in _indices_equivalent(bands, K_POINT):
-        return "K"
-    if ik in _indices_equivalent(bands, -K_POINT):
-        return "K'"
-    if bands.labels and ik < len(bands.labels) and bands.labels[ik]:
-        return bands.labels[ik]
-    on_plane = abs(k[2]) < 1e-6
-    if on_plane and abs(k[0] - k[1]) < 1e-6 and 0 < k[0] < 1 / 3:  # Gamma -> K = (1/3, 1/3, 0)
-        return f"{3 * k[0]:.2f} Gamma-K"
-    if on_plane and abs(k[1]) < 1e-6 and 0 < k[0] < 0.5:  # Gamma -> M = (1/2, 0, 0)
-        return f"{2 * k[0]:.2f} Gamma-M"
-    return "k=(" + ", ".join(f"{x:.3f}" for x in k) + ")"
+    """The k-point's name in tmdflow's one vocabulary (tmdflow.analysis.vocabulary)."""
+    from .vocabulary import kpoint_location
+
+    label = bands.labels[ik] if bands.labels and ik < len(bands.labels) else None
+    return kpoint_location(bands.kpoints_crystal[ik], label or None, tol=K_TOLERANCE)
 
 
 def analyze_bands(bands: BandData) -> SplittingResult:

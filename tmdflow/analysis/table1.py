@@ -1,41 +1,63 @@
 """The paper's Table I and the Delta/dE table, regenerated from material documents.
 
 Each computed number is shown with the paper's value and the deviation (ours - paper).
-Formats: Markdown, CSV, LaTeX.
+Formats: Markdown, CSV, JSON, LaTeX (:func:`render`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
 from ..data import load_yaml
 from ..store.documents import MaterialDocument
+from .vocabulary import gap_type_of, latex_location
 
 
 @dataclass(frozen=True)
 class Column:
     key: str  # row dict key
-    header: str
-    fmt: str
+    header: str  # Markdown / HTML heading
+    fmt: str  # format of the shown value; also the rounding of CSV and JSON values
+    name: str  # CSV / JSON name: what it is, with its unit
+    latex: str  # LaTeX heading (math in $...$)
 
 
+_A, _MEV = r"(\AA)", "(meV)"
 COLUMNS = [
-    Column("formula", "MX2", "s"), Column("settings", "settings", "s"),
-    Column("ml_a", "mono a (Å)", ".3f"), Column("ml_a_paper", "paper", ".3f"), Column("ml_a_dev", "dev", "+.3f"),
-    Column("ml_d", "mono d (Å)", ".3f"), Column("ml_d_paper", "paper", ".3f"), Column("ml_d_dev", "dev", "+.3f"),
-    Column("bk_a", "bulk a (Å)", ".3f"), Column("bk_c", "bulk c (Å)", ".3f"),
-    Column("bk_z", "bulk z", ".4f"), Column("bk_z_paper", "paper", ".3f"), Column("bk_z_dev", "dev", "+.4f"),
-    Column("dvb", "Δ_VB(K) (meV)", ".1f"), Column("dvb_err", "±", ".1f"),
-    Column("dvb_paper", "paper", ".0f"), Column("dvb_dev", "dev", "+.1f"),
-    Column("dcb", "Δ_CB(K) (meV)", "+.1f"), Column("dcb_err", "±", ".1f"),
-    Column("dgk", "δE_Γ-K (meV)", ".1f"), Column("dgk_err", "±", ".1f"),
-    Column("dgk_paper", "paper", ".0f"), Column("dgk_dev", "dev", "+.1f"),
-    Column("gap", "gap (eV)", ".3f"), Column("gap_type", "gap type", "s"),
-    Column("bk_gap", "bulk gap (eV)", ".3f"), Column("bk_edges", "bulk band edges", "s"),
+    Column("formula", "MX2", "s", "formula", "MX$_2$"),
+    Column("settings", "settings", "s", "settings", "settings"),
+    Column("ml_a", "mono a (Å)", ".3f", "monolayer_a_angstrom", f"mono. $a$ {_A}"),
+    Column("ml_a_paper", "paper", ".3f", "monolayer_a_paper_angstrom", "paper"),
+    Column("ml_a_dev", "dev", "+.3f", "monolayer_a_deviation_angstrom", "dev."),
+    Column("ml_d", "mono d (Å)", ".3f", "monolayer_d_angstrom", f"mono. $d$ {_A}"),
+    Column("ml_d_paper", "paper", ".3f", "monolayer_d_paper_angstrom", "paper"),
+    Column("ml_d_dev", "dev", "+.3f", "monolayer_d_deviation_angstrom", "dev."),
+    Column("bk_a", "bulk a (Å)", ".3f", "bulk_a_angstrom", f"bulk $a$ {_A}"),
+    Column("bk_c", "bulk c (Å)", ".3f", "bulk_c_angstrom", f"bulk $c$ {_A}"),
+    Column("bk_z", "bulk z", ".4f", "bulk_z_in_units_of_c", "bulk $z$"),
+    Column("bk_z_paper", "paper", ".3f", "bulk_z_paper_in_units_of_c", "paper"),
+    Column("bk_z_dev", "dev", "+.4f", "bulk_z_deviation_in_units_of_c", "dev."),
+    Column("dvb", "Δ_VB(K) (meV)", ".1f", "delta_vb_k_mev", r"$\Delta_{\mathrm{VB}}(K)$ " + _MEV),
+    Column("dvb_err", "±", ".1f", "delta_vb_k_error_bar_mev", r"$\pm$"),
+    Column("dvb_paper", "paper", ".0f", "delta_vb_k_paper_mev", "paper"),
+    Column("dvb_dev", "dev", "+.1f", "delta_vb_k_deviation_mev", "dev."),
+    Column("dcb", "Δ_CB(K) (meV)", "+.1f", "delta_cb_k_mev", r"$\Delta_{\mathrm{CB}}(K)$ " + _MEV),
+    Column("dcb_err", "±", ".1f", "delta_cb_k_error_bar_mev", r"$\pm$"),
+    Column("dgk", "δE_Γ-K (meV)", ".1f", "delta_e_gamma_k_mev", r"$\delta E_{\Gamma K}$ " + _MEV),
+    Column("dgk_err", "±", ".1f", "delta_e_gamma_k_error_bar_mev", r"$\pm$"),
+    Column("dgk_paper", "paper", ".0f", "delta_e_gamma_k_paper_mev", "paper"),
+    Column("dgk_dev", "dev", "+.1f", "delta_e_gamma_k_deviation_mev", "dev."),
+    Column("gap", "gap (eV)", ".3f", "monolayer_gap_ev", "gap (eV)"),
+    Column("gap_type", "gap type", "s", "monolayer_gap_type", "gap type"),
+    Column("bk_gap", "bulk gap (eV)", ".3f", "bulk_gap_ev", "bulk gap (eV)"),
+    Column("bk_edges", "bulk band edges", "s", "bulk_gap_type", "bulk gap type"),
 ]
+FORMATS = ("markdown", "csv", "json", "latex")
 
 
 def _dev(ours, ref):
@@ -76,8 +98,7 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
             s = ml.splitting
             row.update(ml_a=ml.table1.a_angstrom, ml_d=ml.table1.d_angstrom, dvb=s.delta_vb_k_mev,
                        dcb=s.delta_cb_k_mev if s.delta_cb_sign_known else None, dgk=s.delta_e_gamma_k_mev,
-                       gap=s.gap_ev, gap_type="direct at K" if s.direct_gap_at_k
-                       else f"indirect ({s.vbm_location}->{s.cbm_location})")
+                       gap=s.gap_ev, gap_type=gap_type_of(s))
         bars = (error_bars or {}).get(ml.material_id) if ml else None
         if ml and bars:
             row.update(dvb_err=bars.get("delta_vb_k_mev"), dcb_err=bars.get("delta_cb_k_mev") if row.get("dcb") is not None
@@ -86,8 +107,7 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
             row.update(bk_a=bk.table1.a_angstrom, bk_c=bk.table1.c_angstrom, bk_z=bk.table1.z)
             if bk.splitting is not None:
                 b = bk.splitting
-                row.update(bk_gap=b.gap_ev, bk_edges="direct at K" if b.direct_gap_at_k
-                           else f"VBM {b.vbm_location}, CBM {b.cbm_location}")
+                row.update(bk_gap=b.gap_ev, bk_edges=gap_type_of(b))
         row.update(ml_a_paper=ref.get("monolayer_a"), ml_d_paper=ref.get("monolayer_d"),
                    bk_z_paper=ref.get("bulk_z"), dvb_paper=ref.get("delta_vb_k"), dgk_paper=ref.get("delta_e_gamma_k"))
         for k in ("ml_a", "ml_d", "bk_z", "dvb", "dgk"):
@@ -105,7 +125,46 @@ def _cell(row: dict, col: Column) -> str:
     return format(v, col.fmt) if col.fmt != "s" else str(v)
 
 
+def _value(row: dict, col: Column):
+    """The value as CSV and JSON give it: rounded to the decimals the table shows (no
+    ``-2.220446049250313e-16``, no ``-0.0``), None when absent."""
+    v = row.get(col.key)
+    if v is None or col.fmt == "s":
+        return v
+    decimals = int(col.fmt.lstrip("+").lstrip(".").rstrip("f"))
+    return round(float(v), decimals) + 0.0  # + 0.0: -0.0 -> 0.0
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex_text(text: str) -> str:
+    """Plain text for LaTeX: its special characters escaped, non-ASCII spelled in LaTeX."""
+    out = "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+    return out.replace("Å", r"\AA{}").replace("±", r"$\pm$").replace("→", r"$\to$").replace("–", "--")
+
+
+def _tex_cell(row: dict, col: Column) -> str:
+    v = row.get(col.key)
+    if v is None:
+        return "--"
+    if col.key == "formula":  # MoS2 (wien2k) -> MoS$_2$ (wien2k)
+        formula, _, rest = str(v).partition(" ")
+        return re.sub(r"(\d+)", r"$_{\1}$", formula) + (" " + _tex_text(rest) if rest else "")
+    if col.key in ("gap_type", "bk_edges"):
+        return latex_location(_tex_text(str(v)))
+    if col.fmt == "s":
+        return _tex_text(str(v))
+    return f"${_cell(row, col)}$"  # math mode: a real minus sign
+
+
 def render(rows: list[dict], fmt: str = "markdown") -> str:
+    """Table I as Markdown, CSV, JSON (a list of objects) or a LaTeX tabular.
+
+    CSV and JSON name each value with its unit (``delta_vb_k_mev``, ``monolayer_a_angstrom``;
+    :data:`COLUMNS`) and round it to the decimals the table shows; missing values are empty
+    (CSV) or null (JSON)."""
     if fmt == "markdown":
         lines = ["| " + " | ".join(c.header for c in COLUMNS) + " |",
                  "|" + "|".join("---" for _ in COLUMNS) + "|"]
@@ -113,22 +172,17 @@ def render(rows: list[dict], fmt: str = "markdown") -> str:
         return "\n".join(lines) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow([c.key for c in COLUMNS])
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([c.name for c in COLUMNS])
         for r in rows:
-            w.writerow(["" if r.get(c.key) is None else r.get(c.key) for c in COLUMNS])
+            w.writerow(["" if _value(r, c) is None else _value(r, c) for c in COLUMNS])
         return buf.getvalue()
+    if fmt == "json":
+        return json.dumps([{c.name: _value(r, c) for c in COLUMNS} for r in rows], indent=2) + "\n"
     if fmt == "latex":
-        esc = {"Δ": r"$\Delta$", "δ": r"$\delta$", "Γ": r"$\Gamma$", "Å": r"\AA{}", "_": r"\_"}
-
-        def tex(s: str) -> str:
-            for a, b in esc.items():
-                s = s.replace(a, b)
-            return s.replace("->", r"$\to$")
-
-        lines = [r"\begin{tabular}{l" + "r" * (len(COLUMNS) - 1) + "}", r"\hline",
-                 " & ".join(tex(c.header) for c in COLUMNS) + r" \\", r"\hline"]
-        lines += [" & ".join(tex(_cell(r, c)) for c in COLUMNS) + r" \\" for r in rows]
+        lines = [r"\begin{tabular}{ll" + "r" * (len(COLUMNS) - 2) + "}", r"\hline",
+                 " & ".join(c.latex for c in COLUMNS) + r" \\", r"\hline"]
+        lines += [" & ".join(_tex_cell(r, c) for c in COLUMNS) + r" \\" for r in rows]
         lines += [r"\hline", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
-    raise ValueError(f"unknown format {fmt}")
+    raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")

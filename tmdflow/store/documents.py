@@ -39,9 +39,42 @@ class StructureDoc(BaseModel):
         )
 
     def to_atoms(self):
+        """ASE ``Atoms`` (Angstrom, periodic in all three directions: a monolayer's cell holds its vacuum)."""
         from ase import Atoms
 
         return Atoms(self.symbols, positions=self.positions_angstrom, cell=self.cell_angstrom, pbc=True)
+
+    def to_structure(self):
+        """pymatgen ``Structure`` (Cartesian positions in Angstrom; pymatgen imported on first use)."""
+        from pymatgen.core import Lattice, Structure
+
+        return Structure(Lattice(self.cell_angstrom), self.symbols, self.positions_angstrom,
+                         coords_are_cartesian=True)
+
+    @property
+    def reciprocal_cell_inv_angstrom(self) -> list[list[float]]:
+        """Rows b_i in 1/Angstrom, 2*pi included (pymatgen's and pw.x's convention)."""
+        return (2 * np.pi * np.linalg.inv(np.asarray(self.cell_angstrom)).T).tolist()
+
+
+class _HasStructure:
+    """``to_structure()`` / ``to_atoms()`` for documents that carry a ``structure``."""
+
+    def _structure_or_fail(self) -> "StructureDoc":
+        if self.structure is None:
+            from ..errors import InputError
+
+            raise InputError(f"{self._what()} stores no structure",
+                             "tmdflow.structure(ID) reads it from the result's task documents")
+        return self.structure
+
+    def to_structure(self):
+        """The stored structure as a pymatgen ``Structure``."""
+        return self._structure_or_fail().to_structure()
+
+    def to_atoms(self):
+        """The stored structure as an ASE ``Atoms``."""
+        return self._structure_or_fail().to_atoms()
 
 
 class PseudoRef(BaseModel):
@@ -78,8 +111,8 @@ class ResultIdentity(BaseModel):
         return preset if not self.overrides else f"{preset} ({describe_overrides(self.overrides)})"
 
 
-class TaskDocument(BaseModel):
-    """One calculation (one pw.x/bands.x step)."""
+class TaskDocument(_HasStructure, BaseModel):
+    """One calculation (one pw.x/bands.x step); ``structure``: the structure it ran on."""
 
     model_config = ConfigDict(extra="forbid")
     task_id: str  # "<material key>-<step>" (tmdflow.identity), unique: re-runs update it
@@ -103,6 +136,9 @@ class TaskDocument(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
+    def _what(self) -> str:
+        return f"task {self.task_id}"
+
 
 class Table1Entry(BaseModel):
     """The paper's Table I parameters for one structure (Angstrom; z in units of c)."""
@@ -114,8 +150,12 @@ class Table1Entry(BaseModel):
     relaxed: bool
 
 
-class MaterialDocument(BaseModel):
-    """One material x dimensionality x preset: the numbers users query and Table I shows."""
+class MaterialDocument(_HasStructure, BaseModel):
+    """One material x dimensionality x preset: the numbers users query and Table I shows.
+
+    ``structure``: the structure of the analysed spin-orbit bands (the relaxed one when the
+    workflow relaxed).  Documents written before it was stored have None; ``tmdflow.query``
+    fills it from the result's task documents, ``to_structure()`` / ``to_atoms()`` read it."""
 
     model_config = ConfigDict(extra="forbid")
     material_id: str  # "<formula>-<dim>-<preset>[-<calculator>]-<result hash>" (tmdflow.identity)
@@ -129,7 +169,11 @@ class MaterialDocument(BaseModel):
     bandstructure_id: str | None = None  # key in the bandstructures collection
     task_ids: list[str] = Field(default_factory=list)
     identity: ResultIdentity | None = None  # None: written before result identities (legacy)
+    structure: StructureDoc | None = None  # None: written before structures were stored here
     updated_at: datetime = Field(default_factory=utcnow)
+
+    def _what(self) -> str:
+        return f"material {self.material_id}"
 
     @property
     def settings_label(self) -> str:
@@ -165,6 +209,25 @@ class BandStructureDoc(BaseModel):
     orbital_weights: dict[str, dict[str, Any]] | None = None  # M_dz2, M_dxy_dx2y2, X_pz, X_pxpy
     labels: list[str] = Field(default_factory=list)
     n_electrons: float
+    # the reciprocal lattice (rows b_i, 1/Angstrom, 2*pi included) and pw.x's Fermi energy (eV) of
+    # the run; None in documents written before they were stored (then read from the task
+    # document of the same id: tmdflow.objects)
+    reciprocal_cell_inv_angstrom: list[list[float]] | None = None
+    fermi_energy_ev: float | None = None
+
+    @classmethod
+    def from_bands(cls, bandstructure_id: str, kind: str, bands, weights: dict | None = None,
+                   fermi_energy_ev: float | None = None) -> "BandStructureDoc":
+        """The document of one ``tmdflow.bands.BandData`` (and projwfc.x weights)."""
+        return cls(
+            bandstructure_id=bandstructure_id, kind=kind, kpoints_crystal=encode_array(bands.kpoints_crystal),
+            eigenvalues_ev=encode_array(bands.eigenvalues),
+            sigma_z=encode_array(bands.sigma_z) if bands.sigma_z is not None else None,
+            orbital_weights={k: encode_array(v) for k, v in weights.items()} if weights else None,
+            labels=list(bands.labels), n_electrons=bands.n_electrons,
+            reciprocal_cell_inv_angstrom=np.asarray(bands.reciprocal_cell, float).tolist(),
+            fermi_energy_ev=fermi_energy_ev,
+        )
 
 
 class FiguresDoc(BaseModel):
