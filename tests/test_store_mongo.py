@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -222,9 +223,13 @@ def test_a_real_workflow_on_mongodb_passes_the_strict_server_checks(strict_mongo
         assert "Traceback" not in text
         return result
 
-    assert "added" in tmdflow("submit", str(tmp_path / "wf.yaml")).output
-    assert "already submitted" in tmdflow("submit", str(tmp_path / "wf.yaml")).output
-    tmdflow("launch")
+    umask = os.umask(0o022)  # a common default: tmdflow must still write nothing world-readable
+    try:
+        assert "added" in tmdflow("submit", str(tmp_path / "wf.yaml")).output
+        assert "already submitted" in tmdflow("submit", str(tmp_path / "wf.yaml")).output
+        tmdflow("launch")
+    finally:
+        os.umask(umask)
     assert {"fireworks", "launches", "tasks", "materials", "bandstructures"} <= {c for c, _ in strict_mongo.writes}
 
     reset_cache()  # as a new process would, and as a user with the read role only
@@ -237,12 +242,26 @@ def test_a_real_workflow_on_mongodb_passes_the_strict_server_checks(strict_mongo
     assert "[COMPLETED]" in tmdflow("status").stdout
     tmdflow("report", "-o", str(tmp_path / "report.html"))
     assert json.loads(tmdflow("db", "info").stdout)["materials"] == 1
+    tmdflow("db", "backup", str(tmp_path / "backup.json"))  # a reader too: it works for a read-only user
     assert strict_mongo.writes == [] and strict_mongo.index_calls == []
     denied = tmdflow("submit", str(tmp_path / "wf.yaml"), "--force", code=60)
     assert "did not allow this operation" in denied.output and "read-only user" in denied.output
 
+    # issue 21 §3: the password is nowhere -- not in the database (launches' FireWorker records
+    # included), not in any file (launches/*/FW.json, the backup, the report, pw.x's files), not in
+    # any output; and no file tmdflow wrote is world-readable (FW.json was 0644)
     assert "SECRET" not in "\n".join(outputs)
     assert "SECRET" not in strict_mongo.dump()
+    assert list((tmp_path / "runs").rglob("FW.json"))  # FireWorks wrote its launch records
+    exposed = []
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.name != "wf.yaml":
+            if b"SECRET" in path.read_bytes():
+                exposed.append(str(path))
+            if path.stat().st_mode & stat.S_IROTH:
+                exposed.append(f"{path} is world-readable ({stat.filemode(path.stat().st_mode)})")
+    assert exposed == []
+    assert any("user:***@db.example.invalid" in text for text in outputs)  # db info: redacted, not dropped
 
 
 def _submit_one(strict_mongo, tmp_path):

@@ -134,18 +134,6 @@ def mongo_client(uri: str, timeout_seconds: float):
     return client
 
 
-_REAL_URIS: set[str] = set()
-
-
-def resolve_uri(uri: str) -> str:
-    """A redacted URI (as a FireWorker's stored env holds it, see fireworks.worker) -> the real
-    URI this process connected with; any other URI unchanged."""
-    for real in _REAL_URIS:
-        if real != uri and redact(real) == uri:
-            return real
-    return uri
-
-
 def _timeout(settings: Settings) -> float:
     return float(settings.db_timeout_seconds)
 
@@ -157,7 +145,7 @@ def connect(settings: Settings, readonly: bool = False) -> Connection:
     from fireworks import LaunchPad
     from pymongo.errors import PyMongoError
 
-    uri = resolve_uri(settings.db_uri)
+    uri = settings.db_uri
     path = embedded_path(uri)
     if path is None and not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise InputError(
@@ -184,7 +172,6 @@ def connect(settings: Settings, readonly: bool = False) -> Connection:
         if key in _CONNECTIONS:
             return _CONNECTIONS[key]
         client = mongo_client(uri, _timeout(settings))
-        _REAL_URIS.add(uri)
         with _launchpad_client(client):
             lpad = LaunchPad(host=uri, name=settings.db_name, strm_lvl="ERROR", uri_mode=True)
         conn = Connection(lpad, lpad.db, None, f"MongoDB {redact(uri)} (database '{settings.db_name}')",
@@ -254,7 +241,6 @@ def reset_cache() -> None:
     """Forget (and close) this process's connections and clients (tests)."""
     _CONNECTIONS.clear()
     _INDEXED.clear()
-    _REAL_URIS.clear()
     for client in _CLIENTS.values():
         client.close()
     _CLIENTS.clear()
