@@ -64,6 +64,14 @@ class Settings:
     wien2k_command_prefix: str = field(
         default="", metadata={"help": "prefix for every WIEN2k script call, e.g. 'srun --ntasks=1'"}
     )
+    elk_command: str = field(default="elk-lapw", metadata={"help": "Elk executable (Debian: elk-lapw)"})
+    elk_threads: int = field(
+        default=1, metadata={"help": "OpenMP threads of every Elk run (1: nempty 64 segfaulted with 2)"}
+    )
+    elk_species_dir: Path = field(
+        default=Path("/usr/share/elk-lapw/species"),
+        metadata={"help": "Elk's species files (<El>.in); tmdflow copies them and sets R_mt"},
+    )
     db_lock_timeout: float = field(
         default=30.0, metadata={"help": "seconds to wait for the embedded store's lock"}
     )
@@ -126,13 +134,15 @@ def _coerce(name: str, value: Any, where: str = "") -> Any:
             raise InputError(f"{name} must be a number of seconds, got {value!r} ({source})",
                              "set it to e.g. " + ("30" if name == "db_lock_timeout" else "5")) from None
         return number
-    if name == "nprocs":
+    if name in ("nprocs", "elk_threads"):
         text = str(value).strip()
-        if isinstance(value, bool) or not (isinstance(value, int) or text.isdigit()):
-            raise InputError(f"nprocs must be a positive integer, got {value!r} ({source})",
-                             "set it to the number of MPI processes, e.g. 2") from None
+        if isinstance(value, bool) or not (isinstance(value, int) or text.isdigit()) or \
+                (name == "elk_threads" and int(text) < 1):
+            raise InputError(f"{name} must be a positive integer, got {value!r} ({source})",
+                             "set it to the number of " + ("MPI processes" if name == "nprocs" else "OpenMP threads")
+                             + ", e.g. 2") from None
         return int(text)
-    if name in ("pseudo_dir", "work_dir", "user_pseudo_dir", "wienroot", "wien2k_scratch"):
+    if name in ("pseudo_dir", "work_dir", "user_pseudo_dir", "wienroot", "wien2k_scratch", "elk_species_dir"):
         return Path(str(value)).expanduser() if str(value) else None
     if name == "keep_scratch":
         if isinstance(value, bool):

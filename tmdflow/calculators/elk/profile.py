@@ -27,9 +27,8 @@ class ElkProfile:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ElkProfile":
-        """Settings fields ``elk_command``, ``elk_threads``, ``elk_species_dir`` when the settings
-        have them; otherwise ``TMDFLOW_ELK_COMMAND`` / ``TMDFLOW_ELK_THREADS`` /
-        ``TMDFLOW_ELK_SPECIES_DIR``, then the Debian defaults."""
+        """Settings ``elk_command``, ``elk_threads``, ``elk_species_dir`` (``TMDFLOW_ELK_COMMAND``,
+        ``TMDFLOW_ELK_THREADS``, ``TMDFLOW_ELK_SPECIES_DIR`` or ~/.tmdflow.yaml), else the Debian defaults."""
         def pick(name: str, default):
             value = getattr(settings, name, None)
             if value in (None, ""):
