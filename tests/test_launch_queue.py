@@ -98,3 +98,20 @@ def test_the_worker_env_stored_in_launches_holds_no_database_uri(tmp_path):
         assert "db_uri" not in worker_env and "db_name" not in worker_env
         assert str(tmp_path / "store.json") not in bson.json_util.dumps(launch)
         assert worker_env["launcher_pid"] and worker_env["launcher_host"]
+
+
+def test_run_prints_only_the_table_on_stdout_with_a_relative_work_dir(tmp_path):
+    """`tmdflow run wf.yaml 2>/dev/null` shows the table and nothing of FireWorks' logging; a
+    relative work_dir (the default is tmdflow-runs) means the same directory for every step."""
+    (tmp_path / "wf.yaml").write_text(
+        "name: out\ncalculator: wien2k\npreset: test\nmaterials: [MoS2]\nstructures: [bulk]\n"
+        "steps: [scf_sr, scf_soc, bands_soc, analysis]\n")
+    env = {**_env(tmp_path), "TMDFLOW_WORK_DIR": "relative-runs"}
+    out = subprocess.run([sys.executable, "-m", "tmdflow.cli", "run", "wf.yaml"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "workflow 'out', preset 'test'" and any(line.startswith("MoS2 (bulk)") for line in lines)
+    assert not [line for line in lines if " INFO " in line or "fw_id" in line]
+    assert " INFO " not in out.stderr  # the Rocket's INFO lines repeat the progress lines
+    assert (tmp_path / "relative-runs").is_dir() and not list((tmp_path / "relative-runs" / "launches").rglob("relative-runs"))

@@ -453,7 +453,7 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
     stop = stop_file(settings)
     deadline = time.time() + max_seconds if max_seconds else None
     min_left = min(MIN_STEP_SECONDS, max_seconds / 2) if max_seconds else 0.0
-    launch_root = Path(settings.work_dir) / "launches"
+    launch_root = (Path(settings.work_dir) / "launches").resolve()  # absolute: the launcher chdirs
     launch_root.mkdir(parents=True, exist_ok=True)
     result = LaunchResult()
     cwd = os.getcwd()
@@ -488,10 +488,11 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
                 start = time.monotonic()
                 d = launch_root / time.strftime("%Y%m%d-%H%M%S") / str(result.launched)
                 d.mkdir(parents=True, exist_ok=True)
+                fworker = worker(settings, left)  # before the chdir: a relative work_dir is resolved here
                 os.chdir(d)
                 with _heartbeat(progress, name, start), open(d / "FW_error.log", "w") as err:
                     # FireWorks writes a failed task's traceback there; the user gets its last line
-                    launch_rocket(lpad, worker(settings, left), fw_id=fw_id, strm_lvl="ERROR", err_file=err)
+                    launch_rocket(lpad, fworker, fw_id=fw_id, strm_lvl="ERROR", err_file=err)
                 os.chdir(cwd)
                 doc = lpad.fireworks.find_one({"fw_id": fw_id}, {"state": 1}) or {}
                 signum = processes.stop_requested()
@@ -527,7 +528,8 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
 @contextmanager
 def fireworks_logs_to_stderr():
     """FireWorks' loggers write to stdout (fw_utilities.get_fw_logger); stdout is for tmdflow's
-    tables and JSON, so they write to stderr while this is active, and loggers made before are moved."""
+    tables and JSON, so they write to stderr while this is active, and loggers made before are
+    moved.  The Rocket's INFO lines (which repeat tmdflow's progress) are left out."""
     import logging
     import sys
 
@@ -552,9 +554,14 @@ def fireworks_logs_to_stderr():
             patched_modules.append(module)
     for logger in list(logging.Logger.manager.loggerDict.values()):
         move(logger)
+    import fireworks.core.rocket as rocket
+
+    level = rocket.ROCKET_STREAM_LOGLEVEL
+    rocket.ROCKET_STREAM_LOGLEVEL = "WARNING"  # its INFO lines repeat tmdflow's progress lines
     try:
         yield
     finally:
+        rocket.ROCKET_STREAM_LOGLEVEL = level
         for module in patched_modules:
             module.get_fw_logger = original
 
