@@ -115,3 +115,14 @@ def test_run_prints_only_the_table_on_stdout_with_a_relative_work_dir(tmp_path):
     assert not [line for line in lines if " INFO " in line or "fw_id" in line]
     assert " INFO " not in out.stderr  # the Rocket's INFO lines repeat the progress lines
     assert (tmp_path / "relative-runs").is_dir() and not list((tmp_path / "relative-runs" / "launches").rglob("relative-runs"))
+
+
+def test_a_machine_without_the_batch_system_gets_a_clear_error(tmp_path):
+    (tmp_path / "wf.yaml").write_text(
+        "name: nq\ncalculator: wien2k\npreset: test\nmaterials: [MoS2]\nstructures: [bulk]\n"
+        "steps: [scf_sr, scf_soc, bands_soc, analysis]\n")
+    env = {**_env(tmp_path), "PATH": str(Path(sys.executable).parent)}  # no sbatch there
+    assert _tmdflow(env, "submit", str(tmp_path / "wf.yaml")).returncode == 0
+    out = _tmdflow(env, "launch", "--queue")
+    assert out.returncode == 72 and "'sbatch' not found" in out.stderr and "Traceback" not in out.stderr
+    assert (tmp_path / "runs" / "queue").is_dir()  # the launch directory is created, not required

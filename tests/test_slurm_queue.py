@@ -103,6 +103,7 @@ def batch(slurm_cluster, tmp_path_factory, pseudo_dir):
 
 
 def test_one_job_for_one_ready_step_named_after_it_in_a_quoted_directory(batch):
+    assert "Warning" not in batch["short"].stderr and "Traceback" not in batch["short"].stderr
     lines = batch["short"].stdout.strip().splitlines()
     assert lines[-1].startswith("submitted 1 job(s): ")  # one READY step: one job, not --njobs 3
     assert "tmdflow-MoS2-monolayer-scf_soc" in batch["queued_short"]
