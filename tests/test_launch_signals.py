@@ -113,6 +113,14 @@ def test_a_relaunch_stops_an_orphan_run_and_refuses_a_live_one(tmp_path):
         assert err.value.exit_code == 71 and processes._alive(live.pid)
     finally:
         live.kill()
+    # another host's run (shared file system): live while its launcher touches the file, then stale
+    pid_file.write_text(json.dumps({**info, "host": "node-elsewhere", "pids": [12345]}))
+    with pytest.raises(RunInProgress, match="node-elsewhere"):
+        processes.check_directory(tmp_path)
+    old = time.time() - processes.STALE_SECONDS - 1
+    os.utime(pid_file, (old, old))
+    processes.check_directory(tmp_path)
+    assert not pid_file.exists()
 
 
 def test_a_running_step_whose_launcher_is_gone_is_flagged_and_recovered_at_once(tmp_path):

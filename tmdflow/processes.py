@@ -6,10 +6,12 @@ outlives its launcher and an interrupted launcher stops cleanly.
 * A parent-death signal (Linux ``PR_SET_PDEATHSIG``): when the launcher dies, even by SIGKILL,
   the kernel sends SIGTERM to the program; ``mpirun`` forwards it to its ranks.
 * A pid file ``<directory>/.tmdflow-run.json`` names the host, the launcher's pid and the
-  program's pids (``mpirun`` and its descendants, refreshed while it runs); it is removed when
-  the run ends.  A new run in the same directory checks it first: a run whose launcher still
-  lives is refused (:class:`RunInProgress`); an orphan run (its launcher is gone) is stopped
-  before the new one starts, so two pw.x never write the same files.
+  program's pids (``mpirun`` and its descendants, refreshed while it runs, touched every
+  ``HEARTBEAT_SECONDS``); it is removed when the run ends.  A new run in the same directory
+  checks it first: a run whose launcher still lives is refused (:class:`RunInProgress`); an
+  orphan run (its launcher is gone) is stopped before the new one starts, so two pw.x never
+  write the same files.  A pid file of another host (a shared file system) counts as a live run
+  until it is ``STALE_SECONDS`` old (its job or node is gone).
 * The launcher's SIGINT/SIGTERM handler only records the signal (:func:`request_stop`): the
   program's wait loop sees it within a second, stops the program and raises
   :class:`Interrupted`; between programs the launcher checks :func:`stop_requested`.
@@ -30,6 +32,8 @@ from typing import Callable
 from .errors import RunInProgress
 
 PID_FILE = ".tmdflow-run.json"
+HEARTBEAT_SECONDS = 30  # a running program's pid file is touched this often ...
+STALE_SECONDS = 180  # ... so one of another host untouched for this long belongs to a dead run
 GRACE_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 
@@ -169,6 +173,13 @@ def check_directory(directory: Path) -> None:
     here = socket.gethostname()
     pids = [int(p) for p in info.get("pids", [])]
     if info.get("host") != here:
+        try:
+            age = time.time() - (Path(directory) / PID_FILE).stat().st_mtime
+        except OSError:
+            return
+        if age > STALE_SECONDS:  # its launcher stopped refreshing it: that job or node is gone
+            (Path(directory) / PID_FILE).unlink(missing_ok=True)
+            return
         raise RunInProgress(
             f"{info.get('program', 'a program')} (pids {pids}) was started in {directory} by launcher pid "
             f"{info.get('launcher_pid')} on host {info.get('host')} and has not finished",
@@ -236,6 +247,8 @@ def run_program(argv: list[str], directory: Path, output: Path, env: dict[str, s
                     proc.wait()
                     return -signal.SIGTERM, time.monotonic() - start
                 beat += 1
+                if beat % HEARTBEAT_SECONDS == 0:
+                    os.utime(pid_path)
                 if beat % 3 == 1:  # mpirun's ranks appear after it starts
                     pids = [proc.pid, *descendants(proc.pid)]
                     if pids != info["pids"]:
