@@ -10,7 +10,8 @@ pw.x (test preset, MoS2, one process), the embedded store, driven through the CL
 3. ``table1`` from the store.
 
 The work directory has a space and a ';' in its name: every path in the job script is quoted.
-Jobs run one at a time (``dependency: singleton``), as the embedded store needs.
+Jobs run one at a time (``dependency: singleton``), as the embedded store needs.  A last test
+cancels a running job (``scancel``: SIGTERM to all its processes) and finds its step READY.
 """
 
 import json
@@ -143,3 +144,35 @@ def test_table1_from_the_store_after_the_batch(batch):
     assert rows[0]["splitting.delta_vb_k_mev"] == pytest.approx(148, abs=10)
     nothing = batch["tmdflow"]("launch", "--queue", "--qadapter", str(batch["dir"] / "long.yaml"))
     assert "nothing submitted" in nothing.stderr and nothing.stdout.strip() == "submitted 0 job(s):"
+
+
+def test_scancel_stops_the_job_cleanly_and_leaves_its_step_ready(slurm_cluster, tmp_path, pseudo_dir):
+    """SLURM's scancel (like its time limit) sends SIGTERM to every process of the job: the
+    launcher stops pw.x, leaves the step READY with the interruption recorded, exits 143."""
+    from tmdflow import processes
+
+    store = tmp_path / "store.json"
+    env = {**slurm_cluster.env, "TMDFLOW_DB_URI": f"embedded:{store}", "TMDFLOW_WORK_DIR": str(tmp_path / "runs"),
+           "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("name: slurm", "name: scancel"))
+    cli = [sys.executable, "-m", "tmdflow.cli"]
+    subprocess.run([*cli, "submit", str(tmp_path / "wf.yaml")], env=env, check=True, capture_output=True)
+    sub = subprocess.run([*cli, "launch", "--queue", "--qadapter", str(_qadapter(tmp_path / "q.yaml", "00:10:00", 60))],
+                         env=env, capture_output=True, text=True, check=True)
+    job = sub.stdout.split()[-1]
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob(f"**/{processes.PID_FILE}")):
+        assert time.monotonic() < deadline, f"pw.x did not start in the job: {_squeue(env)}"
+        time.sleep(0.5)
+    (pid_file,) = (tmp_path / "runs").glob(f"**/{processes.PID_FILE}")
+    pids = json.loads(pid_file.read_text())["pids"]
+    subprocess.run(["scancel", job], env=env, check=True)
+    while _squeue(env):
+        assert time.monotonic() < deadline + 60, f"the cancelled job did not end: {_squeue(env)}"
+        time.sleep(0.5)
+    assert not [p for p in pids if processes._alive(p)]
+    data = bson.json_util.loads(store.read_text())["tmdflow"]
+    fw = next(doc for _, doc in data["fireworks"]["documents"] if doc["name"].endswith("scf_soc"))
+    assert fw["state"] == "READY" and fw["spec"]["_tmdflow_interruptions"][0]["signal"] == "SIGTERM"
+    (err,) = (tmp_path / "runs" / "queue").glob(f"launcher_*/*-{job}.error")
+    assert "interrupted by SIGTERM" in err.read_text()
