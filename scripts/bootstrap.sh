@@ -11,6 +11,8 @@ PY="${PYTHON:-python3}"
 APT_PACKAGES=(quantum-espresso openmpi-bin libopenblas0 elk-lapw)
 # for the test suite's single-node SLURM cluster only; without them (or not as root) those tests skip
 SLURM_PACKAGES=(slurm-wlm munge)
+# for the test that compiles `tmdflow table1 --format latex` with pdflatex (else it checks the LaTeX's balance only)
+LATEX_PACKAGES=(texlive-latex-base)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -25,11 +27,11 @@ missing_packages() {
 # 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS; Elk 8.4 (elk-lapw);
 #    SLURM 22.05 + munge for the queue tests)
 missing="$(missing_packages "${APT_PACKAGES[@]}")"
-optional="$(missing_packages "${SLURM_PACKAGES[@]}")"
+optional="$(missing_packages "${SLURM_PACKAGES[@]}" "${LATEX_PACKAGES[@]}")"
 if [ -n "$optional" ] && { [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; }; then
   missing="${missing:+$missing }$optional"
 elif [ -n "$optional" ]; then
-  say "note: $optional not installed and not root: the SLURM queue tests will be skipped"
+  say "note: $optional not installed and not root: the SLURM queue tests (and the pdflatex run of table1) will be skipped"
   say "      (install as root: sudo apt-get install $optional)"
 fi
 if [ -n "$missing" ]; then

@@ -110,14 +110,18 @@ def make_figures(req: "StepRequest", calc, root: Path) -> FiguresDoc:
     checks = check_monolayer(soc, map_bands) if req.dimensionality == "monolayer" else check_bulk(soc)
     out = root / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{req.formula} {req.dimensionality}"
-    files = fig2_bands(soc, sr, out, title)
+    from .figures import FigureInfo
+    from .identity import describe_overrides
+
+    label = req.preset.name + (f" ({describe_overrides(req.overrides)})" if req.overrides else "")
+    info = FigureInfo.of(f"{req.formula} {req.dimensionality}", label, req.preset)
+    files = fig2_bands(soc, sr, out, info)
     profile = {}
     if req.dimensionality == "monolayer":
         if map_bands is not None:
-            files += fig3_map(unfold(map_bands), out, title)
+            files += fig3_map(unfold(map_bands), out, info)
         profile = gamma_k_profile(soc, sr, weights)
-        files += fig4_gamma_k(profile, out, title)
+        files += fig4_gamma_k(profile, out, info)
     return FiguresDoc(material_id=req.material_id, directory=str(out), files=[str(f) for f in files],
                       checks=checks.to_dict(),
                       gamma_k_profile={k: [float(x) for x in np.asarray(v)] for k, v in profile.items()})

@@ -4,8 +4,9 @@ ASE ``Atoms``, a pandas ``DataFrame``.  pymatgen and pandas are imported on firs
 Band structures (:func:`to_bandstructure`):
 
 - the k-points of the spin-orbit (``soc``) or scalar-relativistic (``sr``) bands run on its
-  Gamma-M-K-Gamma path (without a path, ``path_points: 0``: its special points Gamma, K, K', M, Q,
-  each a branch of its own), labelled ``\\Gamma``, ``M``, ``K``, ``K'``, ``Q`` (pymatgen's spelling);
+  Gamma-M-K-Gamma path, the inner corners M and K twice (pymatgen's line mode: branches
+  Gamma-M, M-K, K-Gamma); without a path (``path_points: 0``) its special points Gamma, K, K',
+  M, Q, each a branch of its own; labelled ``\\Gamma``, ``M``, ``K``, ``K'``, ``Q`` (pymatgen's spelling);
 - energies in eV as pw.x printed them (not shifted; ``get_vbm()`` gives the reference of the
   figures, which put the VBM at 0);
 - spin-orbit bands as ONE spin channel (``Spin.up``): each band holds one electron, so
@@ -136,11 +137,16 @@ def band_path(doc: BandStructureDoc) -> BandPath:
     k = decode_array(doc.kpoints_crystal).astype(float)
     labels = list(doc.labels) + [""] * (len(k) - len(doc.labels))
     has_path = len(k) > len(SPECIAL_LABELS) and tuple(labels[:len(SPECIAL_LABELS)]) == SPECIAL_LABELS
-    idx = np.arange(len(SPECIAL_LABELS), len(k)) if has_path else np.arange(len(k))
-    names = []
-    for i in idx:
+    path = range(len(SPECIAL_LABELS), len(k)) if has_path else range(len(k))
+    idx, names = [], []
+    for j, i in enumerate(path):
         name = canonical_location(labels[i]) if labels[i] else ""
-        names.append(PYMATGEN_LABELS.get(name, name))
+        # a corner inside the path ends one branch and starts the next (pymatgen's line mode,
+        # as VASP writes it): the point twice, so that branches are Gamma-M, M-K, K-Gamma
+        repeat = 2 if has_path and name and 0 < j < len(path) - 1 else 1
+        idx += [i] * repeat
+        names += [PYMATGEN_LABELS.get(name, name)] * repeat
+    idx = np.asarray(idx, int)
     return BandPath(idx, k[idx], names)
 
 
@@ -275,3 +281,23 @@ def write_structure_file(structure: StructureDoc, path: Path) -> Path:
         raise InputError(f"no writer for {path.name!r}: the format is chosen by the file name",
                          "use e.g. .cif, POSCAR, .vasp, .extxyz, .xyz, .json, .pwi, .xsf") from None
     return path
+
+
+def band_data(doc: BandStructureDoc, store: "ResultsStore | None" = None):
+    """A stored band document as the analysis' and figures' ``tmdflow.bands.BandData`` (the
+    reciprocal lattice from the document, else from its task's structure)."""
+    from .bands import BandData
+
+    recip = doc.reciprocal_cell_inv_angstrom
+    if recip is None:
+        task = _run_task(store, doc)
+        if task is None or task.structure is None:
+            raise InputError(f"{doc.bandstructure_id} has no reciprocal lattice and its task document is not in "
+                             "the store", "read it with the store it came from")
+        recip = task.structure.reciprocal_cell_inv_angstrom
+    return BandData(
+        kpoints_crystal=decode_array(doc.kpoints_crystal).astype(float),
+        eigenvalues=decode_array(doc.eigenvalues_ev).astype(float), n_electrons=doc.n_electrons,
+        spinor=doc.kind != "sr_path", reciprocal_cell=np.asarray(recip, float),
+        sigma_z=decode_array(doc.sigma_z).astype(float) if doc.sigma_z else None, labels=tuple(doc.labels),
+    )

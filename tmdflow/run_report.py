@@ -14,18 +14,20 @@ from pathlib import Path
 
 from .analysis.paper import paper_citation
 from .analysis.table1 import COLUMNS, _cell, table1_rows
+from .errors import TmdflowError
 from .store.documents import FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
 from .store.results import MaterialQuery, ResultsStore
 
 FIGURE_ORDER = ("fig2_bands", "fig3_splitting_map", "fig3_contours", "fig4_gamma_k")
 CAPTIONS = {
-    "fig2_bands": "Fig. 2 analogue: bands on Γ–M–K–Γ with (solid) and without (dotted) spin–orbit coupling; "
-                  "zero at the spin–orbit VBM.",
-    "fig3_splitting_map": "Fig. 3 analogue: Δ(k) = E(↑) − E(↓) of the uppermost valence and lowermost conduction "
-                          "bands over the first Brillouin zone (hexagon).",
+    "fig2_bands": "Fig. 2 analogue: bands on Γ–M–K–Γ with (solid, coloured by ⟨σz⟩) and without (dotted) "
+                  "spin–orbit coupling; zero at the spin–orbit VBM.",
+    "fig3_splitting_map": "Fig. 3 analogue: E(↑) − E(↓) of the uppermost valence and lowermost conduction "
+                          "pairs over the first Brillouin zone (hexagon); at K +Δ_VB(K) and −Δ_CB(K) for spin ↑ "
+                          "at the top of the valence band (docs/physics.md).",
     "fig3_contours": "Fig. 3 analogue: UVB iso-energy lines at binding energies 0.2, 0.5, 0.8 eV coloured by spin.",
-    "fig4_gamma_k": "Fig. 4 analogue: Δ along Γ–K (sign from ⟨σz⟩) and the orbital characters of the "
-                    "scalar-relativistic UVB and LCB (projwfc.x).",
+    "fig4_gamma_k": "Fig. 4 analogue: (a) Δ_VB(k), (b) Δ_CB(k) along Γ–K in Table I's sign convention (at K the "
+                    "table's values), (c, d) orbital characters of the scalar-relativistic UVB and LCB (projwfc.x).",
     "phonons": "Phonon dispersion (phonopy finite displacements, Quantum ESPRESSO forces).",
 }
 
@@ -37,6 +39,7 @@ class MaterialSection:
     tasks: list[TaskDocument]
     error_bars: dict[str, float] | None = None  # from a convergence study, meV
     phonons: PhononDoc | None = None
+    panel: tuple | None = None  # (FigureInfo, SOC BandData, SR BandData | None): the multi-panel Fig. 2
 
 
 def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
@@ -47,8 +50,49 @@ def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> 
         # the material's own steps only: a legacy id is a prefix of newer ids with a hash
         tasks = store.tasks({"task_id": {"$regex": f"^{re.escape(m.material_id)}-[a-z_]+$"}})
         sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.material_id),
-                                        store.phonons(m.material_id)))
+                                        store.phonons(m.material_id), _panel(store, m)))
     return sections
+
+
+def _panel(store: ResultsStore, m: MaterialDocument):
+    """The stored spin-orbit (and scalar-relativistic) path bands of a monolayer for Fig. 2."""
+    from .figures import FigureInfo
+    from .objects import band_data
+
+    if m.dimensionality != "monolayer" or not m.bandstructure_id:
+        return None
+    soc_doc, sr_doc = store.get_bandstructure(m.bandstructure_id), store.get_bandstructure(f"{m.material_id}-bands_sr")
+    if soc_doc is None or len(soc_doc.labels) <= 5:  # no Gamma-M-K-Gamma path in the bands run
+        return None
+    p = store.result_settings(m)
+    info = FigureInfo(f"{m.formula} monolayer", m.settings_label, int(p.get("kmesh", 0)), int(p.get("path_points", 0)),
+                      int(p.get("map_points", 0)), f"{p.get('ecutwfc', 0):g}/{p.get('ecutrho', 0):g} Ry")
+    try:
+        return info, band_data(soc_doc, store), band_data(sr_doc, store) if sr_doc is not None else None
+    except TmdflowError:
+        return None
+
+
+def _fig2_groups(sections: list[MaterialSection], folder: Path) -> list[tuple[str, Path]]:
+    """The multi-panel Fig. 2 of each settings label with a path (the paper's four monolayers
+    side by side): (caption, PNG)."""
+    from .figures import fig2_panels
+
+    groups: dict[str, list] = {}
+    for s in sections:
+        if s.panel is not None:
+            groups.setdefault(s.material.settings_label, []).append(s.panel)
+    order = {f: i for i, f in enumerate(("MoS2", "MoSe2", "WS2", "WSe2"))}
+    out = []
+    if groups:
+        folder.mkdir(parents=True, exist_ok=True)
+    for n, (label, panels) in enumerate(sorted(groups.items())):
+        panels.sort(key=lambda p: (order.get(p[0].material.split()[0], 9), p[0].material))
+        files = fig2_panels(panels, folder, stem=f"fig2_monolayers_{n}")
+        if files:
+            out.append((f"Fig. 2: the monolayers side by side ({label}); spin–orbit bands solid, coloured by ⟨σz⟩, "
+                        "scalar-relativistic dotted, zero at each material's spin–orbit VBM.", files[0]))
+    return out
 
 
 def _provenance_rows(section: MaterialSection) -> list[list[str]]:
@@ -157,6 +201,16 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
                      "## Table I and spin splittings\n")
     parts.append(table(t1_headers, t1_rows))
     images = out.parent / (out.stem + "_images")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for caption, png in _fig2_groups(sections, Path(tmp) if fmt == "html" else images):
+            if fmt == "html":
+                data = base64.b64encode(png.read_bytes()).decode()
+                parts.append(f"<figure><img src='data:image/png;base64,{data}'/><figcaption>{html.escape(caption)}"
+                             "</figcaption></figure>")
+            else:
+                parts.append(f"\n![{caption}]({images.name}/{png.name})\n\n*{caption}*\n")
     for s in sections:
         m = s.material
         name = f"{m.formula} {m.dimensionality} ({m.settings_label}, {m.calculator}" + (
