@@ -456,6 +456,7 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
     launch_root = (Path(settings.work_dir) / "launches").resolve()  # absolute: the launcher chdirs
     launch_root.mkdir(parents=True, exist_ok=True)
     result = LaunchResult()
+    taken: set[int] = set()
     cwd = os.getcwd()
     _LAUNCHER_DB.update(db_uri=settings.db_uri, db_name=settings.db_name)
     processes.set_budget(max_seconds)  # every program gets the time left (tmdflow.processes)
@@ -492,8 +493,13 @@ def launch_local(conn: Connection, settings: Settings, max_launches: int = 0,
                 os.chdir(d)
                 with _heartbeat(progress, name, start), open(d / "FW_error.log", "w") as err:
                     # FireWorks writes a failed task's traceback there; the user gets its last line
-                    launch_rocket(lpad, fworker, fw_id=fw_id, strm_lvl="ERROR", err_file=err)
+                    ran = launch_rocket(lpad, fworker, fw_id=fw_id, strm_lvl="ERROR", err_file=err)
                 os.chdir(cwd)
+                if not ran and not processes.stop_requested():  # another launcher took it first (MongoDB)
+                    if fw_id in taken:
+                        break  # READY but not checked out twice: leave it to FireWorks' tools
+                    taken.add(fw_id)
+                    continue
                 doc = lpad.fireworks.find_one({"fw_id": fw_id}, {"state": 1}) or {}
                 signum = processes.stop_requested()
                 if signum and doc.get("state") in ("FIZZLED", "RUNNING", "RESERVED"):
