@@ -176,3 +176,19 @@ def test_scancel_stops_the_job_cleanly_and_leaves_its_step_ready(slurm_cluster, 
     assert fw["state"] == "READY" and fw["spec"]["_tmdflow_interruptions"][0]["signal"] == "SIGTERM"
     (err,) = (tmp_path / "runs" / "queue").glob(f"launcher_*/*-{job}.error")
     assert "interrupted by SIGTERM" in err.read_text()
+
+
+def test_rapidfire_stops_when_its_jobs_end_without_running_anything(slurm_cluster, tmp_path):
+    """A job that cannot run tmdflow (here: its command is `true`) must not be resubmitted forever."""
+    env = {**slurm_cluster.env, "TMDFLOW_DB_URI": f"embedded:{tmp_path / 'store.json'}",
+           "TMDFLOW_WORK_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("name: slurm", "name: idle"))
+    cli = [sys.executable, "-m", "tmdflow.cli"]
+    subprocess.run([*cli, "submit", str(tmp_path / "wf.yaml")], env=env, check=True, capture_output=True)
+    q = _qadapter(tmp_path / "q.yaml", "00:05:00", 60)
+    q.write_text(q.read_text().replace(f"tmdflow_command: {json.dumps(shlex.join([sys.executable, '-m', 'tmdflow.cli']))}",
+                                       "tmdflow_command: 'true'"))
+    out = subprocess.run([*cli, "launch", "--queue", "--qadapter", str(q), "--rapidfire", "--sleep", "1"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 72, out.stderr
+    assert "3 queue jobs ended without running a Firework" in out.stderr and out.stderr.count("submitted job ") == 3
