@@ -16,6 +16,7 @@ the material, the settings (preset and overrides) and the k-mesh (:class:`Figure
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def fig2_panels(panels: list[tuple["FigureInfo", BandData, BandData | None]], ou
         r, handles, m, _ = _bands_panel(ax, soc, sr, window, spin_colour)
         mappable = m or mappable
         rows += [[info.material, *row] for row in r]
-        ax.set_title(info.material.replace(" monolayer", ""), fontsize=10)
+        ax.set_title(re.sub(r"(\d+)", r"$_{\1}$", info.material.replace(" monolayer", "")), fontsize=11)
     axes[0, 0].set_ylabel("E − E$_{VBM}$ (eV)")
     fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=2, frameon=False)
     if mappable is not None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .analysis.vocabulary import SPECIAL_POINTS, canonical_location, gap_type_of
+from .analysis.vocabulary import canonical_location, gap_type_of
 from .errors import InputError, ResultNotFound
 from .store.documents import BandStructureDoc, MaterialDocument, StructureDoc, TaskDocument, decode_array
 
