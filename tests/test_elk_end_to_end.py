@@ -1,7 +1,8 @@
 """Real Elk, end to end: ``tmdflow compute MoS2 --calculator elk --preset elk-quick``.
 
-About 5.5 min of wall time on this project's machine (2 shared cores, load ~7, one OpenMP thread:
-SCF 18 loops ~270 s, bands ~35 s, task 16 ~10 s).  Skipped when elk-lapw is not installed.
+Measured on this project's machine (2 shared cores, one OpenMP thread): 180 s with the load
+falling from ~5 to ~2, 316 s at load ~7 (SCF 18 loops ~270 s, bands ~35 s, task 16 ~10 s).
+Skipped when elk-lapw is not installed; ``pytest -m elk`` selects the Elk runs.
 
 Tolerances (docs/elk.md, "Convergence"): the same inputs to the same Elk binary reproduce the
 levels to far below 0.1 meV, so the elk-quick numbers are checked to +-0.3 meV (Delta_VB(K)),
