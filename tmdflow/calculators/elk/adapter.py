@@ -45,7 +45,6 @@ from .profile import ElkProfile
 #: order of the point group of the space group (Elk's "Number of crystal symmetries"):
 #: P-6m2 (187, monolayer) has 12 operations, P6_3/mmc (194, 2H bulk) 24
 SYMMETRY_COUNT = {187: 12, 194: 24}
-STATE_FILES = ("STATE.OUT",)
 KEPT_FILES = ("INFO.OUT", "EIGVAL.OUT", "STATE.OUT", "elk.in", "KPOINTS.OUT", "TOTENERGY.OUT", "GAP.OUT")
 #: the largest n x n grid the bands step will run on (K needs 3 | n, Q = (1/6, 1/6) needs 6 | n)
 MAX_BANDS_GRID = 48
