@@ -52,6 +52,8 @@ def launch(max_launches: int = 0, recover: bool = False, expiration_secs: int = 
            progress: Callable[[str], None] | None = None) -> dict:
     from .fireworks import launch_local, recover as fw_recover
 
+    settings = settings or load_settings()
+    settings.check_run_directories()  # work_dir / pseudo_dir usable, before the store is touched
     settings, conn = _conn(settings)
     rerun = fw_recover(conn, expiration_secs) if recover else []
     res = launch_local(conn, settings, max_launches, progress, max_seconds)

@@ -676,8 +676,17 @@ def run(workflow, preset_name):
         progress = Progress()
         out = api.launch(recover=True, expiration_secs=24 * 3600, settings=settings, progress=progress)
         progress.done(f"launched {out['launched']} Firework(s); results from {conn.description}")
+        if out["interrupted"]:  # Ctrl-C / SIGTERM: the running step stays READY, no table
+            import signal
+
+            click.echo(f"interrupted by {signal.Signals(out['interrupted']).name}: 'tmdflow run {workflow}' "
+                       "resumes", err=True)
+            sys.exit(128 + out["interrupted"])
+        from .fireworks import workflow_settings_hashes
+
+        ours = workflow_settings_hashes(spec, preset_name)  # this workflow's results, not others' of its preset
         docs = [d for d in api.query(preset=preset, settings=settings)
-                if d.formula in spec.materials and d.dimensionality in spec.structures]
+                if d.identity is not None and d.identity.settings_hash in ours]
         failed = [w for w in api.status(settings) if w.state == "FIZZLED"]
     except TmdflowError as exc:
         _fail(exc)

@@ -178,6 +178,14 @@ def chain_source(spec: WorkflowSpec, formula: str, dimensionality: str) -> dict:
     return structure_source(formula, dimensionality, spec.geometry(formula, dimensionality), relaxed_by)
 
 
+def workflow_settings_hashes(spec: WorkflowSpec, preset_name: str | None = None) -> set[str]:
+    """The settings hashes of every material a workflow computes (tmdflow.identity): how to find
+    its results among others of the same preset."""
+    preset = spec.load_preset(preset_name)
+    return {settings_hash(spec.calculator, preset, chain_source(spec, formula, dim))
+            for formula in spec.materials for dim in spec.structures}
+
+
 def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset) -> str:
     """``<workflow>:<formula>-<dim>-<preset>[-<calculator>]@<settings hash>``: a resubmitted file
     is recognised, and a changed override, calculator or structure is a new workflow."""
