@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tmdflow.calculators import get_calculator, registered_calculators
-from tmdflow.calculators.base import supported_steps
+from tmdflow.steps.registry import for_calculator as supported_steps
 from tmdflow.errors import InputError
 from tmdflow.presets import load_preset
 from tmdflow.settings import load_settings

@@ -22,6 +22,7 @@ from .materials import Material, get_material
 from .presets import Preset
 from .settings import Settings
 from .steps import StepRequest, run_step
+from .steps import registry as step_registry
 from .store.documents import StructureDoc
 from .structures import build_monolayer
 
@@ -87,12 +88,11 @@ def compute_material(
     vacuum = preset.vacuum if vacuum is None else vacuum
     structure = StructureDoc.from_atoms(build_monolayer(material.formula, a, d, vacuum))
     run_root = Path(directory or settings.work_dir)
-    first = "scf_sr" if preset.spin_orbit_mode == "second_variational" else "scf_soc"
     source = given_structure_source(structure.model_dump())  # the identity of the result (tmdflow.identity)
     outcomes = [
         run_step(StepRequest("compute", material.formula, "monolayer", preset, step, calculator=calculator,
                              structure=structure, source=source), settings, run_root, progress)
-        for step in (first, "bands_soc", "analysis")
+        for step in step_registry.required(preset.spin_orbit_mode)
     ]
     tasks = [o.task for o in outcomes if o.task is not None]
     material_doc = outcomes[-1].material

@@ -28,16 +28,14 @@ from .errors import InputError, TmdflowError, WalltimeReached
 from .presets import load_preset
 from .settings import Settings, load_settings
 from .identity import readable_prefix, settings_hash, structure_source
-from .steps import STEPS, StepRequest, identity_record, resolve_identity, run_step
+from .steps import StepRequest, identity_record, resolve_identity, run_step
+from .steps import registry as step_registry
 from .store.connection import Connection, connect
 from .store.documents import StructureDoc, TaskDocument
 from .store.results import ResultsStore
 from .workflow_spec import WorkflowSpec
 
 HANDOFF = "tmdflow_handoff"
-#: optional steps that only make sense for a monolayer (bulk 2H: Kramers-degenerate bands;
-#: the phonon stage is defined for the layer)
-MONOLAYER_ONLY_STEPS = ("soc_map", "phonons")
 
 
 class TmdflowStepTask(FiretaskBase):
@@ -122,14 +120,14 @@ class TmdflowConvergenceTask(FiretaskBase):
         return FWAction(stored_data={"convergence_id": doc.convergence_id, "converged": result.converged})
 
 
-RANK_STRIDE = 100  # > len(STEPS): a workflow's rank outweighs every step order
+RANK_STRIDE = 100  # > the number of steps: a workflow's rank outweighs every step order
 
 
 def step_priority(step: str, rank: int = 0) -> int:
     """FireWorks runs the READY Firework of highest ``_priority`` first: later steps rank higher,
     so a launcher finishes a material (through its figures) before starting the next one; a
     workflow of higher ``rank`` (``tmdflow priority``) runs before any of lower rank."""
-    return rank * RANK_STRIDE + STEPS.index(step)
+    return rank * RANK_STRIDE + step_registry.index(step)
 
 
 @dataclass
@@ -160,7 +158,7 @@ def prioritize(conn: Connection, pattern: str, rank: int) -> list[Reprioritized]
         for fw in lpad.fireworks.find({"fw_id": {"$in": doc["nodes"]}, "state": {"$in": ["WAITING", "READY"]}},
                                       {"fw_id": 1, "spec._tasks": 1}):
             step = fw["spec"]["_tasks"][0].get("step")
-            if step not in STEPS:  # e.g. a convergence task: one Firework, rank alone
+            if step not in step_registry.names():  # e.g. a convergence task: one Firework, rank alone
                 priority = rank * RANK_STRIDE
             else:
                 priority = step_priority(step, rank)
@@ -174,7 +172,8 @@ def prioritize(conn: Connection, pattern: str, rank: int) -> list[Reprioritized]
 
 def chain_source(spec: WorkflowSpec, formula: str, dimensionality: str) -> dict:
     """The structure source of one material's chain (tmdflow.identity)."""
-    relaxed_by = "relax" if "relax" in spec.calculator_steps() else None
+    mover = step_registry.structure_mover()
+    relaxed_by = mover if mover in spec.calculator_steps() else None
     return structure_source(formula, dimensionality, spec.geometry(formula, dimensionality), relaxed_by)
 
 
@@ -212,7 +211,7 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
         for dim in spec.structures:
             fireworks: list[Firework] = []
             for step in spec.calculator_steps():
-                if dim == "bulk" and step in MONOLAYER_ONLY_STEPS:
+                if dim not in step_registry.spec(step).dimensionalities:  # e.g. soc_map, phonons: monolayers
                     continue
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
                                        overrides=dict(spec.overrides), step=step, calculator=spec.calculator,
@@ -258,12 +257,12 @@ def _extend(lpad, doc: dict, wf: Workflow) -> list[int]:
     they are chained after the workflow's last step and receive its hand-off (the relaxed
     structure) through FireWorks' spec pull, so nothing already computed is rerun."""
     names = {f["name"]: f["fw_id"] for f in lpad.fireworks.find({"fw_id": {"$in": doc["nodes"]}}, {"name": 1, "fw_id": 1})}
-    ordered = sorted(wf.fws, key=lambda f: STEPS.index(f.tasks[0]["step"]))
+    ordered = sorted(wf.fws, key=lambda f: step_registry.index(f.tasks[0]["step"]))
     missing = [f for f in ordered if f.name not in names]
     if not missing:
         return []
     present = [f for f in ordered if f.name in names]
-    if present and STEPS.index(missing[0].tasks[0]["step"]) < STEPS.index(present[-1].tasks[0]["step"]):
+    if present and step_registry.index(missing[0].tasks[0]["step"]) < step_registry.index(present[-1].tasks[0]["step"]):
         raise InputError(
             f"workflow {doc['metadata']['tmdflow_key']} was submitted without step "
             f"'{missing[0].tasks[0]['step']}', which would have to run before steps already there",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InputError
 from .materials import parse_formula
 from .presets import MAX_ECUTRHO, Preset, load_preset
-from .steps import CORE_STEPS, STEPS
+from .steps import registry as step_registry
 
 
 class ConvergenceSpec(BaseModel):
@@ -54,7 +54,7 @@ class WorkflowSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     materials: list[str] = Field(min_length=1)
     structures: list[str] = Field(default_factory=lambda: ["monolayer"], min_length=1)
-    steps: list[str] = Field(default_factory=lambda: ["scf_soc", "bands_soc", "analysis"], min_length=1)
+    steps: list[str] = Field(default_factory=lambda: list(step_registry.required("scf")), min_length=1)
     # starting geometries from the user's files (CIF/POSCAR), per formula; paths relative to the
     # workflow file.  Read when the workflow is loaded: only the numbers travel with the steps.
     structure_files: dict[str, str] = Field(default_factory=dict)
@@ -94,18 +94,9 @@ class WorkflowSpec(BaseModel):
     @field_validator("steps")
     @classmethod
     def _steps(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in STEPS]
-        if bad:
-            raise ValueError(f"unknown step {bad}; steps are {list(STEPS)}")
-        if [s for s in STEPS if s in v] != v:
-            raise ValueError(f"steps must keep the order {list(STEPS)}")
-        if "bands_soc" not in v or "analysis" not in v:
-            raise ValueError("steps must include bands_soc and analysis")
-        after = v[v.index("analysis") + 1:]
-        if any(s in CORE_STEPS for s in after):
-            raise ValueError(f"only {list(STEPS[5:])} may follow analysis")
-        if "bands_sr" in v and "scf_sr" not in v:
-            raise ValueError("bands_sr needs scf_sr (the scalar-relativistic density it starts from)")
+        problems = step_registry.order_problems(v)  # names, order, core before optional (the registry's rules)
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
 
     @model_validator(mode="after")
@@ -123,17 +114,13 @@ class WorkflowSpec(BaseModel):
             return self
         if self.convergence is not None:
             raise ValueError("a convergence: section needs kind: convergence")
-        missing_core = [s for s in self.steps if s in CORE_STEPS and s not in self.calculator_steps()]
+        core = set(step_registry.core_names())
+        missing_core = [s for s in self.steps if s in core and s not in self.calculator_steps()]
         if missing_core:
             raise ValueError(f"calculator '{self.calculator}' does not implement {missing_core}")
-        preset = self.load_preset()
-        if preset.spin_orbit_mode == "second_variational":
-            if "scf_soc" in self.steps or "scf_sr" not in self.steps:
-                raise ValueError("second_variational needs scf_sr and no scf_soc in steps")
-            if set(self.steps) & set(STEPS[5:]):
-                raise ValueError(f"the figure steps {list(STEPS[5:])} need spin_orbit_mode: scf")
-        elif "scf_soc" not in self.steps:
-            raise ValueError("spin_orbit_mode scf needs the scf_soc step (or use second_variational)")
+        problems = step_registry.mode_problems(self.steps, self.load_preset().spin_orbit_mode)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def geometry(self, formula: str, dimensionality: str) -> dict[str, Any] | None:
@@ -142,9 +129,8 @@ class WorkflowSpec(BaseModel):
     def calculator_steps(self) -> list[str]:
         """The steps submitted for this calculator: the optional figure steps are left out for
         codes that do not implement them (``skipped_steps`` names them)."""
-        from .calculators.base import supported_steps
-
-        return [s for s in self.steps if s in supported_steps(self.calculator)]
+        supported = step_registry.for_calculator(self.calculator)
+        return [s for s in self.steps if s in supported]
 
     def skipped_steps(self) -> list[str]:
         return [s for s in self.steps if s not in self.calculator_steps()]

@@ -23,7 +23,9 @@ class CalculatorAdapter(Protocol):
 
     name: str
     uses_pseudopotentials: bool
-    supported_steps: tuple[str, ...]  # workflow steps this code implements
+    #: what it can run: relax, scf, bands, orbital_projections, band_map, phonon_forces (each step
+    #: declares what it needs; tmdflow.steps.registry.for_calculator derives a code's steps)
+    capabilities: frozenset[str]
 
     def check_executables(self, spin_texture: bool = False) -> None: ...
 
@@ -35,21 +37,21 @@ class CalculatorAdapter(Protocol):
 
 
 _REGISTRY: dict[str, Callable[[Settings], CalculatorAdapter]] = {}
-_STEPS: dict[str, tuple[str, ...]] = {}
+_CAPABILITIES: dict[str, frozenset[str]] = {}
 
 
 def register_calculator(name: str, factory: Callable[[Settings], CalculatorAdapter],
-                        supported_steps: tuple[str, ...] = ()) -> None:
+                        capabilities: frozenset[str] = frozenset()) -> None:
     _REGISTRY[name] = factory
-    _STEPS[name] = tuple(supported_steps)
+    _CAPABILITIES[name] = frozenset(capabilities)
 
 
-def supported_steps(name: str) -> tuple[str, ...]:
-    """The workflow steps ``name`` implements (known without building the adapter)."""
+def capabilities(name: str) -> frozenset[str]:
+    """What ``name`` can run (known without building the adapter)."""
     _load_builtin()
     if name not in _REGISTRY:
         raise InputError(f"unknown calculator '{name}'", f"choose one of {sorted(_REGISTRY)}")
-    return _STEPS[name]
+    return _CAPABILITIES[name]
 
 
 def registered_calculators() -> list[str]:
@@ -68,12 +70,12 @@ def _load_builtin() -> None:
     if "espresso" not in _REGISTRY:
         from .espresso.adapter import EspressoCalculator
 
-        register_calculator("espresso", EspressoCalculator.from_settings, EspressoCalculator.supported_steps)
+        register_calculator("espresso", EspressoCalculator.from_settings, EspressoCalculator.capabilities)
     if "wien2k" not in _REGISTRY:
         from .wien2k.adapter import Wien2kCalculator
 
-        register_calculator("wien2k", Wien2kCalculator.from_settings, Wien2kCalculator.supported_steps)
+        register_calculator("wien2k", Wien2kCalculator.from_settings, Wien2kCalculator.capabilities)
     if "elk" not in _REGISTRY:
         from .elk.adapter import ElkCalculator
 
-        register_calculator("elk", ElkCalculator.from_settings, ElkCalculator.supported_steps)
+        register_calculator("elk", ElkCalculator.from_settings, ElkCalculator.capabilities)

@@ -96,7 +96,8 @@ class ElkCalculator:
     uses_pseudopotentials = False  # all-electron
     #: no relax step: Elk runs at the geometry given (the paper's Table I, or one another
     #: calculator relaxed; docs/elk.md); bands_sr/soc_map/figures are Quantum ESPRESSO's
-    supported_steps = ("scf_sr", "scf_soc", "bands_soc", "analysis")
+    #: what this code can run (tmdflow.steps.registry derives the steps it supports)
+    capabilities = frozenset({"scf", "bands"})
 
     def __init__(self, profile: ElkProfile) -> None:
         self.profile = profile

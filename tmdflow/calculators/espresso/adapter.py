@@ -122,8 +122,8 @@ def check_step_pseudopotentials(pseudo_files: Mapping[str, Path], spin_orbit: bo
 class EspressoCalculator:
     name = "espresso"
     uses_pseudopotentials = True
-    supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis", "bands_sr", "soc_map", "figures",
-                       "phonons")
+    #: what this code can run (tmdflow.steps.registry derives the steps it supports)
+    capabilities = frozenset({"relax", "scf", "bands", "orbital_projections", "band_map", "phonon_forces"})
 
     #: what a step runs after pw.x: (the program's name on its clock line, its output file)
     POSTPROCESSING = {"bands_soc": ("BANDS", "spin_texture.out"), "soc_map": ("BANDS", "soc_map_sigma.out"),

@@ -82,7 +82,8 @@ class Wien2kCalculator:
     name = "wien2k"
     uses_pseudopotentials = False  # all-electron
     #: the figure steps (bands_sr, soc_map, figures) need <sigma_z> and projections: QE only
-    supported_steps = ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")
+    #: what this code can run (tmdflow.steps.registry derives the steps it supports)
+    capabilities = frozenset({"relax", "scf", "bands"})
 
     def __init__(self, profile: Wien2kProfile) -> None:
         self.profile = profile
