@@ -18,7 +18,7 @@ from .registry import StepSpec
 def run(ctx: StepContext) -> StepOutcome:
     req, calc, atoms = ctx.request, ctx.calc, ctx.atoms
     pseudos = ctx.pseudopotentials(rels=(1,))
-    files = {el: pseudos.for_element(el, spin_orbit=False).path for el in sorted(set(atoms.get_chemical_symbols()))}
+    files = ctx.scalar_files(pseudos)  # rel=1 (this step belongs to the scf mode only)
     calc.check_executables(spin_texture=False, projections=True)
     directory = ctx.layout.scalar
     if not ctx.layout.scf_xml(spin_orbit=False).is_file():

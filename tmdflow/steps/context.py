@@ -304,3 +304,14 @@ class StepContext:
     def full_files(self, pseudos: PseudoSet) -> dict[str, Path]:
         """Files of a spin-orbit step: fully relativistic."""
         return {el: pseudos.for_element(el, spin_orbit=True).path for el in self.material.elements}
+
+    def all_electron_scf(self, spin_orbit: bool) -> "StepOutcome":
+        """An all-electron code's SCF (WIEN2k, Elk: no pseudopotentials; the scalar-relativistic
+        and spin-orbit SCF share the code's case directory)."""
+        req, calc = self.request, self.calc
+        calc.check_executables(spin_texture=False)
+        result = calc.scf(self.atoms, req.preset, calc.case_directory(self.layout.root, req.formula),
+                          spin_orbit=spin_orbit, kmesh=self.kmesh, expected_spacegroup=self.expected_spacegroup,
+                          progress=self.progress)
+        return self.outcome(task=all_electron_task_document(req, result, self.atoms))
+

@@ -4,18 +4,14 @@ spin-orbit bands are computed on).  SCF non-convergence is retried with safer mi
 
 from __future__ import annotations
 
-from .context import StepContext, StepOutcome, all_electron_task_document, pw_task_document, with_scf_corrections
+from .context import StepContext, StepOutcome, pw_task_document, with_scf_corrections
 from .registry import StepSpec
 
 
 def run(ctx: StepContext) -> StepOutcome:
     req, calc = ctx.request, ctx.calc
     if not calc.uses_pseudopotentials:
-        calc.check_executables(spin_texture=False)
-        result = calc.scf(ctx.atoms, req.preset, calc.case_directory(ctx.layout.root, req.formula),
-                          spin_orbit=False, kmesh=ctx.kmesh, expected_spacegroup=ctx.expected_spacegroup,
-                          progress=ctx.progress)
-        return ctx.outcome(task=all_electron_task_document(req, result, ctx.atoms))
+        return ctx.all_electron_scf(spin_orbit=False)
     calc.check_executables(spin_texture=False)
     pseudos = ctx.pseudopotentials(rels=(1, 2))
     files, corrections = ctx.scalar_files(pseudos), []

@@ -18,7 +18,7 @@ def run(ctx: StepContext) -> StepOutcome:
     if req.dimensionality == "bulk":  # inversion + time reversal: every level a Kramers pair
         return ctx.outcome()
     pseudos = ctx.pseudopotentials(rels=(2,))
-    files = {el: pseudos.for_element(el, spin_orbit=True).path for el in sorted(set(atoms.get_chemical_symbols()))}
+    files = ctx.full_files(pseudos)
     calc.check_executables(spin_texture=True, projections=False)
     directory = ctx.layout.spin_orbit
     if not ctx.layout.scf_xml(spin_orbit=True).is_file():
