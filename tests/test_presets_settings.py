@@ -80,3 +80,24 @@ def test_cell_relaxation_cutoffs_are_floors():
 def test_bad_relax_cutoffs_are_refused(overrides, message):
     with pytest.raises(InputError, match=message):
         load_preset("quick", overrides)
+
+
+def test_a_settings_file_with_a_password_readable_by_others_is_warned_about(tmp_path, capsys):
+    """Issue 21 §3: a config file that holds a database password and is group/world-readable
+    gets a warning naming the fix; a private one, or one without a password, gets none."""
+    from tmdflow.settings import load_settings
+
+    config = tmp_path / "tmdflow.yaml"
+    config.write_text("machine:\n  db_uri: mongodb://tmdflow_user:SECRET@db.example.org:27017/\n")
+    config.chmod(0o644)
+    settings = load_settings(env={}, config_file=config)
+    err = capsys.readouterr().err
+    assert f"chmod 600 {config}" in err and "mode 0644" in err and "SECRET" not in err
+    assert settings.db_uri.endswith("@db.example.org:27017/")  # the setting itself is used as given
+    config.chmod(0o600)
+    load_settings(env={}, config_file=config)
+    assert capsys.readouterr().err == ""
+    config.write_text("machine:\n  db_uri: mongodb://db.example.org:27017/\n")
+    config.chmod(0o644)
+    load_settings(env={}, config_file=config)
+    assert capsys.readouterr().err == ""
