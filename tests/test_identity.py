@@ -158,3 +158,14 @@ def _fixture_material() -> dict:
     data = bson.json_util.loads((LEGACY / "store.json").read_text())["tmdflow"]
     (doc,) = [d for _, d in data["materials"]["documents"]]
     return {k: v for k, v in doc.items() if k != "_id"}
+
+
+def test_keys_of_other_codes_do_not_change_a_result():
+    """A preset key another code reads (wien2k_*, elk_*) changes no Quantum ESPRESSO number: the
+    espresso identity ignores it, the code that reads it does not."""
+    source = structure_source("MoS2", "monolayer", None, "relax")
+    base = load_preset("test")
+    other = load_preset("test", {"wien2k_rkmax": 8.0})
+    assert settings_hash("espresso", other, source) == settings_hash("espresso", base, source)
+    assert settings_hash("wien2k", other, source) != settings_hash("wien2k", base, source)
+    assert settings_hash("espresso", load_preset("test", {"kmesh": 6}), source) != settings_hash("espresso", base, source)

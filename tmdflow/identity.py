@@ -4,8 +4,9 @@ Two runs share a task document, a material document and a run directory only whe
 that changes their numbers is the same:
 
 * the calculator (espresso, wien2k, ...);
-* the effective preset: every resolved setting after the workflow's overrides (not the
-  preset's name or description, which change no number);
+* the effective preset: every resolved setting after the workflow's overrides that the
+  calculator reads (not the preset's name or description, nor the keys of other codes such as
+  ``wien2k_*`` / ``elk_*``, which change none of its numbers);
 * the structure source: the starting geometry's numbers (inputs/materials.yaml, a user's
   structure file, or the structure ``tmdflow compute`` was given) and whether a relax step of
   the same chain moved it;
@@ -48,15 +49,22 @@ def _sha256(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
-def preset_values(preset: Any) -> dict[str, Any]:
-    """Every resolved setting of a preset, as plain data (a dataclass or a pydantic model)."""
+def preset_values(preset: Any, calculator: str | None = None) -> dict[str, Any]:
+    """Every resolved setting of a preset that can change ``calculator``'s numbers, as plain data
+    (a dataclass or a pydantic model): the keys of other codes (``wien2k_*``, ``elk_*``, ...)
+    are left out, so adding a key for one code leaves the other codes' identities as they were."""
     if dataclasses.is_dataclass(preset):
         values = dataclasses.asdict(preset)
     elif hasattr(preset, "model_dump"):
         values = preset.model_dump(mode="json")
     else:
         values = dict(preset)
-    return {k: v for k, v in values.items() if k not in _NOT_HASHED}
+    others: tuple[str, ...] = ()
+    if calculator is not None:
+        from .calculators.base import registered_calculators
+
+        others = tuple(f"{code}_" for code in registered_calculators() if code != calculator)
+    return {k: v for k, v in values.items() if k not in _NOT_HASHED and not (others and k.startswith(others))}
 
 
 def geometry_numbers(geometry: Mapping[str, Any] | None) -> dict[str, float] | None:
@@ -97,7 +105,7 @@ def given_structure_source(structure: Mapping[str, Any]) -> dict[str, Any]:
 
 def settings_hash(calculator: str, preset: Any, source: Mapping[str, Any]) -> str:
     """SHA-256 of what a submission fixes: calculator, resolved preset, structure source."""
-    return _sha256({"version": IDENTITY_VERSION, "calculator": calculator, "preset": preset_values(preset),
+    return _sha256({"version": IDENTITY_VERSION, "calculator": calculator, "preset": preset_values(preset, calculator),
                     "structure": dict(source)})
 
 
