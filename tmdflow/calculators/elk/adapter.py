@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from ...errors import (
 from ...presets import Preset
 from ...settings import Settings
 from ...units import BOHR_ANGSTROM, HARTREE_EV
-from ..espresso.profile import ProgressFn, RunRecord
+from ..records import AllElectronStepResult, ProgressFn, RunRecord
 from .inputs import ElkParameters, format_elk_in, write_species
 from .parsers import ElkInfo, parse_eigval, parse_info, parse_kpoints, parse_lsj_kst, parse_output_errors
 from .profile import ElkProfile
@@ -52,18 +52,8 @@ BANDS_KPOINTS_FILE = "bands_kpoints.txt"
 
 
 @dataclass
-class ElkStepResult:
-    step: str
-    directory: Path
-    input_text: str
-    code_version: str
+class ElkStepResult(AllElectronStepResult):
     info: ElkInfo | None = None
-    runs: list[RunRecord] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def wall_seconds(self) -> float:
-        return float(sum(r.wall_seconds for r in self.runs))
 
     def outputs(self) -> dict:
         out = dict(self.extra)

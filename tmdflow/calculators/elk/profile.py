@@ -11,7 +11,7 @@ from pathlib import Path
 from ...errors import ExecutableNotFound
 from ...processes import run_program
 from ...settings import Settings
-from ..espresso.profile import ProgressFn, RunRecord
+from ..records import ProgressFn, RunRecord
 
 #: Debian's elk-lapw package installs the binary under this name and the species files here
 DEFAULT_EXECUTABLE = "elk-lapw"

@@ -7,24 +7,12 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ...errors import ExecutableNotFound
 from ...processes import run_program
 from ...settings import Settings
+from ..records import ProgressFn, RunRecord  # noqa: F401  (ProgressFn re-exported)
 
-ProgressFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What happened when a program ran: for provenance and timing."""
-
-    program: str
-    argv: tuple[str, ...]
-    directory: Path
-    returncode: int
-    wall_seconds: float
 
 
 @dataclass(frozen=True)

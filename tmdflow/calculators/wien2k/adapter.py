@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from ...presets import Preset
 from ...settings import Settings
 from ...structures import spacegroup_number
 from ...units import RYDBERG_EV
-from ..espresso.profile import ProgressFn, RunRecord
+from ..records import AllElectronStepResult, ProgressFn
 from .inputs import (
     edit_in1, format_inso, format_klist_band, format_machines, in1_basis, kgen_answers, parse_klist_band,
     rlo_energies,
@@ -44,18 +44,8 @@ METALS = ("Cr", "Mo", "W")
 
 
 @dataclass
-class Wien2kStepResult:
-    step: str
-    directory: Path
-    input_text: str
-    code_version: str
+class Wien2kStepResult(AllElectronStepResult):
     scf: Wien2kScf | None = None
-    runs: list[RunRecord] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def wall_seconds(self) -> float:
-        return float(sum(r.wall_seconds for r in self.runs))
 
     def outputs(self) -> dict:
         out = dict(self.extra)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ...errors import ExecutableNotFound
 from ...processes import run_program
 from ...settings import Settings
-from ..espresso.profile import ProgressFn, RunRecord
+from ..records import ProgressFn, RunRecord
 
 #: the WIEN2k scripts and programs tmdflow calls (all live in $WIENROOT)
 REQUIRED_PROGRAMS = ("init_lapw", "run_lapw", "save_lapw", "x")
