@@ -179,7 +179,7 @@ def to_bandstructure(doc: BandStructureDoc, store: "ResultsStore | None" = None)
     n_occupied = int(round(doc.n_electrons / (1 if spinor else 2)))
     pw_fermi = doc.fermi_energy_ev
     if pw_fermi is None and task is not None:
-        pw_fermi = (task.outputs or {}).get("fermi_energy_ev")
+        pw_fermi = task.outputs.fermi_energy_ev
     labels_dict = {name: k for name, k in zip(path.labels, path.kpoints_crystal) if name}
     return BandStructureSymmLine(
         path.kpoints_crystal, {Spin.up: e.T}, Lattice(recip), _fermi(e, n_occupied, pw_fermi), labels_dict,

@@ -100,25 +100,26 @@ def _provenance_rows(section: MaterialSection) -> list[list[str]]:
     for t in sorted(section.tasks, key=lambda t: str(t.created_at)):
         pseudos = ", ".join(f"{p.file} [{p.source}] ({p.sha256[:12]})" for p in t.pseudopotentials.values()) or "—"
         notes = [f"{c.handler}: {c.changes}" for c in t.corrections]
-        slab = (t.outputs or {}).get("slab_stress_kbar")
-        if slab:  # monolayer relaxation: sigma_zz must vanish; its size is the stress's basis-set error
-            szz = slab.get("sigma_zz_basis", slab["sigma_zz"])
-            notes.append(f"slab sigma_zz {szz:+.2f} kbar without residual forces (sigma_xx {slab['sigma_xx']:+.2f})")
-        rungs = (t.outputs or {}).get("relax_rungs") or []
+        out = t.outputs
+        slab = out.slab_stress_kbar
+        if slab is not None:  # monolayer relaxation: sigma_zz must vanish; its size is the stress's basis-set error
+            szz = slab.sigma_zz_basis if slab.sigma_zz_basis is not None else slab.sigma_zz
+            notes.append(f"slab sigma_zz {szz:+.2f} kbar without residual forces (sigma_xx {slab.sigma_xx:+.2f})")
+        rungs = out.relax_rungs or []
         if len(rungs) > 1:  # the relaxations of the cut-off ladder, each with its cost
             notes.append("relaxations: " + ", ".join(
-                f"{r['ecutwfc']:g}/{r['ecutrho']:g} Ry a {r['a_angstrom']:.4f} A sigma_zz {r['sigma_zz_basis_kbar']:+.2f} "
-                f"kbar ({r['pw_cpu_seconds'] or 0:.0f} s CPU{', reused' if r['reused'] else ''})" for r in rungs))
-        interrupted = (t.outputs or {}).get("pw_runs_interrupted")
+                f"{r.ecutwfc:g}/{r.ecutrho:g} Ry a {r.a_angstrom:.4f} A sigma_zz {r.sigma_zz_basis_kbar:+.2f} "
+                f"kbar ({r.pw_cpu_seconds or 0:.0f} s CPU{', reused' if r.reused else ''})" for r in rungs))
+        interrupted = out.pw_runs_interrupted
         if interrupted:  # resumed after max_seconds: the CPU column counts every run
             notes.append(f"resumed after max_seconds ({interrupted} interrupted run(s), kept as "
                          f"{t.step}.out.1…; CPU includes them)")
-        unconverged = (t.outputs or {}).get("unconverged_eigenvalues")
+        unconverged = out.unconverged_eigenvalues
         if unconverged:
             notes.append(f"{unconverged} eigenvalue(s) short of the Davidson threshold (pw.x c_bands)")
         corr = "; ".join(notes) or "—"
-        cpu = (t.outputs or {}).get("pw_cpu_seconds")
-        post = (t.outputs or {}).get("postprocessing_cpu_seconds")
+        cpu = out.pw_cpu_seconds
+        post = out.postprocessing_cpu_seconds
         cpu_text = f"{cpu:.0f}" if cpu is not None else "—"
         if post is not None:
             cpu_text += f" + {post:.0f}"

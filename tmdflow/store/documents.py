@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..analysis.splitting import SplittingResult
+from .task_outputs import TaskOutputs
 
 Dimensionality = Literal["monolayer", "bulk"]
 
@@ -126,7 +127,9 @@ class TaskDocument(_HasStructure, BaseModel):
     error: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)  # input text and parameters
     structure: StructureDoc | None = None
-    outputs: dict[str, Any] = Field(default_factory=dict)  # energy (eV), convergence, forces, ...
+    # energy (eV), convergence, timings, each code's own numbers (tmdflow.store.task_outputs: typed,
+    # stored flat with only the keys a writer set; unknown keys of other versions kept)
+    outputs: TaskOutputs = Field(default_factory=TaskOutputs)
     pseudopotentials: dict[str, PseudoRef] = Field(default_factory=dict)
     wall_seconds: float | None = None
     directory: str | None = None
