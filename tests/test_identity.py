@@ -56,9 +56,7 @@ def test_pseudopotential_files_are_part_of_the_identity(qe_settings, tmp_path):
         (src,) = [p for p in qe_settings.pseudo_dir.glob(f"pslibrary-paw/{el}.rel2*.UPF")] or \
                  [p for p in qe_settings.pseudo_dir.rglob(f"{el}*rel2*") if p.suffix.lower() == ".upf"]
         shutil.copy(src, user / f"{el}.upf")
-    import dataclasses
-
-    with_user = dataclasses.replace(qe_settings, user_pseudo_dir=user)
+    with_user = qe_settings.replace(user_pseudo_dir=user)
     copied = resolve_identity(_request(), with_user)
     # the generated chain also uses the scalar-relativistic files; the user's directory only its
     # fully relativistic ones: a different set of files is a different result

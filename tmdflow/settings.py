@@ -1,100 +1,125 @@
 """One settings object for the machine side of tmdflow.
 
-Values are layered: built-in defaults < ``~/.tmdflow.yaml`` (or the file named by
-``TMDFLOW_CONFIG``) < environment variables ``TMDFLOW_<FIELD>`` (upper case).  Nothing here
-is read at import time; call :func:`load_settings` where settings are needed.
+:class:`Settings` is a pydantic-settings ``BaseSettings``: every setting's type, allowed range
+and meaning is declared once, on its field.  Values are layered, lowest first: the field defaults
+< the settings file ``~/.tmdflow.yaml`` (or the file named by ``TMDFLOW_CONFIG``; its
+``machine:`` section or the whole file) < environment variables ``TMDFLOW_<FIELD>`` (upper case)
+< explicit values (command-line options).  The file and the environment are the two settings
+sources below (:class:`SettingsFile`, :class:`Environment`); :func:`load_settings` layers them
+over a given environment and names, in an :class:`~tmdflow.errors.InputError`, the variable or
+the file and key a bad value came from.  Nothing here is read at import time.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import yaml
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import InputError
 
 DEFAULT_CONFIG_FILE = Path("~/.tmdflow.yaml")
+ENV_PREFIX = "TMDFLOW_"
+MAX_NPROCS = 65536
+MAX_LOCK_TIMEOUT = 86400.0  # s
+MAX_DB_TIMEOUT = 600.0  # s, MongoDB server selection
 
 
-@dataclass(frozen=True)
-class Settings:
+def _not_a_bool(value: Any) -> Any:
+    """YAML's ``true``/``yes`` is not a count or a number of seconds (pydantic would read 1)."""
+    if isinstance(value, bool):
+        raise ValueError("a yes/no value is not a number")
+    return value
+
+
+def _expanded(value: Any) -> Any:
+    """``~`` expanded in a path setting; an empty value is no path (None)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return Path(str(value)).expanduser()
+
+
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
+Seconds = Annotated[float, BeforeValidator(_not_a_bool)]
+ExpandedPath = Annotated[Path, BeforeValidator(_expanded)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_expanded)]
+
+
+def _setting(default: Any = None, *, factory: Any = None, help: str, expects: str | None = None,
+             example: str | None = None, unit: str = "", **bounds: Any) -> Any:
+    """A field of :class:`Settings`: its default, meaning (``help``), bounds and, for errors, what
+    it expects in words (``expects``) and an example value."""
+    extra = {k: v for k, v in (("expects", expects), ("example", example), ("unit", unit)) if v}
+    if factory is not None:
+        return Field(default_factory=factory, description=help, json_schema_extra=extra, **bounds)
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
+def _all_cores() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
     """Machine-specific configuration (never physics parameters: those are presets)."""
 
-    pw_command: str = field(default="pw.x", metadata={"help": "pw.x executable (name or path)"})
-    bands_command: str = field(default="bands.x", metadata={"help": "bands.x executable"})
-    projwfc_command: str = field(default="projwfc.x", metadata={"help": "projwfc.x executable"})
-    ld1_command: str = field(default="ld1.x", metadata={"help": "ld1.x executable"})
-    mpi_command: str = field(
-        default="mpirun",
-        metadata={"help": "MPI launcher for pw.x ('' to run serially); e.g. mpirun, srun"},
-    )
-    nprocs: int = field(
-        default_factory=lambda: max(1, os.cpu_count() or 1),
-        metadata={"help": "MPI processes for pw.x"},
-    )
-    pseudo_dir: Path = field(
-        default=Path("~/.cache/tmdflow/pseudos"),
-        metadata={"help": "cache of generated pseudopotentials"},
-    )
-    user_pseudo_dir: Path | None = field(
-        default=None,
-        metadata={"help": "directory of user-supplied UPF files (e.g. PseudoDojo FR); overrides generation"},
-    )
-    work_dir: Path = field(default=Path("tmdflow-runs"), metadata={"help": "where calculations run"})
-    keep_scratch: bool = field(
-        default=False, metadata={"help": "keep pw.x wavefunction scratch after a run"}
-    )
-    db_uri: str = field(
-        default="embedded:~/.local/share/tmdflow/store.json",
-        metadata={"help": "mongodb://user:pass@host/… for a MongoDB server, or embedded:<file>"},
-    )
-    db_name: str = field(default="tmdflow", metadata={"help": "database holding LaunchPad + results"})
-    wienroot: Path | None = field(
-        default=None, metadata={"help": "WIEN2k installation (default: $WIENROOT)"}
-    )
-    wien2k_scratch: Path | None = field(
-        default=None, metadata={"help": "WIEN2k SCRATCH directory (default: $SCRATCH, else the case directory)"}
-    )
-    wien2k_command_prefix: str = field(
-        default="", metadata={"help": "prefix for every WIEN2k script call, e.g. 'srun --ntasks=1'"}
-    )
-    elk_command: str = field(default="elk-lapw", metadata={"help": "Elk executable (Debian: elk-lapw)"})
-    elk_threads: int = field(
-        default=1, metadata={"help": "OpenMP threads of every Elk run (1: nempty 64 segfaulted with 2)"}
-    )
-    elk_species_dir: Path = field(
-        default=Path("/usr/share/elk-lapw/species"),
-        metadata={"help": "Elk's species files (<El>.in); tmdflow copies them and sets R_mt"},
-    )
-    db_lock_timeout: float = field(
-        default=30.0, metadata={"help": "seconds to wait for the embedded store's lock"}
-    )
-    db_timeout_seconds: float = field(
-        default=5.0, metadata={"help": "seconds to wait for a MongoDB server to answer (server selection), 0 < t <= 600"}
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True,
+                                      coerce_numbers_to_str=True, allow_inf_nan=False)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.nprocs, bool) or not isinstance(self.nprocs, int) or not 1 <= self.nprocs <= MAX_NPROCS:
-            raise InputError(
-                f"nprocs must be an integer from 1 to {MAX_NPROCS}, got {self.nprocs!r}",
-                "set TMDFLOW_NPROCS (or nprocs: in the config file, or --nprocs) to a positive integer",
-            )
-        timeout = self.db_lock_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-                or not 0 < timeout <= MAX_LOCK_TIMEOUT:
-            raise InputError(f"db_lock_timeout must be a number of seconds in (0, {MAX_LOCK_TIMEOUT:g}], got {timeout!r}",
-                             "set TMDFLOW_DB_LOCK_TIMEOUT (or db_lock_timeout:) to e.g. 30")
-        timeout = self.db_timeout_seconds
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-                or not 0 < timeout <= MAX_DB_TIMEOUT:
-            raise InputError(f"db_timeout_seconds must be a number of seconds in (0, {MAX_DB_TIMEOUT:g}], got {timeout!r}",
-                             "set TMDFLOW_DB_TIMEOUT_SECONDS (or db_timeout_seconds:) to e.g. 5")
+    pw_command: str = _setting("pw.x", help="pw.x executable (name or path)")
+    bands_command: str = _setting("bands.x", help="bands.x executable")
+    projwfc_command: str = _setting("projwfc.x", help="projwfc.x executable")
+    ld1_command: str = _setting("ld1.x", help="ld1.x executable")
+    mpi_command: str = _setting("mpirun", help="MPI launcher for pw.x ('' to run serially); e.g. mpirun, srun")
+    nprocs: Count = _setting(factory=_all_cores, ge=1, le=MAX_NPROCS, expects="a positive integer", example="2",
+                             help="MPI processes for pw.x (default: all cores)")
+    pseudo_dir: ExpandedPath = _setting(Path("~/.cache/tmdflow/pseudos"), help="cache of generated pseudopotentials")
+    user_pseudo_dir: OptionalPath = _setting(
+        None, help="directory of user-supplied UPF files (e.g. PseudoDojo FR); overrides generation")
+    work_dir: ExpandedPath = _setting(Path("tmdflow-runs"), help="where calculations run")
+    keep_scratch: bool = _setting(False, expects="a yes/no value", example="false",
+                                  help="keep pw.x wavefunction scratch after a run")
+    db_uri: str = _setting("embedded:~/.local/share/tmdflow/store.json",
+                           help="mongodb://user:pass@host/… for a MongoDB server, or embedded:<file>")
+    db_name: str = _setting("tmdflow", help="database holding LaunchPad + results")
+    wienroot: OptionalPath = _setting(None, help="WIEN2k installation (default: $WIENROOT)")
+    wien2k_scratch: OptionalPath = _setting(
+        None, help="WIEN2k SCRATCH directory (default: $SCRATCH, else the case directory)")
+    wien2k_command_prefix: str = _setting("", help="prefix for every WIEN2k script call, e.g. 'srun --ntasks=1'")
+    elk_command: str = _setting("elk-lapw", help="Elk executable (Debian: elk-lapw)")
+    elk_threads: Count = _setting(1, ge=1, expects="a positive integer", example="2",
+                                  help="OpenMP threads of every Elk run (1: nempty 64 segfaulted with 2)")
+    elk_species_dir: ExpandedPath = _setting(
+        Path("/usr/share/elk-lapw/species"),
+        help="Elk's species files (<El>.in); tmdflow copies them and sets R_mt")
+    db_lock_timeout: Seconds = _setting(30.0, gt=0.0, le=MAX_LOCK_TIMEOUT, unit="seconds", example="30",
+                                        expects="a number of seconds",
+                                        help="seconds to wait for the embedded store's lock")
+    db_timeout_seconds: Seconds = _setting(5.0, gt=0.0, le=MAX_DB_TIMEOUT, unit="seconds", example="5",
+                                           expects="a number of seconds",
+                                           help="seconds to wait for a MongoDB server to answer (server selection)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings()``: explicit values < ``TMDFLOW_*`` of this process < the settings file."""
+        return (init_settings, Environment(settings_cls, os.environ),
+                SettingsFile(settings_cls, config_file_path(os.environ)))
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes``, validated like any other value (an :class:`InputError` if bad)."""
+        values = {**self.model_dump(), **changes}
+        try:
+            return type(self).model_validate(values)
+        except ValidationError as exc:
+            raise settings_error(exc, {key: "given" for key in changes}) from None
 
     def check_run_directories(self) -> None:
         """Refuse, before anything runs, a ``work_dir`` (or a generated-pseudopotential cache
@@ -107,53 +132,167 @@ class Settings:
             check_readable_dir(self.user_pseudo_dir, "user_pseudo_dir")
 
 
-MAX_NPROCS = 65536
-MAX_LOCK_TIMEOUT = 86400.0  # s
-MAX_DB_TIMEOUT = 600.0  # s, MongoDB server selection
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
+SETTING_NAMES = tuple(Settings.model_fields)
 
 
-def _coerce(name: str, value: Any, where: str = "") -> Any:
-    """``value`` of setting ``name`` as its type; ``where`` says where it came from (for errors)."""
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    source = where or f"TMDFLOW_{name.upper()}"
-    if name not in fields:
-        raise InputError(
-            f"unknown setting '{name}'" + (f" in {where}" if where else ""),
-            f"valid settings are: {', '.join(sorted(fields))}",
-        )
-    if value is None:
+# -- the two settings sources --------------------------------------------------------------------
+
+class Environment(PydanticBaseSettingsSource):
+    """``TMDFLOW_<FIELD>`` (the prefix is ``Settings.model_config["env_prefix"]``, names upper case)
+    of an environment mapping; other ``TMDFLOW_*`` variables are not settings and are ignored."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        prefix = self.config.get("env_prefix", "")
+        self.values = {name: env[prefix + name.upper()] for name in settings_cls.model_fields
+                       if prefix + name.upper() in env}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+class SettingsFile(PydanticBaseSettingsSource):
+    """The settings of a YAML file (its ``machine:`` section, or the whole file); ``path`` None: no
+    file.  Unknown keys and sections are refused here, naming the file and the valid settings, and
+    a file holding a database password that others can read is warned about."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.values = _read_config(path, tuple(settings_cls.model_fields)) if path is not None else {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if v is not None}
+
+
+def config_file_path(env: Mapping[str, str], config_file: Path | None = None) -> Path | None:
+    """The settings file to read: ``config_file``, else ``TMDFLOW_CONFIG`` (which must name a file;
+    ``os.devnull``: none), else ``~/.tmdflow.yaml`` if it exists.  None: no settings file."""
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        return path if path.is_file() else None
+    named = env.get(ENV_PREFIX + "CONFIG")
+    if named is None:
+        path = DEFAULT_CONFIG_FILE.expanduser()
+        return path if path.is_file() else None
+    if not named.strip():
+        raise InputError("TMDFLOW_CONFIG is set but empty", "unset it, or set it to your settings file")
+    if named == os.devnull:
         return None
-    if name in ("db_lock_timeout", "db_timeout_seconds"):
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{name} must be a number of seconds, got {value!r} ({source})",
-                             "set it to e.g. " + ("30" if name == "db_lock_timeout" else "5")) from None
-        return number
-    if name in ("nprocs", "elk_threads"):
-        text = str(value).strip()
-        if isinstance(value, bool) or not (isinstance(value, int) or text.isdigit()) or \
-                (name == "elk_threads" and int(text) < 1):
-            raise InputError(f"{name} must be a positive integer, got {value!r} ({source})",
-                             "set it to the number of " + ("MPI processes" if name == "nprocs" else "OpenMP threads")
-                             + ", e.g. 2") from None
-        return int(text)
-    if name in ("pseudo_dir", "work_dir", "user_pseudo_dir", "wienroot", "wien2k_scratch", "elk_species_dir"):
-        return Path(str(value)).expanduser() if str(value) else None
-    if name == "keep_scratch":
-        if isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if word not in TRUE_WORDS + FALSE_WORDS:
-            raise InputError(f"keep_scratch must be a yes/no value, got {value!r} ({source})",
-                             f"use one of {', '.join(TRUE_WORDS)} (keep) or {', '.join(FALSE_WORDS)} (delete)")
-        return word in TRUE_WORDS
-    return str(value)
+    path = Path(named).expanduser()
+    if not path.is_file():
+        raise InputError(f"TMDFLOW_CONFIG={named} " + ("is not a file" if path.exists() else "names no file"),
+                         "set TMDFLOW_CONFIG to an existing settings file, or unset it to use ~/.tmdflow.yaml")
+    return path
 
+
+def _read_config(path: Path, valid_names: tuple[str, ...]) -> dict[str, Any]:
+    """The machine settings of a config file (its ``machine:`` section, or the whole file), as
+    written (validated by :class:`Settings`)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"cannot parse {path}: {exc}", "fix the YAML syntax") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a text (UTF-8) YAML file", "point TMDFLOW_CONFIG at your settings file") \
+            from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", "fix its permissions or TMDFLOW_CONFIG") from None
+    valid = sorted(valid_names)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: settings are a mapping (machine: {{nprocs: 2, ...}}), got {type(data).__name__}",
+                         "see docs/user-guide.md, section 2")
+    if "machine" in data:
+        extra = sorted(str(k) for k in data if k != "machine")
+        if extra:
+            raise InputError(f"{path}: unknown section(s) {extra} beside machine:",
+                             f"put the settings under machine: (valid settings: {', '.join(valid)})")
+        machine = data["machine"] or {}
+        if not isinstance(machine, dict):
+            raise InputError(f"{path}: machine: is not a mapping of settings", "write machine: {nprocs: 2, ...}")
+    else:
+        machine = data
+    unknown = sorted(str(k) for k in machine if k not in valid)
+    if unknown:
+        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}",
+                         f"valid settings are: {', '.join(valid)} (check the spelling)")
+    warn_if_secret_exposed(path, machine.get("db_uri"))
+    return dict(machine)
+
+
+# -- errors: the setting, the value, where it came from, what is allowed -----------------------------
+
+def allowed(name: str) -> str:
+    """Setting ``name``'s allowed values in words, from its declared bounds ('' if unbounded)."""
+    info = Settings.model_fields[name]
+    extra = info.json_schema_extra or {}
+    lo = next((("ge", m.ge) for m in info.metadata if getattr(m, "ge", None) is not None), None) or \
+        next((("gt", m.gt) for m in info.metadata if getattr(m, "gt", None) is not None), None)
+    hi = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
+    if lo is None and hi is None:
+        return ""
+    if info.annotation is int:
+        if hi is None:
+            return "a positive integer" if lo == ("ge", 1) else f"an integer >= {lo[1]}"
+        return f"an integer from {lo[1]} to {hi}"
+    left = "[" if lo and lo[0] == "ge" else "("
+    unit = extra.get("unit", "")
+    return f"a number{' of ' + unit if unit else ''} in {left}{lo[1]:g}, {hi:g}]"
+
+
+def _origin_text(name: str, origin: str) -> str:
+    """Where a value of ``name`` came from: the variable, the file and key, or 'given' (by the
+    caller: a command-line option or an argument of load_settings)."""
+    if origin == "env":
+        return ENV_PREFIX + name.upper()
+    if origin.startswith("file:"):
+        return f"{name}: in {origin[5:]}"
+    return "given"
+
+
+def _fix_target(name: str, origin: str) -> str:
+    """What to change: the variable, the file's key, or (a given value) every way to set it."""
+    if origin == "env" or origin.startswith("file:"):
+        return _origin_text(name, origin)
+    return f"{name} (its command-line option, {ENV_PREFIX}{name.upper()} or {name}: in {DEFAULT_CONFIG_FILE})"
+
+
+def settings_error(exc: ValidationError, origins: Mapping[str, str]) -> InputError:
+    """pydantic's errors as one :class:`InputError`: each setting, its value, the allowed values and
+    (``origins``: name -> 'env' | 'file:<path>' | anything else for an explicit value) where it
+    came from, with the fix."""
+    problems, fixes = [], []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        name = str(loc[0]) if loc else ""
+        if err.get("type") == "extra_forbidden":
+            problems.append(f"unknown setting '{name}'")
+            fixes.append(f"valid settings are: {', '.join(sorted(SETTING_NAMES))}")
+            continue
+        if name not in Settings.model_fields:
+            problems.append(err["msg"])
+            continue
+        extra = Settings.model_fields[name].json_schema_extra or {}
+        origin = origins.get(name, "")
+        rng = allowed(name)
+        in_range = err.get("type") in ("greater_than", "greater_than_equal", "less_than_equal", "less_than",
+                                       "finite_number")
+        expects = rng if (in_range and rng) else extra.get("expects") or err["msg"].lower()
+        problems.append(f"{name} must be {expects}, got {err.get('input')!r} ({_origin_text(name, origin)})")
+        example = f", e.g. {extra['example']}" if extra.get("example") else ""
+        values = " (true/yes/on/1 or false/no/off/0)" if Settings.model_fields[name].annotation is bool else ""
+        fixes.append(f"set {_fix_target(name, origin)} to {rng or extra.get('expects') or 'a valid value'}{values}"
+                     f"{example}")
+    return InputError("; ".join(problems), "; ".join(dict.fromkeys(fixes)))
+
+
+# -- directories and the settings file's permissions ---------------------------------------------
 
 def _nearest_existing(path: Path) -> Path:
     p = Path(path).expanduser().absolute()
@@ -212,68 +351,24 @@ def warn_if_secret_exposed(path: Path, db_uri: Any) -> bool:
     return True
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    """The machine settings of a config file (its ``machine:`` section, or the whole file)."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"cannot parse {path}: {exc}", "fix the YAML syntax") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not a text (UTF-8) YAML file", "point TMDFLOW_CONFIG at your settings file") \
-            from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", "fix its permissions or TMDFLOW_CONFIG") from None
-    valid = sorted(f.name for f in dataclasses.fields(Settings))
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: settings are a mapping (machine: {{nprocs: 2, ...}}), got {type(data).__name__}",
-                         "see docs/user-guide.md, section 2")
-    if "machine" in data:
-        extra = sorted(str(k) for k in data if k != "machine")
-        if extra:
-            raise InputError(f"{path}: unknown section(s) {extra} beside machine:",
-                             f"put the settings under machine: (valid settings: {', '.join(valid)})")
-        machine = data["machine"] or {}
-        if not isinstance(machine, dict):
-            raise InputError(f"{path}: machine: is not a mapping of settings", "write machine: {nprocs: 2, ...}")
-    else:
-        machine = data
-    unknown = sorted(str(k) for k in machine if k not in valid)
-    if unknown:
-        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}",
-                         f"valid settings are: {', '.join(valid)} (check the spelling)")
-    warn_if_secret_exposed(path, machine.get("db_uri"))
-    return {key: _coerce(key, val, f"{key}: in {path}") for key, val in machine.items()}
-
-
 def load_settings(
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Build :class:`Settings` from file, environment and explicit overrides (highest)."""
+    """:class:`Settings` from the settings file < ``env``'s ``TMDFLOW_*`` (default: this process's
+    environment) < ``overrides`` (None values are skipped), validated; a bad value raises an
+    :class:`InputError` naming the variable, or the file and key, it came from."""
     env = os.environ if env is None else env
+    path = config_file_path(env, config_file)
+    layers = (("file:" + str(path), SettingsFile(Settings, path)()), ("env", Environment(Settings, env)()),
+              ("given", {k: v for k, v in overrides.items() if v is not None}))
     values: dict[str, Any] = {}
-    named = env.get("TMDFLOW_CONFIG") if config_file is None else None
-    if named is not None:  # a file the user named must exist (the default one may be absent)
-        if not named.strip():
-            raise InputError("TMDFLOW_CONFIG is set but empty", "unset it, or set it to your settings file")
-        if named != os.devnull and not Path(named).expanduser().is_file():  # os.devnull: no settings file
-            raise InputError(f"TMDFLOW_CONFIG={named} " + ("is not a file" if Path(named).expanduser().exists()
-                                                            else "names no file"),
-                             "set TMDFLOW_CONFIG to an existing settings file, or unset it to use ~/.tmdflow.yaml")
-    path = Path(config_file or named or DEFAULT_CONFIG_FILE).expanduser()
-    if path.is_file() and named != os.devnull:
-        values.update(_read_config(path))
-    for f in dataclasses.fields(Settings):
-        env_key = f"TMDFLOW_{f.name.upper()}"
-        if env_key in env:
-            values[f.name] = _coerce(f.name, env[env_key])
-    for key, val in overrides.items():
-        if val is not None:
-            values[key] = _coerce(key, val)
-    settings = Settings(**values)
-    return dataclasses.replace(
-        settings,
-        pseudo_dir=Path(settings.pseudo_dir).expanduser(),
-        work_dir=Path(settings.work_dir).expanduser(),
-    )
+    origins: dict[str, str] = {}
+    for origin, layer in layers:
+        values.update(layer)
+        origins.update(dict.fromkeys(layer, origin))
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise settings_error(exc, origins) from None
