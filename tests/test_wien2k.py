@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tmdflow.calculators.jobs import BandsJob, RelaxJob, ScfJob
 from tmdflow.calculators.wien2k.adapter import Wien2kCalculator
 from tmdflow.calculators.wien2k.inputs import (
     edit_in1, format_inso, format_klist_band, format_machines, in1_basis, kgen_answers, parse_klist_band,
@@ -169,9 +170,20 @@ def fake_wien2k(monkeypatch):
     return Wien2kCalculator(Wien2kProfile(FAKE, parallel_jobs=2))
 
 
+def _job(kind, directory, atoms=None, expected=187, **fields):
+    """A calculator job of the test preset run in ``directory`` (tmdflow.calculators.jobs)."""
+    from tmdflow.layout import RunLayout
+
+    step = {ScfJob: "scf_soc" if fields.get("spin_orbit") else "scf_sr", BandsJob: "bands_soc", RelaxJob: "relax"}[kind]
+    extra = {ScfJob: {"continues_from": ("scf_sr",)}, BandsJob: {"potential_from": ("scf_soc", "scf_sr")},
+             RelaxJob: {}}[kind]
+    return kind(step=step, formula="MoS2", dimensionality="monolayer", atoms=atoms or _monolayer(),
+                preset=load_preset("test"), layout=RunLayout(directory), kmesh=(6, 6, 1), expected_spacegroup=expected,
+                directory=directory, **{**extra, **fields})
+
+
 def _scf(calc, tmp_path, atoms=None, spin_orbit=False, expected=187):
-    preset = load_preset("test")
-    return calc.scf(atoms or _monolayer(), preset, tmp_path / "MoS2", spin_orbit, (6, 6, 1), expected)
+    return calc.scf(_job(ScfJob, tmp_path / "MoS2", atoms, expected, spin_orbit=spin_orbit))
 
 
 def test_scf_runs_init_kgen_and_checks_convergence(fake_wien2k, tmp_path):
@@ -182,7 +194,7 @@ def test_scf_runs_init_kgen_and_checks_convergence(fake_wien2k, tmp_path):
     assert in1_basis((case / "MoS2.in1c").read_text())[:2] == (7.0, 10)  # complex case: no inversion
     assert (case / "scf_sr" / "MoS2.scf").is_file()  # save_lapw -d scf_sr
     assert result.outputs()["total_energy_ev"] == pytest.approx(parse_scf(case / "MoS2.scf").total_energy_ry * RYDBERG_EV)
-    so = fake_wien2k.scf(_monolayer(), load_preset("test"), case, True, (6, 6, 1), 187)
+    so = fake_wien2k.scf(_job(ScfJob, case, spin_orbit=True))
     assert "run_lapw -so" in so.input_text
     assert (case / "MoS2.inso").is_file() and (case / "MoS2.in2c").is_file()
     assert in1_basis((case / "MoS2.in1c").read_text())[2] == 5.0  # spin-orbit energy window
@@ -217,31 +229,32 @@ def test_a_failing_program_is_reported_with_its_error_file(fake_wien2k, tmp_path
 
 def test_bands_need_a_converged_case(fake_wien2k, tmp_path):
     with pytest.raises(InputError, match="no converged SCF"):
-        fake_wien2k.bands(load_preset("test"), tmp_path / "MoS2", *splitting_kpoints_exact(0))
+        kpts, labels = splitting_kpoints_exact(0)
+        fake_wien2k.bands(_job(BandsJob, tmp_path / "MoS2", kpoints=tuple(kpts), labels=tuple(labels)))
 
 
 def test_bands_give_the_models_splitting_through_the_shared_analysis(fake_wien2k, tmp_path):
     from tmdflow.analysis.splitting import analyze_bands
 
     _scf(fake_wien2k, tmp_path)
-    fake_wien2k.scf(_monolayer(), load_preset("test"), tmp_path / "MoS2", True, (6, 6, 1), 187)
+    fake_wien2k.scf(_job(ScfJob, tmp_path / "MoS2", spin_orbit=True))
     kpts, labels = splitting_kpoints_exact(12)
-    fake_wien2k.bands(load_preset("test"), tmp_path / "MoS2", kpts, labels)
-    bands = fake_wien2k.read_spin_orbit_bands(tmp_path / "MoS2", tuple(labels))
+    fake_wien2k.bands(_job(BandsJob, tmp_path / "MoS2", kpoints=tuple(kpts), labels=tuple(labels)))
+    bands = fake_wien2k.read_spin_orbit_bands(tmp_path / "MoS2", tuple(labels), step="bands_soc")
     assert len(bands.kpoints_crystal) == len(kpts)  # parts _1, _2 of the -p run joined in order
     s = analyze_bands(bands)
     assert s.delta_vb_k_mev == pytest.approx(0.0110 * RYDBERG_EV * 1000, abs=1e-6)  # the model's lambda
     assert s.delta_vb_kprime_mev == pytest.approx(s.delta_vb_k_mev)
     assert s.direct_gap_at_k and not s.delta_cb_sign_known  # no spin texture from WIEN2k here
-    sr = fake_wien2k.read_scalar_bands(tmp_path / "MoS2")
+    sr = fake_wien2k.read_scalar_bands(tmp_path / "MoS2", step="bands_soc")
     assert sr.eigenvalues.shape[1] * 2 == bands.eigenvalues.shape[1] and not sr.spinor
 
 
 def test_relaxation_fits_the_lattice_constant_and_moves_the_atoms(fake_wien2k, tmp_path, monkeypatch):
     a_true_bohr = 3.20 / BOHR_ANGSTROM * 1.003
     monkeypatch.setenv("FAKE_WIEN2K_A_TRUE", str(a_true_bohr))
-    result, relaxed = fake_wien2k.relax(_monolayer(), load_preset("test"), tmp_path / "relax", (6, 6, 1),
-                                       variable_cell=True, expected_spacegroup=187, formula="MoS2")
+    result = fake_wien2k.relax(_job(RelaxJob, tmp_path / "relax", variable_cell=True))
+    relaxed = result.relaxed_atoms
     scan = result.outputs()["lattice_scan"]
     assert len(scan["a_angstrom"]) == 5
     a = float(np.linalg.norm(relaxed.cell[0]))

@@ -9,6 +9,7 @@
     phonons/    one disp-NNN/ per phonopy displacement
 
 All-electron codes keep their case directories inside the same root (their adapters name them).
+Shared by the steps and the calculator adapters (a job carries its RunLayout: tmdflow.calculators.jobs).
 """
 
 from __future__ import annotations

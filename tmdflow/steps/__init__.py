@@ -20,7 +20,7 @@ from .context import (
     ProgressFn, StepContext, StepOutcome, StepRequest, identity_record, initial_structure, resolve_identity,
     select_pseudopotentials, table1_entry,
 )
-from .layout import RunLayout
+from ..layout import RunLayout
 
 __all__ = ["STEPS", "CORE_STEPS", "StepContext", "StepOutcome", "StepRequest", "identity_record",
            "initial_structure", "resolve_identity", "run_step", "select_pseudopotentials", "table1_entry"]

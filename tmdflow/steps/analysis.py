@@ -13,7 +13,8 @@ from .registry import BOTH_MODES, StepSpec
 def run(ctx: StepContext) -> StepOutcome:
     req, calc = ctx.request, ctx.calc
     directory = calc.bands_directory(ctx.layout.root, req.formula)
-    bands = calc.read_spin_orbit_bands(directory, ctx.layout.read_labels(directory))
+    bands = calc.read_spin_orbit_bands(directory, ctx.layout.read_labels(directory),
+                                       step=registry.producers("spin_orbit_bands", before=SPEC.name)[0])
     splitting = analyze_bands(bands)
     earlier = [s.name for s in registry.all_steps() if s.core and s.order < SPEC.order]
     bs_id = f"{req.material_id}-{earlier[-1]}"  # the band structure of the step before this one

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from ..calculators.espresso.adapter import valence_electrons
-from ..kpoints import splitting_kpoints, splitting_kpoints_exact
-from .context import StepContext, StepOutcome, all_electron_task_document, pw_task_document
+from ..kpoints import splitting_kpoints
+from .context import StepContext, StepOutcome, pw_task_document, task_document
 from .registry import BOTH_MODES, StepSpec
 
 
@@ -16,12 +16,10 @@ def run(ctx: StepContext) -> StepOutcome:
     req, calc, layout = ctx.request, ctx.calc, ctx.layout
     if not calc.uses_pseudopotentials:
         calc.check_executables(spin_texture=False)
-        case_dir = calc.case_directory(layout.root, req.formula)
-        kpts, labels = splitting_kpoints_exact(req.preset.path_points)
-        result = calc.bands(req.preset, case_dir, kpts, labels, progress=ctx.progress)
-        layout.write_labels(case_dir, labels)
-        result.extra["scratch_freed_bytes"] = calc.cleanup(case_dir)
-        return ctx.outcome(task=all_electron_task_document(req, result, ctx.atoms))
+        kpts, labels = calc.splitting_kpoints(ctx.atoms, req.preset.path_points)
+        result = calc.bands(ctx.bands_job(True, kpts, labels, spin_texture="full" if req.preset.spin_texture else None))
+        layout.write_labels(result.directory, labels)
+        return ctx.outcome(task=task_document(req, result, ctx.atoms))
     calc.check_executables(spin_texture=req.preset.spin_texture)
     pseudos = ctx.pseudopotentials(rels=(2,))
     files, directory = ctx.full_files(pseudos), layout.spin_orbit

@@ -11,7 +11,7 @@ from ..kpoints import splitting_kpoints
 from ..materials import parse_formula
 from ..store.documents import BandStructureDoc
 from .context import StepContext, StepOutcome, pw_task_document
-from .layout import SCALAR_BANDS_STEM
+from ..layout import SCALAR_BANDS_STEM
 from .registry import StepSpec
 
 

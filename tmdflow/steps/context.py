@@ -21,6 +21,7 @@ from ase import Atoms
 from .. import identity
 from ..analysis.slab_stress import GPA_TO_KBAR
 from ..calculators import get_calculator
+from ..calculators.jobs import BandsJob, Job, RelaxJob, ScfJob, StepResult
 from ..errors import InputError, ScfNotConverged
 from ..materials import Material, get_material
 from ..presets import Preset
@@ -32,7 +33,7 @@ from ..store.documents import (
 )
 from ..structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer
 from . import registry
-from .layout import RunLayout
+from ..layout import RunLayout
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..calculators.espresso.adapter import PwStepResult
@@ -243,16 +244,42 @@ def with_scf_corrections(run: Callable[[Preset], "PwStepResult"], preset: Preset
     raise AssertionError("unreachable")
 
 
-def all_electron_task_document(req: StepRequest, result, atoms: Atoms) -> TaskDocument:
-    """The task document of an all-electron step (WIEN2k, Elk): commands, outputs, identity."""
+def task_document(req: StepRequest, result: StepResult, atoms: Atoms) -> TaskDocument:
+    """The task document of every calculation step, whatever the code: its run (input text, code
+    version, wall time, directory), parsed outputs, the input files that identify it
+    (pseudopotentials; none for all-electron codes), the automatic corrections and the identity."""
     return TaskDocument(
         task_id=req.task_id, formula=req.formula, dimensionality=req.dimensionality, preset=req.preset.name,
         step=req.step, calculator=req.calculator, code_version=result.code_version,
-        inputs={"commands_and_files": result.input_text, "preset": dataclasses.asdict(req.preset)},
-        structure=StructureDoc.from_atoms(atoms), outputs=result.outputs(), pseudopotentials={},
+        inputs={result.input_kind: result.input_text, "preset": dataclasses.asdict(req.preset)},
+        structure=StructureDoc.from_atoms(atoms), outputs=result.outputs(),
+        pseudopotentials={el: PseudoRef(file=ref.file, sha256=ref.sha256, source=ref.source)
+                          for el, ref in result.input_files().items()},
         wall_seconds=result.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
-        identity=identity_record(req),
+        corrections=list(result.corrections), identity=identity_record(req),
     )
+
+
+def run_scf(calc, job: ScfJob) -> StepResult:
+    """``calc.scf(job)`` with the SCF restart handler, the same for every code: an SCF that does
+    not converge is retried with what the adapter calls safer (``calc.scf_retry_changes(preset)``:
+    half the mixing for pw.x, more iterations for WIEN2k and Elk), up to MAX_SCF_CORRECTIONS times,
+    each retry recorded as a Correction in ``result.corrections``; an adapter that has nothing
+    safer to offer (None) gets the error back at once."""
+    current, corrections = job, []
+    for attempt in range(1, MAX_SCF_CORRECTIONS + 2):
+        try:
+            result = calc.scf(current)
+        except ScfNotConverged as exc:
+            changes = calc.scf_retry_changes(current.preset) if attempt <= MAX_SCF_CORRECTIONS else None
+            if not changes:
+                raise
+            corrections.append(Correction(handler="scf_not_converged", reason=exc.problem, changes=changes,
+                                          attempt=attempt))
+            current = dataclasses.replace(current, preset=dataclasses.replace(current.preset, **changes))
+            continue
+        return dataclasses.replace(result, corrections=[*corrections, *result.corrections]) if corrections else result
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -305,13 +332,32 @@ class StepContext:
         """Files of a spin-orbit step: fully relativistic."""
         return {el: pseudos.for_element(el, spin_orbit=True).path for el in self.material.elements}
 
-    def all_electron_scf(self, spin_orbit: bool) -> "StepOutcome":
-        """An all-electron code's SCF (WIEN2k, Elk: no pseudopotentials; the scalar-relativistic
-        and spin-orbit SCF share the code's case directory)."""
-        req, calc = self.request, self.calc
-        calc.check_executables(spin_texture=False)
-        result = calc.scf(self.atoms, req.preset, calc.case_directory(self.layout.root, req.formula),
-                          spin_orbit=spin_orbit, kmesh=self.kmesh, expected_spacegroup=self.expected_spacegroup,
-                          progress=self.progress)
-        return self.outcome(task=all_electron_task_document(req, result, self.atoms))
+    def job(self, kind: type[Job] = Job, **fields) -> Job:
+        """A calculator job of this step (tmdflow.calculators.jobs): the request, the structure,
+        the layout and the step's k-mesh and symmetry, plus ``fields`` of the job's kind."""
+        req = self.request
+        common = dict(step=req.step, formula=req.formula, dimensionality=req.dimensionality, atoms=self.atoms,
+                      preset=req.preset, layout=self.layout, kmesh=self.kmesh,
+                      expected_spacegroup=self.expected_spacegroup, restart=req.restart, max_seconds=req.max_seconds,
+                      progress=self.progress)
+        return kind(**{**common, **fields})
 
+    def scf_job(self, spin_orbit: bool) -> ScfJob:
+        """This step's SCF; a spin-orbit one may continue from the scalar-relativistic density of
+        an earlier step (the registry's producers of ``scalar_density``)."""
+        return self.job(ScfJob, spin_orbit=spin_orbit,
+                        continues_from=registry.producers("scalar_density", before=self.request.step) if spin_orbit
+                        else ())
+
+    def relax_job(self) -> RelaxJob:
+        """This step's relaxation: a monolayer's cell in-plane too, a bulk crystal's positions."""
+        return self.job(RelaxJob, variable_cell=self.request.dimensionality == "monolayer")
+
+    def bands_job(self, spin_orbit: bool, kpoints, labels=(), **fields) -> BandsJob:
+        """Bands of this step on ``kpoints`` from the potential of the earlier SCF steps (the
+        spin-orbit density first, then the scalar-relativistic one: registry producers)."""
+        step = self.request.step
+        potential = registry.producers("spin_orbit_density", before=step) if spin_orbit else ()
+        potential += registry.producers("scalar_density", before=step)
+        return self.job(BandsJob, spin_orbit=spin_orbit, kpoints=tuple(kpoints), labels=tuple(labels),
+                        potential_from=potential, **fields)

@@ -14,7 +14,7 @@ from ..identity import describe_overrides
 from ..materials import parse_formula
 from ..store.documents import FiguresDoc
 from .context import StepContext, StepOutcome, StepRequest
-from .layout import BAND_MAP_SIGMA, BAND_MAP_STEM, ORBITAL_PROJECTIONS, SCALAR_BANDS_STEM, RunLayout
+from ..layout import BAND_MAP_SIGMA, BAND_MAP_STEM, ORBITAL_PROJECTIONS, SCALAR_BANDS_STEM, RunLayout
 from .registry import StepSpec
 
 

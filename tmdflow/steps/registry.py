@@ -95,6 +95,15 @@ def structure_mover() -> str:
     return next(s.name for s in all_steps() if s.moves_structure)
 
 
+def producers(product: str, before: str | None = None) -> tuple[str, ...]:
+    """The steps that produce ``product`` (a density, bands: ``StepSpec.produces``), latest in
+    workflow order first -- before step ``before`` when given.  A job's ``continues_from`` /
+    ``potential_from`` come from here, so no step spells another's name."""
+    limit = spec(before).order if before is not None else None
+    return tuple(s.name for s in reversed(all_steps()) if product in s.produces
+                 and (limit is None or s.order < limit))
+
+
 def supported_steps(capabilities: Iterable[str]) -> tuple[str, ...]:
     """The steps a calculator with these capabilities implements."""
     have = frozenset(capabilities)

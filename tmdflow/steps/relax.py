@@ -9,7 +9,7 @@ from ..errors import InputError
 from ..relax_ladder import relax_monolayer
 from ..store.documents import StructureDoc
 from ..structures import build_monolayer, spacegroup_number
-from .context import StepContext, StepOutcome, all_electron_task_document, pw_task_document, table1_entry
+from .context import StepContext, StepOutcome, pw_task_document, table1_entry, task_document
 from .registry import StepSpec
 
 
@@ -17,13 +17,11 @@ def run(ctx: StepContext) -> StepOutcome:
     req, calc = ctx.request, ctx.calc
     if not calc.uses_pseudopotentials:
         calc.check_executables(spin_texture=False)
-        result, relaxed = calc.relax(ctx.atoms, req.preset, ctx.layout.relax, ctx.kmesh,
-                                     variable_cell=req.dimensionality == "monolayer",
-                                     expected_spacegroup=ctx.expected_spacegroup, formula=req.formula,
-                                     progress=ctx.progress)
+        result = calc.relax(ctx.relax_job())
+        relaxed = result.relaxed_atoms
         sg = spacegroup_number(relaxed, symprec=1e-3)
-        return StepOutcome(StructureDoc.from_atoms(relaxed, sg), True,
-                           task=all_electron_task_document(req, result, relaxed))
+        return StepOutcome(StructureDoc.from_atoms(relaxed, sg), True, task=task_document(req, result, relaxed),
+                           corrections=list(result.corrections))
     calc.check_executables(spin_texture=False)
     pseudos = ctx.pseudopotentials(rels=(1, 2))
     scalar = ctx.scalar_files(pseudos)

@@ -3,14 +3,16 @@ charge density the spin-orbit bands reuse.  Not part of the second-variational m
 
 from __future__ import annotations
 
-from .context import StepContext, StepOutcome, pw_task_document, with_scf_corrections
+from .context import StepContext, StepOutcome, pw_task_document, run_scf, task_document, with_scf_corrections
 from .registry import StepSpec
 
 
 def run(ctx: StepContext) -> StepOutcome:
     req, calc = ctx.request, ctx.calc
     if not calc.uses_pseudopotentials:
-        return ctx.all_electron_scf(spin_orbit=True)
+        calc.check_executables(spin_texture=False)
+        result = run_scf(calc, ctx.scf_job(spin_orbit=True))
+        return ctx.outcome(task=task_document(req, result, ctx.atoms), corrections=list(result.corrections))
     calc.check_executables(spin_texture=False)
     pseudos = ctx.pseudopotentials(rels=(2,))
     files, corrections = ctx.full_files(pseudos), []

@@ -9,7 +9,7 @@ from ..calculators.espresso.adapter import valence_electrons
 from ..errors import InputError
 from ..store.documents import BandStructureDoc
 from .context import StepContext, StepOutcome, pw_task_document
-from .layout import BAND_MAP_SIGMA, BAND_MAP_STEM
+from ..layout import BAND_MAP_SIGMA, BAND_MAP_STEM
 from .registry import StepSpec
 
 

@@ -1,11 +1,13 @@
 """Elk steps: ground state (scalar-relativistic, then spin-orbit continuing from it), and the
 spin-orbit levels at Gamma, K, K', M, Q with the spin of the states that sign Delta_CB.
 
-Directories (the all-electron branch of tmdflow.steps, as for WIEN2k):
+Directories (every name below ``<formula>/`` is the requesting job's step, ``job.step``):
   <root>/elk/<formula>/            the ground state; elk.in, species files (R_mt edited), STATE.OUT
-  <root>/elk/<formula>/scf_sr/     copies of INFO.OUT, EIGVAL.OUT, STATE.OUT, elk.in after scf_sr
-  <root>/elk/<formula>/scf_soc/    the same after scf_soc (spinorb .true.)
-  <root>/elk/<formula>/bands/      the bands step: a copy of the converged STATE.OUT, then
+  <root>/elk/<formula>/<scf step>/ copies of INFO.OUT, EIGVAL.OUT, STATE.OUT, elk.in after each SCF
+                                   (the spin-orbit one, spinorb .true., continues from the STATE.OUT
+                                   of an SCF in ``job.continues_from``)
+  <root>/elk/<formula>/bands/      the bands step: a copy of the converged STATE.OUT (of the first
+                                   SCF of ``job.potential_from`` that ran), then
                                    task 1 with maxscl 1 on an n x n x 1 grid holding every
                                    requested k-point (reducek 0: no symmetry reduction), whose
                                    EIGVAL.OUT holds the levels of the converged potential, and
@@ -30,6 +32,7 @@ import numpy as np
 from ase import Atoms
 
 from ...bands import BandData
+from ...kpoints import splitting_kpoints_exact
 from ...errors import (
     CalculationFailed, ElkCrashed, ElkInputRejected, InputError, OutputParseError, ScfNotConverged,
     StructureSymmetryError,
@@ -37,6 +40,7 @@ from ...errors import (
 from ...presets import Preset
 from ...settings import Settings
 from ...units import BOHR_ANGSTROM, HARTREE_EV
+from ..jobs import BandsJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn, RunRecord
 from .inputs import ElkParameters, format_elk_in, write_species
 from .parsers import ElkInfo, parse_eigval, parse_info, parse_kpoints, parse_lsj_kst, parse_output_errors
@@ -96,8 +100,25 @@ class ElkCalculator:
     def from_settings(cls, settings: Settings) -> "ElkCalculator":
         return cls(ElkProfile.from_settings(settings))
 
-    def check_executables(self, spin_texture: bool = False) -> None:
+    def check_executables(self, spin_texture: bool = False, projections: bool = False) -> None:
         self.profile.check()
+
+    @staticmethod
+    def input_file_digests(formula: str, preset: Preset) -> dict[str, list[str]]:
+        return {}  # all-electron: no pseudopotential files in the result's identity
+
+    @staticmethod
+    def splitting_kpoints(atoms: Atoms, path_points: int) -> tuple[list, list[str]]:
+        """The spin-orbit bands' k list as exact fractions (tmdflow.kpoints.splitting_kpoints_exact)."""
+        return splitting_kpoints_exact(path_points)
+
+    @staticmethod
+    def scf_retry_changes(preset: Preset) -> dict | None:
+        """What a retry of an SCF that did not converge changes: more loops (Elk adapts its own
+        mixing parameter between loops; tmdflow sets none), up to the preset's bound; None when
+        there is no room left."""
+        loops = min(preset.elk_maxscl * 2, 1000)
+        return {"elk_maxscl": loops} if loops > preset.elk_maxscl else None
 
     @staticmethod
     def case_directory(root: Path, formula: str) -> Path:
@@ -191,36 +212,41 @@ class ElkCalculator:
                 shutil.copyfile(directory / f, target / f)
 
     # -- steps --------------------------------------------------------------------------------
-    def scf(self, atoms: Atoms, preset: Preset, case_dir: Path, spin_orbit: bool, kmesh: tuple[int, int, int],
-            expected_spacegroup: int, progress: ProgressFn | None = None) -> ElkStepResult:
+    def scf(self, job: ScfJob) -> ElkStepResult:
         """Ground state: scalar-relativistic (task 0, from atomic densities), or with spin-orbit
-        coupling (task 1 from the scalar-relativistic STATE.OUT when scf_sr ran, else task 0)."""
-        step = "scf_soc" if spin_orbit else "scf_sr"
-        case_dir = Path(case_dir)
+        coupling (task 1 from the STATE.OUT of the first SCF of ``job.continues_from`` that ran,
+        else task 0)."""
+        step, preset = job.step, job.preset
+        case_dir = Path(job.directory) if job.directory else self.case_directory(job.layout.root, job.formula)
         case_dir.mkdir(parents=True, exist_ok=True)
         result = ElkStepResult(step, case_dir, "", "Elk")
         tasks = (0,)
-        if spin_orbit and (case_dir / "scf_sr" / "STATE.OUT").is_file():
-            shutil.copyfile(case_dir / "scf_sr" / "STATE.OUT", case_dir / "STATE.OUT")
+        start = next((s for s in job.continues_from if (case_dir / s / "STATE.OUT").is_file()), None)
+        if start is not None:
+            shutil.copyfile(case_dir / start / "STATE.OUT", case_dir / "STATE.OUT")
             tasks = (1,)
-            result.extra["started_from"] = "scf_sr/STATE.OUT"
-        params = self._parameters(preset, tasks, kmesh, spin_orbit)
-        info = self._run(atoms, preset, case_dir, params, result, step, progress)
-        self._check_ground_state(info, preset, expected_spacegroup, case_dir, step)
+            result.extra["started_from"] = f"{start}/STATE.OUT"
+        params = self._parameters(preset, tasks, job.kmesh, job.spin_orbit)
+        info = self._run(job.atoms, preset, case_dir, params, result, step, job.progress)
+        self._check_ground_state(info, preset, job.expected_spacegroup, case_dir, step)
         result.info, result.code_version = info, f"Elk {info.version}"
         self._keep(case_dir, step)
         return result
 
-    def bands(self, preset: Preset, case_dir: Path, kpoints: list[tuple[Fraction, Fraction, Fraction]],
-              labels: list[str], progress: ProgressFn | None = None) -> ElkStepResult:
-        """Spin-orbit levels on ``kpoints`` from the converged potential (scf_soc, else scf_sr:
-        then spin-orbit coupling enters once, second-variationally, on the scalar-relativistic
-        potential), and <S_z> of the four states around the gap at K and K' (task 16)."""
-        case_dir = Path(case_dir)
-        source = next((case_dir / s for s in ("scf_soc", "scf_sr") if (case_dir / s / "STATE.OUT").is_file()), None)
+    def bands(self, job: BandsJob) -> ElkStepResult:
+        """Spin-orbit levels on ``job.kpoints`` from the converged potential of the first SCF of
+        ``job.potential_from`` that ran (a scalar-relativistic one: spin-orbit coupling then
+        enters once, second-variationally, on its potential), and with ``job.spin_texture``
+        <S_z> of the four states around the gap at K and K' (task 16).  The eigenvector files
+        are deleted at the end (``scratch_freed_bytes``)."""
+        preset, step, kpoints, labels, progress = job.preset, job.step, list(job.kpoints), list(job.labels), job.progress
+        case_dir = Path(job.directory) if job.directory else self.case_directory(job.layout.root, job.formula)
+        source = next((case_dir / s for s in job.potential_from if (case_dir / s / "STATE.OUT").is_file()), None)
         if source is None:
-            raise InputError(f"no converged Elk ground state in {case_dir} (scf_soc/ or scf_sr/ missing)",
-                             "run the scf_soc (or scf_sr) step first: the bands use its potential")
+            raise InputError(f"no converged Elk ground state in {case_dir} "
+                             f"({' or '.join(f'{s}/' for s in job.potential_from)} missing)",
+                             f"run the {' (or '.join(job.potential_from)}{')' * (len(job.potential_from) - 1)} "
+                             "step first: the bands use its potential")
         n = _grid_for(kpoints)
         if n > MAX_BANDS_GRID:
             raise InputError(f"the k list needs a {n} x {n} grid (above {MAX_BANDS_GRID})",
@@ -232,17 +258,17 @@ class ElkCalculator:
             shutil.rmtree(bands_dir)  # a rerun must not pair old spins with new levels
         bands_dir.mkdir(parents=True)
         shutil.copyfile(source / "STATE.OUT", bands_dir / "STATE.OUT")
-        result = ElkStepResult("bands_soc", bands_dir, "", f"Elk {scf_info.version}")
+        result = ElkStepResult(step, bands_dir, "", f"Elk {scf_info.version}")
         params = self._parameters(preset, (1,), (n, n, 1), True, reducek=0)
         params = dataclasses.replace(params, maxscl=1)
         info = self._run(atoms, preset, bands_dir, params, result, "bands", progress)
         if info.n_crystal_symmetries != scf_info.n_crystal_symmetries:
             raise StructureSymmetryError(
-                f"bands_soc: Elk found {info.n_crystal_symmetries} crystal symmetries in {bands_dir}, the ground "
+                f"{step}: Elk found {info.n_crystal_symmetries} crystal symmetries in {bands_dir}, the ground "
                 f"state {scf_info.n_crystal_symmetries}", "compare the elk.in files of both directories")
-        self._check_ground_state(info, preset, -1, bands_dir, "bands_soc", need_convergence=False)
+        self._check_ground_state(info, preset, -1, bands_dir, step, need_convergence=False)
         if info.started_from != "STATE.OUT":
-            raise CalculationFailed(f"bands_soc: Elk did not start from the copied STATE.OUT in {bands_dir}",
+            raise CalculationFailed(f"{step}: Elk did not start from the copied STATE.OUT in {bands_dir}",
                                     "read INFO.OUT there")
         grid = parse_kpoints(bands_dir / "KPOINTS.OUT").kpoints
         index = [_grid_index(grid, k) for k in kpoints]
@@ -250,7 +276,7 @@ class ElkCalculator:
             "".join(f"{i + 1} {k[0]} {k[1]} {k[2]} {lab}\n" for i, k, lab in
                     zip(index, kpoints, list(labels) + [""] * len(kpoints))))
         result.extra = {"n_kpoints": len(kpoints), "bands_grid": [n, n, 1], "potential_from": source.name}
-        if preset.spin_texture:
+        if job.spin_texture:
             nocc = int(round(scf_info.valence_charge))
             states = [s for s in range(nocc - 1, nocc + 3)]
             ks = sorted({index[j] for j, lab in enumerate(labels) if lab in ("K", "K'")})
@@ -265,13 +291,16 @@ class ElkCalculator:
             for f in ("EIGVAL.OUT", "INFO.OUT"):
                 shutil.copyfile(bands_dir / f.replace(".OUT", "_bands.OUT"), bands_dir / f)
             if not (bands_dir / "LSJ_KST.OUT").is_file():
-                raise CalculationFailed(f"bands_soc: Elk task 16 wrote no LSJ_KST.OUT in {bands_dir}",
+                raise CalculationFailed(f"{step}: Elk task 16 wrote no LSJ_KST.OUT in {bands_dir}",
                                         "read lsj.log there")
             result.extra["spin_states"] = [list(x) for x in kst]
         result.info = info
+        result.extra["scratch_freed_bytes"] = self.cleanup(case_dir)
         return result
 
-    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()) -> BandData:
+    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = (),
+                              step: str | None = None) -> BandData:
+        """The bands run in ``directory`` (one per directory: ``step`` is not needed)."""
         directory = Path(directory)
         info = parse_info(directory / "INFO.OUT")
         eig = parse_eigval(directory / "EIGVAL.OUT")

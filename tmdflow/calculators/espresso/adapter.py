@@ -346,9 +346,9 @@ class EspressoCalculator:
             bands = bands.with_sigma_z(parse_bandsx_sigma_z(directory / sigma_file, bands.eigenvalues))
         return bands
 
-    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()) -> BandData:
+    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = (), step: str | None = None) -> BandData:
         """The spin-orbit bands run in ``directory`` (bands_soc.xml), with <sigma_z> when present."""
-        xml = parse_pw_xml(directory / "bands_soc.xml")
+        xml = parse_pw_xml(directory / f"{step or 'bands_soc'}.xml")
         b = xml.bands
         bands = BandData(b.kpoints_crystal, b.eigenvalues, b.n_electrons, b.spinor, b.reciprocal_cell,
                          labels=tuple(labels[: len(b.kpoints_crystal)]))

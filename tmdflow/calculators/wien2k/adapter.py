@@ -4,11 +4,13 @@ then spin-orbit in the same case), relaxation (forces for z, an energy scan for 
 The commands run, in a case directory named after the case (WIEN2k's convention):
   init_lapw -b -vxc 13 -ecut <ecut> -rkmax <rkmax> -numk <n>     (batch, non-interactive)
   x kgen   (answers on stdin: no added inversion, n1 n2 n3 divisions, no shift)
-  run_lapw -ec <ec> -cc <cc> -i <max> [-p]         ;  save_lapw -d scf_sr
+  run_lapw -ec <ec> -cc <cc> -i <max> [-p]         ;  save_lapw -d <step>  (the scalar SCF)
   (tmdflow writes case.inso and edits case.in1 instead of the interactive initso_lapw)
-  run_lapw -so -ec <ec> -cc <cc> -i <max> [-p]     ;  save_lapw -d scf_soc
-  x lapw1 -band [-c] [-p] ; x lapwso [-c] [-p]     on case.klist_band
+  run_lapw -so -ec <ec> -cc <cc> -i <max> [-p]     ;  save_lapw -d <step>  (the spin-orbit SCF)
+  x lapw1 -band [-c] [-p] ; x lapwso [-c] [-p]     on case.klist_band -> <step>.energy, .energyso
   run_lapw -min -fc <fc> -ec -cc [-p]              relaxation of the atomic positions
+(<step>: the requesting job's step name; the case sits in <root>/lapw/<formula>/, a relaxation's
+cases in the layout's relax directory.)
 Every step checks what it can before running and reads back what WIEN2k wrote: the symmetry
 after sgroup/symmetry, the sphere radii, the basis, the SCF convergence, :WAR warnings and the
 *.error files.  It never reports a result it did not read from WIEN2k's own output.
@@ -26,11 +28,13 @@ import numpy as np
 from ase import Atoms
 
 from ...bands import BandData
+from ...kpoints import splitting_kpoints_exact
 from ...errors import CalculationFailed, InputError, ScfNotConverged, StructureSymmetryError
 from ...presets import Preset
 from ...settings import Settings
 from ...structures import spacegroup_number
 from ...units import RYDBERG_EV
+from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn
 from .inputs import (
     edit_in1, format_inso, format_klist_band, format_machines, in1_basis, kgen_answers, parse_klist_band,
@@ -82,8 +86,25 @@ class Wien2kCalculator:
     def from_settings(cls, settings: Settings) -> "Wien2kCalculator":
         return cls(Wien2kProfile.from_settings(settings))
 
-    def check_executables(self, spin_texture: bool = False) -> None:
+    def check_executables(self, spin_texture: bool = False, projections: bool = False) -> None:
         self.profile.check()
+
+    @staticmethod
+    def input_file_digests(formula: str, preset: Preset) -> dict[str, list[str]]:
+        return {}  # all-electron: no pseudopotential files in the result's identity
+
+    @staticmethod
+    def splitting_kpoints(atoms: Atoms, path_points: int) -> tuple[list, list[str]]:
+        """The spin-orbit bands' k list as exact fractions (tmdflow.kpoints.splitting_kpoints_exact)."""
+        return splitting_kpoints_exact(path_points)
+
+    @staticmethod
+    def scf_retry_changes(preset: Preset) -> dict | None:
+        """What a retry of an SCF that did not converge changes: more iterations (run_lapw -i),
+        up to the preset's bound (the mixing lives in case.inm, which tmdflow leaves to WIEN2k's
+        init); None when there is no room left."""
+        iterations = min(preset.wien2k_max_iterations * 2, 1000)
+        return {"wien2k_max_iterations": iterations} if iterations > preset.wien2k_max_iterations else None
 
     @staticmethod
     def case_directory(root: Path, formula: str) -> Path:
@@ -91,6 +112,9 @@ class Wien2kCalculator:
         return Path(root) / "lapw" / formula
 
     bands_directory = case_directory
+
+    def _case(self, job) -> Path:
+        return Path(job.directory) if job.directory else self.case_directory(job.layout.root, job.formula)
 
     # -- running and checking ----------------------------------------------------------------
     def _run(self, args: list[str], case_dir: Path, log: str, result: Wien2kStepResult,
@@ -201,19 +225,22 @@ class Wien2kCalculator:
         self._run(["save_lapw", "-d", name], case_dir, f"save_{name}.log", result)
 
     # -- steps --------------------------------------------------------------------------------
-    def scf(self, atoms: Atoms, preset: Preset, case_dir: Path, spin_orbit: bool, kmesh: tuple[int, int, int],
-            expected_spacegroup: int, progress: ProgressFn | None = None) -> Wien2kStepResult:
-        """Scalar-relativistic SCF (preparing the case), or the spin-orbit SCF continuing from it."""
-        step = "scf_soc" if spin_orbit else "scf_sr"
+    def scf(self, job: ScfJob) -> Wien2kStepResult:
+        """Scalar-relativistic SCF (preparing the case), or the spin-orbit SCF continuing from the
+        converged case of an SCF in ``job.continues_from``."""
+        step, preset, progress = job.step, job.preset, job.progress
+        case_dir = self._case(job)
         result = Wien2kStepResult(step, case_dir, "", self.profile.version())
         conv = ["-ec", f"{preset.wien2k_ec:g}", "-cc", f"{preset.wien2k_cc:g}", "-i", str(preset.wien2k_max_iterations)]
-        if not spin_orbit:
-            self.prepare(atoms, preset, case_dir, kmesh, expected_spacegroup, result, progress)
+        if not job.spin_orbit:
+            self.prepare(job.atoms, preset, case_dir, job.kmesh, job.expected_spacegroup, result, progress)
             args = ["run_lapw", *conv, *self._parallel()]
         else:
-            if not (case_dir / "scf_sr").is_dir():
-                raise InputError(f"no converged scalar-relativistic case in {case_dir} (scf_sr/ missing)",
-                                 "run the scf_sr step first: the spin-orbit SCF continues from its density")
+            if not any((case_dir / s).is_dir() for s in job.continues_from):
+                raise InputError(f"no converged scalar-relativistic case in {case_dir} "
+                                 f"({' or '.join(f'{s}/' for s in job.continues_from) or 'none given'} missing)",
+                                 f"run the {' or '.join(job.continues_from) or 'scalar-relativistic SCF'} step first: "
+                                 "the spin-orbit SCF continues from its density")
             self.prepare_spin_orbit(case_dir, preset, result)
             args = ["run_lapw", "-so", *conv, *self._parallel()]
         result.input_text += f"# {' '.join(args)}\n"
@@ -240,17 +267,19 @@ class Wien2kCalculator:
             shutil.copyfile(in2, in2c)  # lapw2 runs complex with spin-orbit coupling
         result.input_text += f"# {case}.inso\n{inso}"
 
-    def relax(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
-              variable_cell: bool, expected_spacegroup: int, formula: str,
-              progress: ProgressFn | None = None) -> tuple[Wien2kStepResult, Atoms]:
-        """Bulk: atomic positions (z) by force minimisation at fixed a, c.  Monolayer: positions
-        at each a of an energy scan (wien2k_scan_points x wien2k_scan_step), a from an
-        equation-of-state fit of E(a), then a final force minimisation at the fitted a."""
-        result = Wien2kStepResult("relax", directory, "", self.profile.version())
-        if not variable_cell:
-            relaxed, scf = self._minimise(atoms, preset, directory / formula, kmesh, expected_spacegroup, result, progress)
-            result.scf = scf
-            return result, relaxed
+    def relax(self, job: RelaxJob) -> Wien2kStepResult:
+        """Bulk: atomic positions (z) by force minimisation at fixed a, c.  Monolayer
+        (``job.variable_cell``): positions at each a of an energy scan (wien2k_scan_points x
+        wien2k_scan_step), a from an equation-of-state fit of E(a), then a final force
+        minimisation at the fitted a.  The relaxed structure is ``result.relaxed_atoms``."""
+        atoms, preset, formula, kmesh, progress = job.atoms, job.preset, job.formula, job.kmesh, job.progress
+        expected_spacegroup, directory, step = job.expected_spacegroup, job.directory or job.layout.relax, job.step
+        result = Wien2kStepResult(step, directory, "", self.profile.version())
+        if not job.variable_cell:
+            relaxed, scf = self._minimise(atoms, preset, directory / formula, kmesh, expected_spacegroup, result,
+                                          progress, step)
+            result.scf, result.relaxed_atoms = scf, relaxed
+            return result
         from ase.eos import EquationOfState
 
         a0 = float(np.linalg.norm(atoms.cell[0]))
@@ -261,7 +290,7 @@ class Wien2kCalculator:
             trial = atoms.copy()
             trial.set_cell(trial.cell[:] * np.array([[1 + s], [1 + s], [1.0]]), scale_atoms=True)
             relaxed, scf = self._minimise(trial, preset, directory / f"scan{i}" / formula, kmesh,
-                                          expected_spacegroup, result, progress)
+                                          expected_spacegroup, result, progress, step)
             a_values.append(a0 * (1 + s))
             volumes.append(relaxed.get_volume())
             energies.append(scf.total_energy_ry * RYDBERG_EV)
@@ -271,27 +300,27 @@ class Wien2kCalculator:
         a_fit = float(np.sqrt(v0 / (np.sqrt(3) / 2 * atoms.cell[2, 2])))
         if not min(a_values) < a_fit < max(a_values):
             raise CalculationFailed(
-                f"relax: the E(a) minimum a = {a_fit:.4f} A lies outside the scan "
+                f"{step}: the E(a) minimum a = {a_fit:.4f} A lies outside the scan "
                 f"{min(a_values):.4f}-{max(a_values):.4f} A",
                 "raise wien2k_scan_step or start from a closer a (inputs/materials.yaml)",
             )
         final = atoms.copy()
         final.set_cell(final.cell[:] * np.array([[a_fit / a0], [a_fit / a0], [1.0]]), scale_atoms=True)
         relaxed, scf = self._minimise(final, preset, directory / "final" / formula, kmesh, expected_spacegroup,
-                                      result, progress)
-        result.scf = scf
+                                      result, progress, step)
+        result.scf, result.relaxed_atoms = scf, relaxed
         result.extra = {"lattice_scan": {"a_angstrom": a_values, "energy_ev": energies, "d_angstrom": ds,
                                          "a_fit_angstrom": a_fit, "eos": "birchmurnaghan"}}
-        return result, relaxed
+        return result
 
     def _minimise(self, atoms: Atoms, preset: Preset, case_dir: Path, kmesh, expected_spacegroup: int,
-                  result: Wien2kStepResult, progress) -> tuple[Atoms, Wien2kScf]:
+                  result: Wien2kStepResult, progress, step: str) -> tuple[Atoms, Wien2kScf]:
         self.prepare(atoms, preset, case_dir, kmesh, expected_spacegroup, result, progress)
         args = ["run_lapw", "-min", "-fc", f"{preset.wien2k_fc:g}", "-ec", f"{preset.wien2k_ec:g}",
                 "-cc", f"{preset.wien2k_cc:g}", "-i", str(preset.wien2k_max_iterations), *self._parallel()]
         result.input_text += f"# {' '.join(args)}\n"
-        self._run(args, case_dir, "relax.log", result, progress=progress)
-        scf = self._check_scf(case_dir, preset, "relax")
+        self._run(args, case_dir, f"{step}.log", result, progress=progress)
+        scf = self._check_scf(case_dir, preset, step)
         struct = self.check_struct_after_init(case_dir, struct_from_atoms(atoms, preset.wien2k_rmt, ""),
                                               expected_spacegroup)
         relaxed = struct.to_atoms()
@@ -299,17 +328,18 @@ class Wien2kCalculator:
         order = np.argsort([0 if s in METALS else 1 for s in relaxed.get_chemical_symbols()], kind="stable")
         return relaxed[order], scf
 
-    def bands(self, preset: Preset, case_dir: Path, kpoints: list[tuple[Fraction, Fraction, Fraction]],
-              labels: list[str], progress: ProgressFn | None = None) -> Wien2kStepResult:
-        """Scalar-relativistic (lapw1) and spin-orbit (lapwso) levels on ``kpoints``, from the
-        converged potential in ``case_dir``; kept as bands_sr.energy and bands_soc.energyso."""
+    def bands(self, job: BandsJob) -> Wien2kStepResult:
+        """Scalar-relativistic (lapw1) and spin-orbit (lapwso) levels on ``job.kpoints``, from the
+        converged potential of the case (an SCF of ``job.potential_from`` must have run); kept as
+        ``<step>.energy`` and ``<step>.energyso``.  The eigenvector files are deleted at the end."""
+        preset, step, progress, kpoints, labels = job.preset, job.step, job.progress, list(job.kpoints), list(job.labels)
+        case_dir = self._case(job)
         case = case_dir.name
-        if not ((case_dir / "scf_sr").is_dir() or (case_dir / "scf_soc").is_dir()):
-            raise InputError(f"no converged SCF in {case_dir} (scf_sr/ or scf_soc/ missing)",
-                             "run the scf_sr (and scf_soc) steps first: bands use their potential")
-        result = Wien2kStepResult("bands_soc", case_dir, "", self.profile.version())
-        if not (case_dir / f"{case}.inso").is_file():  # second-variational one-shot on the SR potential
-            self.prepare_spin_orbit(case_dir, preset, result)
+        if not any((case_dir / s).is_dir() for s in job.potential_from):
+            raise InputError(f"no converged SCF in {case_dir} ({' or '.join(f'{s}/' for s in job.potential_from)} "
+                             "missing)", f"run the {' (and '.join(reversed(job.potential_from))}"
+                             f"{')' * (len(job.potential_from) - 1)} steps first: bands use their potential")
+        result = Wien2kStepResult(step, case_dir, "", self.profile.version())
         klist = format_klist_band(kpoints, labels)
         (case_dir / f"{case}.klist_band").write_text(klist)
         complex_flag = ["-c"] if (case_dir / f"{case}.in1c").is_file() else []
@@ -318,7 +348,7 @@ class Wien2kCalculator:
         result.input_text += f"# {case}.klist_band\n{klist}# {' '.join(lapw1)}\n# {' '.join(lapwso)}\n"
         self._run(lapw1, case_dir, "bands_lapw1.log", result, progress=progress)
         self._run(lapwso, case_dir, "bands_lapwso.log", result, progress=progress)
-        for suffix, target in (("energy", "bands_sr.energy"), ("energyso", "bands_soc.energyso")):
+        for suffix, target in (("energy", f"{step}.energy"), ("energyso", f"{step}.energyso")):
             parts = energy_files(case_dir, case, suffix)
             with open(case_dir / target, "w") as out:
                 for i, p in enumerate(parts):
@@ -327,14 +357,16 @@ class Wien2kCalculator:
                         n = 2 * parse_struct((case_dir / f"{case}.struct").read_text()).n_inequivalent
                         text = "\n".join(text.splitlines()[n:]) + "\n"
                     out.write(text)
-        result.extra = {"n_kpoints": len(kpoints)}
+        result.extra = {"n_kpoints": len(kpoints), "scratch_freed_bytes": self.cleanup(case_dir)}
         return result
 
-    def read_spin_orbit_bands(self, case_dir: Path, labels: tuple[str, ...] = ()) -> BandData:
-        return self._read_bands(case_dir, "bands_soc.energyso", spinor=True, labels=labels)
+    def read_spin_orbit_bands(self, case_dir: Path, labels: tuple[str, ...] = (), step: str | None = None) -> BandData:
+        """The spin-orbit levels the bands step ``step`` kept in the case directory."""
+        return self._read_bands(case_dir, f"{_named(step)}.energyso", spinor=True, labels=labels)
 
-    def read_scalar_bands(self, case_dir: Path, labels: tuple[str, ...] = ()) -> BandData:
-        return self._read_bands(case_dir, "bands_sr.energy", spinor=False, labels=labels)
+    def read_scalar_bands(self, case_dir: Path, labels: tuple[str, ...] = (), step: str | None = None) -> BandData:
+        """The scalar-relativistic levels (lapw1) of the same bands step."""
+        return self._read_bands(case_dir, f"{_named(step)}.energy", spinor=False, labels=labels)
 
     def _read_bands(self, case_dir: Path, name: str, spinor: bool, labels: tuple[str, ...]) -> BandData:
         case = case_dir.name
@@ -367,6 +399,12 @@ class Wien2kCalculator:
                 freed += p.stat().st_size
                 p.unlink()
         return freed
+
+
+def _named(step: str | None) -> str:
+    if not step:
+        raise TypeError("read the bands of which step? pass step= (the bands step's name)")
+    return step
 
 
 def _height(atoms: Atoms) -> float:
