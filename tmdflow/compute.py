@@ -4,12 +4,15 @@
     on Gamma, K, K', M, Q (+ path) -> bands.x spin texture -> analysis
 
 This is ``tmdflow compute`` / ``tmdflow paper``; the same :func:`tmdflow.steps.run_step` serves
-the FireWorks workflows, so both paths run identical code.  Input checks (formula, geometry,
+the FireWorks workflows, so both paths run identical code, under the same step restart handlers
+(:data:`tmdflow.restarts.STEP_HANDLERS`): a step pw.x stopped at ``max_seconds`` is resumed here,
+in this process, from the checkpoint it wrote (the Firetask resumes it in a detour).  Input checks (formula, geometry,
 preset, executables, pseudopotential kind) all happen before pw.x runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,10 +23,11 @@ from .identity import given_structure_source
 from .kpoints import monkhorst_pack_2d
 from .materials import Material, get_material
 from .presets import Preset
+from .restarts import STEP_HANDLERS, Attempt, run_with_handlers
 from .settings import Settings
-from .steps import StepRequest, run_step
+from .steps import StepOutcome, StepRequest, run_step
 from .steps import registry as step_registry
-from .store.documents import StructureDoc
+from .store.documents import Correction, StructureDoc
 from .structures import build_monolayer
 
 ProgressFn = Callable[[str], None]
@@ -69,6 +73,25 @@ def resolve_geometry(material: Material, a: float | None, d: float | None) -> tu
     return (a if a is not None else material.monolayer.a, d if d is not None else material.monolayer.d)
 
 
+def run_step_resuming(request: StepRequest, settings: Settings, run_root: Path,
+                      progress: ProgressFn | None = None) -> StepOutcome:
+    """:func:`tmdflow.steps.run_step` under the step restart handlers: a step stopped at
+    max_seconds is run again from its checkpoint (``restart``), each resumption recorded as a
+    Correction in its task (first, before the step's own); one that stopped before its first
+    SCF iteration is not resumed (MaxSecondsTooShort, exit 34)."""
+    corrections: list[Correction] = []
+
+    def attempt_step(attempt: Attempt) -> StepOutcome:
+        if attempt.number > 1 and progress:
+            progress(f"{request.step}: resuming from the checkpoint (attempt {attempt.number})")
+        return run_step(dataclasses.replace(request, restart=attempt.restart), settings, run_root, progress)
+
+    outcome = run_with_handlers(attempt_step, STEP_HANDLERS, request.preset, corrections, restart=request.restart)
+    if corrections and outcome.task is not None:
+        outcome.task.corrections[:0] = corrections
+    return outcome
+
+
 def compute_material(
     formula: str,
     preset: Preset,
@@ -79,10 +102,12 @@ def compute_material(
     directory: Path | None = None,
     progress: ProgressFn | None = None,
     calculator: str = "espresso",
+    max_seconds: float | None = None,
 ) -> ComputeResult:
     """Run the monolayer pipeline; files go to ``<directory or work_dir>/<material key>/``
     (``<formula>-monolayer-<preset>[-<calculator>]-<result hash>``, tmdflow.identity); ``calculator``
-    is a registered adapter (espresso, wien2k, elk)."""
+    is a registered adapter (espresso, wien2k, elk).  ``max_seconds``: pw.x's limit for each run
+    of a step; a step it stops is resumed from its checkpoint (:func:`run_step_resuming`)."""
     material = get_material(formula)
     a, d = resolve_geometry(material, a, d)
     vacuum = preset.vacuum if vacuum is None else vacuum
@@ -90,8 +115,9 @@ def compute_material(
     run_root = Path(directory or settings.work_dir)
     source = given_structure_source(structure.model_dump())  # the identity of the result (tmdflow.identity)
     outcomes = [
-        run_step(StepRequest("compute", material.formula, "monolayer", preset, step, calculator=calculator,
-                             structure=structure, source=source), settings, run_root, progress)
+        run_step_resuming(StepRequest("compute", material.formula, "monolayer", preset, step, calculator=calculator,
+                                      structure=structure, source=source, max_seconds=max_seconds),
+                          settings, run_root, progress)
         for step in step_registry.required(preset.spin_orbit_mode)
     ]
     tasks = [o.task for o in outcomes if o.task is not None]

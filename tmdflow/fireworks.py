@@ -24,10 +24,11 @@ from fireworks import Firework, FWAction, FWorker, Workflow
 from fireworks.core.firework import FiretaskBase
 from fireworks.core.rocket_launcher import launch_rocket
 
-from .errors import InputError, TmdflowError, WalltimeReached
+from .errors import InputError, TmdflowError
 from .presets import load_preset
 from .settings import Settings, load_settings
 from .identity import readable_prefix, settings_hash, structure_source
+from .restarts import STEP_HANDLERS, Action, Attempt, correction, decide
 from .steps import StepRequest, identity_record, resolve_identity, run_step
 from .steps import registry as step_registry
 from .store.connection import Connection, connect
@@ -62,15 +63,21 @@ class TmdflowStepTask(FiretaskBase):
         store = ResultsStore(connect(settings).db)
         try:
             outcome = run_step(request, settings, settings.work_dir)
-        except WalltimeReached:
-            # pw.x stopped cleanly at max_seconds: resume from its checkpoint before the children run
-            restart = Firework(
-                TmdflowStepTask({**self, "restart": True}),
-                spec={k: v for k, v in fw_spec.items() if not k.startswith("_")},
-                name=f"{request.task_id}-restart",
-            )
-            return FWAction(detours=[restart], stored_data={"restart": request.task_id})
         except TmdflowError as exc:
+            # the step handlers of tmdflow.restarts, as under 'tmdflow compute'; a resumption (pw.x
+            # stopped cleanly at max_seconds) runs in a detour before the children: this launcher's
+            # time is spent, the next one resumes from the checkpoint
+            attempt = Attempt(1, request.preset, request.restart)
+            decision = decide(exc, STEP_HANDLERS, attempt)
+            if decision is not None and decision[1].action is Action.RESUME:
+                restart = Firework(
+                    TmdflowStepTask({**self, "restart": True}),
+                    spec={k: v for k, v in fw_spec.items() if not k.startswith("_")},
+                    name=f"{request.task_id}-restart",
+                )
+                record = correction(*decision, attempt)
+                return FWAction(detours=[restart], stored_data={"restart": request.task_id,
+                                                                "correction": record.model_dump(mode="json")})
             store.upsert_task(TaskDocument(
                 task_id=request.task_id, formula=request.formula, dimensionality=request.dimensionality,
                 preset=request.preset.name, step=request.step, calculator=request.calculator,
