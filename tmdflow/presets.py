@@ -5,20 +5,25 @@ on its field (``Field(ge=..., le=..., description=<why>)``), and checked wheneve
 built -- by :func:`load_preset` at submit and at compute, and by ``dataclasses.replace`` inside
 the steps -- before pw.x runs or the store is touched.  Types are strict (no bool or float taken
 for an int, no string for a bool, no NaN or infinity) and string values are enumerations from
-Quantum ESPRESSO 6.7's INPUT_PW, so no free text reaches a pw.x input.  A bad value raises
-:class:`~tmdflow.errors.InputError` naming the key, the value, the allowed range and the fix.
-docs/user-guide.md ("Validation bounds") lists the table, generated from these fields by
-:func:`bounds_table`.
+Quantum ESPRESSO 6.7's INPUT_PW, so no free text reaches a pw.x input.  Field validators check
+the named recipe files; the rules between values (the dual, the relaxation cut-offs, the slab
+stress ladder) are checked once the fields are valid.  A bad value raises
+:class:`~tmdflow.errors.InputError` naming the key(s) (``err.keys``), the value, the allowed range
+and the fix.  Everything said about a key (type, range, unit, why, fix) is read back from the
+model's JSON schema (:func:`schema`): docs/user-guide.md ("Validation bounds") lists the table
+:func:`bounds_table` makes from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Literal, Mapping
+from functools import cache
+from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, \
+    model_validator
 from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from .data import inputs_dir, load_yaml
 from .errors import InputError
@@ -65,13 +70,34 @@ def _about(why: str, fix: str | None = None) -> Any:
     return Field(description=why, json_schema_extra={"fix": fix} if fix else {})
 
 
-@dataclass(frozen=True, config=ConfigDict(strict=True, allow_inf_nan=False))
+def _rule_broken(problem: str, fix: str, *keys: str) -> PydanticCustomError:
+    """A key's value names a file that lacks what it needs: the error ``_input_error`` reports as
+    written, naming ``keys``."""
+    return PydanticCustomError("preset_rule", "{problem}", {"problem": problem, "fix": fix, "keys": ",".join(keys)})
+
+
+def _inconsistent(problem: str, fix: str, *keys: str) -> InputError:
+    """A rule between preset values broken, naming the ``keys`` involved."""
+    error = InputError(problem, fix)
+    error.keys = list(keys)
+    return error
+
+
+#: preset files write ``null`` (or nothing) for "no per-element families"
+NameMapping = Annotated[dict[str, str], BeforeValidator(lambda value: {} if value is None else value)]
+
+PRESET_CONFIG = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+@dataclass(frozen=True, config=PRESET_CONFIG)
 class Preset:
     name: str = _about("the preset file's name (inputs/presets/<name>.yaml)")
     description: str = _about("one line shown by 'tmdflow presets'; never written to a pw.x input")
     pseudo_family: str = _about("a recipe file inputs/pseudo_recipes/<family>.yaml")
     # element -> family replacing pseudo_family for it (e.g. {Se: ...})
-    element_pseudo_families: dict[str, str] = _about("element -> recipe family replacing pseudo_family for it")
+    element_pseudo_families: NameMapping = _about("element -> recipe family replacing pseudo_family for it",
+                                                  "write it as element_pseudo_families: {Se: pslibrary-1.0.0-paw} "
+                                                  "(or {} for none)")
     spin_orbit_mode: Literal[SPIN_ORBIT_MODES] = _about(
         "scf: self-consistent noncollinear spin-orbit; second_variational: the paper's method",
         "use scf (self-consistent noncollinear) or second_variational")
@@ -192,51 +218,62 @@ class Preset:
     @model_validator(mode="wrap")
     @classmethod
     def _named_errors(cls, values: Any, handler: Any) -> Any:
-        """pydantic's errors as one InputError naming key, value, allowed range and fix."""
+        """pydantic's errors as one InputError naming key, value, allowed range and fix; then the
+        rules between the values (:meth:`_check_consistent`)."""
         try:
-            return handler(values)
+            preset = handler(values)
         except ValidationError as exc:
             raise _input_error(exc) from None
+        preset._check_consistent()
+        return preset
 
-    def __post_init__(self) -> None:
-        if self.pseudo_family not in available_families():
-            raise InputError(
-                f"pseudo_family '{self.pseudo_family}' has no recipe file in inputs/pseudo_recipes/ "
-                f"(available: {', '.join(available_families())})",
-                "use one of the available families, or add inputs/pseudo_recipes/<name>.yaml",
-            )
-        for element, family in self.element_pseudo_families.items():
+    @field_validator("pseudo_family")
+    @classmethod
+    def _has_recipe_file(cls, family: str) -> str:
+        if family not in available_families():
+            raise _rule_broken(f"pseudo_family '{family}' has no recipe file in inputs/pseudo_recipes/ "
+                               f"(available: {', '.join(available_families())})",
+                               "use one of the available families, or add inputs/pseudo_recipes/<name>.yaml",
+                               "pseudo_family")
+        return family
+
+    @field_validator("element_pseudo_families")
+    @classmethod
+    def _families_have_the_elements(cls, families: dict[str, str]) -> dict[str, str]:
+        for element, family in families.items():
             if family not in available_families():
-                raise InputError(
-                    f"element_pseudo_families: {element} -> '{family}' has no recipe file in "
-                    f"inputs/pseudo_recipes/ (available: {', '.join(available_families())})",
-                    "use one of the available families for that element",
-                )
+                raise _rule_broken(f"element_pseudo_families: {element} -> '{family}' has no recipe file in "
+                                   f"inputs/pseudo_recipes/ (available: {', '.join(available_families())})",
+                                   "use one of the available families for that element", "element_pseudo_families")
             if element not in load_family(family):
-                raise InputError(
-                    f"element_pseudo_families: family '{family}' has no recipe for '{element}' "
-                    f"(it has {', '.join(sorted(load_family(family)))})",
-                    "use an element symbol the family has (case matters: Se, not se)",
-                )
+                raise _rule_broken(f"element_pseudo_families: family '{family}' has no recipe for '{element}' "
+                                   f"(it has {', '.join(sorted(load_family(family)))})",
+                                   "use an element symbol the family has (case matters: Se, not se)",
+                                   "element_pseudo_families")
+        return families
+
+    def _check_consistent(self) -> None:
+        """The rules between values: the dual, the relaxation cut-offs, the slab stress ladder."""
         if self.ecutrho <= self.ecutwfc:  # pw.x: 'invalid dual?'
-            raise InputError(
-                f"ecutrho ({self.ecutrho} Ry) is not above ecutwfc ({self.ecutwfc} Ry)",
-                "use ecutrho >= 4 x ecutwfc (8 x for PAW/ultrasoft)",
-            )
+            raise _inconsistent(f"ecutrho ({self.ecutrho} Ry) is not above ecutwfc ({self.ecutwfc} Ry)",
+                                "use ecutrho >= 4 x ecutwfc (8 x for PAW/ultrasoft)", "ecutrho", "ecutwfc")
         if (self.relax_ecutwfc is None) != (self.relax_ecutrho is None):
-            raise InputError("relax_ecutwfc and relax_ecutrho must be given together",
-                             "set both (e.g. 60 and 480 Ry), or both null to relax at ecutwfc/ecutrho")
+            raise _inconsistent("relax_ecutwfc and relax_ecutrho must be given together",
+                                "set both (e.g. 60 and 480 Ry), or both null to relax at ecutwfc/ecutrho",
+                                "relax_ecutwfc", "relax_ecutrho")
         if self.relax_ecutwfc is not None and self.relax_ecutrho <= self.relax_ecutwfc:
-            raise InputError(f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry: need 0 < relax_ecutwfc "
-                             "<= relax_ecutrho", "use e.g. 60 and 480 Ry (8 x for PAW)")
+            raise _inconsistent(f"relax cut-offs {self.relax_ecutwfc}/{self.relax_ecutrho} Ry: need 0 < relax_ecutwfc "
+                                "<= relax_ecutrho", "use e.g. 60 and 480 Ry (8 x for PAW)",
+                                "relax_ecutwfc", "relax_ecutrho")
         wfc, rho = self.cell_relax_cutoffs()
         top = wfc + self.relax_cutoff_raises * self.relax_cutoff_step
         if self.relax_stress_zz_thr is not None and (top > MAX_ECUTWFC or top * rho / wfc > MAX_ECUTRHO):
-            raise InputError(
+            raise _inconsistent(
                 f"the slab stress ladder would relax at up to {top:g}/{top * rho / wfc:g} Ry ({wfc:g} Ry + "
                 f"{self.relax_cutoff_raises} x relax_cutoff_step {self.relax_cutoff_step:g} Ry), above the "
                 f"{MAX_ECUTWFC:g}/{MAX_ECUTRHO:g} Ry limit of ecutwfc/ecutrho",
-                "lower relax_cutoff_step or relax_cutoff_raises (or the cut-offs)")
+                "lower relax_cutoff_step or relax_cutoff_raises (or the cut-offs)",
+                "relax_cutoff_step", "relax_cutoff_raises")
 
     def pseudo_family_for(self, element: str) -> str:
         """The recipe family ``element``'s pseudopotentials come from."""
@@ -262,51 +299,49 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
+@cache
+def schema() -> dict[str, dict[str, Any]]:
+    """The JSON schema of every preset key (type, bounds, enumeration, description, unit, fix),
+    as pydantic derives it from the fields: the one place the helpers below read them."""
+    return TypeAdapter(Preset).json_schema()["properties"]
+
+
+def _value_schema(key: str) -> tuple[dict[str, Any], bool]:
+    """(the schema of a key's value, whether null is allowed too)."""
+    prop = schema()[key]
+    options = prop.get("anyOf", [prop])
+    values = [o for o in options if o.get("type") != "null"]
+    return (values[0] if values else prop), len(values) < len(options)
+
+
 def allowed(key: str) -> str:
     """The allowed values of preset key ``key`` in words: '10 <= ecutwfc <= 300 Ry', 'one of ...'."""
-    info = Preset.__pydantic_fields__[key]
-    ann = info.annotation
-    choices = getattr(ann, "__args__", None) if getattr(ann, "__origin__", None) is Literal else None
-    if choices:
-        return "one of " + ", ".join(choices)
-    lo = hi = ""
-    step = None
-    for m in info.metadata:
-        for attr, op in (("ge", "<="), ("gt", "<")):
-            if getattr(m, attr, None) is not None:
-                lo = f"{_num(getattr(m, attr))} {op} "
-        for attr, op in (("le", "<="), ("lt", "<")):
-            if getattr(m, attr, None) is not None:
-                hi = f" {op} {_num(getattr(m, attr))}"
-        if getattr(m, "multiple_of", None) is not None:
-            step = m.multiple_of
-    unit = (info.json_schema_extra or {}).get("unit", "")
-    text = f"{lo}{key}{hi}" + (f" {unit}" if unit and (lo or hi) else "")
-    if step:
-        text += f", a multiple of {step}"
-    if type(None) in getattr(ann, "__args__", ()):
-        text += " (or null)"
-    return text if (lo or hi) else ""
+    value, nullable = _value_schema(key)
+    if "enum" in value:
+        return "one of " + ", ".join(value["enum"])
+    lo = next((f"{_num(value[b])} {op} " for b, op in (("minimum", "<="), ("exclusiveMinimum", "<")) if b in value), "")
+    hi = next((f" {op} {_num(value[b])}" for b, op in (("maximum", "<="), ("exclusiveMaximum", "<")) if b in value), "")
+    if not (lo or hi):
+        return ""
+    unit = schema()[key].get("unit", "")
+    text = f"{lo}{key}{hi}" + (f" {unit}" if unit else "")
+    if "multipleOf" in value:
+        text += f", a multiple of {value['multipleOf']}"
+    return text + (" (or null)" if nullable else "")
+
+
+_JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean", "string": "string",
+               "object": "mapping of names"}
 
 
 def type_name(key: str) -> str:
-    ann = Preset.__pydantic_fields__[key].annotation
-    if getattr(ann, "__origin__", None) is Literal:
-        return "string"
-    names = {float: "number", int: "integer", bool: "boolean", str: "string"}
-    args = [a for a in getattr(ann, "__args__", (ann,)) if a is not type(None)]
-    if getattr(ann, "__origin__", None) is dict:
-        return "mapping of names"
-    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args) or str(ann)
+    value, _ = _value_schema(key)
+    return _JSON_TYPES.get(value.get("type", ""), value.get("type", "value"))
 
 
 def bounds_table() -> list[tuple[str, str, str, str]]:
     """(key, type, allowed, why) for every preset key: the user guide's "Validation bounds"."""
-    rows = []
-    for key in PRESET_KEYS:
-        info = Preset.__pydantic_fields__[key]
-        rows.append((key, type_name(key), allowed(key) or "-", info.description or ""))
-    return rows
+    return [(key, type_name(key), allowed(key) or "-", schema()[key].get("description", "")) for key in PRESET_KEYS]
 
 
 _TYPE_ERRORS = {"int_type": "an integer (not a bool or a float)", "float_type": "a number (not a bool or a string)",
@@ -314,18 +349,26 @@ _TYPE_ERRORS = {"int_type": "an integer (not a bool or a float)", "float_type": 
                 "finite_number": "a finite number (not nan or inf)", "dict_type": "a mapping"}
 
 
-def _input_error(exc: ValidationError) -> InputError:
+def _input_error(exc: ValidationError, key: str | None = None) -> InputError:
+    """pydantic's errors as one InputError naming each key (``err.keys``), its value, the allowed
+    range, why and the fix; ``key``: the key of a single value's errors (:func:`check_value`)."""
     problems, fixes, keys = [], [], []
     for err in exc.errors():
+        kind = err.get("type", "")
+        if kind == "preset_rule":
+            ctx = err["ctx"]
+            problems.append(ctx["problem"])
+            fixes.append(ctx["fix"])
+            keys += [k for k in ctx["keys"].split(",") if k]
+            continue
         loc = err.get("loc") or ()
-        key = str(loc[0]) if loc else ""
-        if key not in Preset.__pydantic_fields__:
+        name = key or (str(loc[0]) if loc else "")
+        if name not in schema():
             problems.append(err["msg"])
             continue
-        keys.append(key)
+        keys.append(name)
         value = err.get("input")
-        rng = allowed(key)
-        kind = err.get("type", "")
+        rng = allowed(name)
         if kind == "missing":
             what = "is missing"
         elif kind in _TYPE_ERRORS:
@@ -338,45 +381,28 @@ def _input_error(exc: ValidationError) -> InputError:
                     else f"= {value!r} is outside the allowed range {rng}")
         else:
             what = f"= {value!r}: {err['msg']}" + (f" (allowed: {rng})" if rng else "")
-        info = Preset.__pydantic_fields__[key]
-        why = info.description or ""
-        problems.append(f"{key} {what}" + (f" -- {why}" if why and kind != "literal_error" else ""))
-        fix = (info.json_schema_extra or {}).get("fix") or (
-            f"set {key} to {rng}" if rng else f"fix {key}")
-        if fix not in fixes:
-            fixes.append(fix)
-    error = InputError("; ".join(problems), "; ".join(fixes))
-    error.keys = keys
+        why = schema()[name].get("description", "")
+        problems.append(f"{name} {what}" + (f" -- {why}" if why and kind != "literal_error" else ""))
+        fixes.append(schema()[name].get("fix") or (f"set {name} to {rng}" if rng else f"fix {name}"))
+    error = InputError("; ".join(problems), "; ".join(dict.fromkeys(fixes)))
+    error.keys = list(dict.fromkeys(keys))
     return error
+
+
+@cache
+def _value_adapter(key: str) -> TypeAdapter:
+    """A validator of one preset value: the key's type and bounds as declared on its field."""
+    info = Preset.__pydantic_fields__[key]
+    return TypeAdapter(Annotated[info.annotation, info], config=PRESET_CONFIG)
 
 
 def check_value(key: str, value: Any) -> None:
     """Refuse ``value`` for preset key ``key`` if it breaks the key's declared type or range
     (a convergence ladder's values, before the study is submitted)."""
-    from pydantic import TypeAdapter
-
-    info = Preset.__pydantic_fields__[key]
     try:
-        TypeAdapter(info.annotation, config=ConfigDict(strict=True, allow_inf_nan=False)).validate_python(value)
-    except ValidationError:
-        raise InputError(f"{key} = {value!r} is not {type_name(key)}", f"fix {key}") from None
-    for m in info.metadata:
-        for attr, ok in (("ge", lambda v, b: v >= b), ("gt", lambda v, b: v > b),
-                         ("le", lambda v, b: v <= b), ("lt", lambda v, b: v < b)):
-            bound = getattr(m, attr, None)
-            if bound is not None and value is not None and not ok(value, bound):
-                raise InputError(f"{key} = {value!r} is outside the allowed range {allowed(key)}"
-                                 f" -- {info.description}", f"set {key} to {allowed(key)}")
-
-
-def _string_mapping(key: str, value: Any) -> dict[str, str]:
-    """A preset value that maps names to names (a fresh dict: YAML data is cached and shared)."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise InputError(f"preset value {key}={value!r} is not a mapping of names",
-                         f"write it as {key}: {{Se: pslibrary-1.0.0-paw}} (or {{}} for none)")
-    return dict(value)
+        _value_adapter(key).validate_python(value)
+    except ValidationError as exc:
+        raise _input_error(exc, key) from None
 
 
 def available_presets() -> list[str]:
@@ -414,14 +440,14 @@ def load_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Preset
     unknown = set(values) - valid
     if unknown:
         raise InputError(f"preset '{name}' has unknown keys {sorted(unknown)}", "fix inputs/presets/")
-    values["element_pseudo_families"] = _string_mapping("element_pseudo_families",
-                                                        values.get("element_pseudo_families"))
     try:
         return Preset(**values)
     except InputError as exc:
         keys = getattr(exc, "keys", [])
         files = sorted({source[k] for k in keys if source.get(k, "override") != "override"})
-        if files:  # a shipped (or edited) preset file is wrong, not the user's override
+        # a shipped (or edited) preset file is wrong, not the user's override (a rule between an
+        # override and a file's value is the override's)
+        if files and not any(source.get(k) == "override" for k in keys):
             exc = InputError(f"{exc.problem} (from {', '.join(files)})", exc.remedy)
             exc.keys = keys
         raise exc from None
