@@ -226,3 +226,8 @@ def test_a_rule_between_an_override_and_a_file_value_blames_the_override():
         load_preset("quick", {"relax_ecutwfc": 60.0})
     assert "given together" in err.value.problem and "(from inputs/presets" not in err.value.problem
     assert err.value.keys == ["relax_ecutwfc", "relax_ecutrho"]
+
+
+def test_an_empty_required_path_setting_is_refused_naming_it():
+    with pytest.raises(InputError, match=r"work_dir must be a directory path, got '' \(TMDFLOW_WORK_DIR\)"):
+        load_settings(env={"TMDFLOW_CONFIG": "/dev/null", "TMDFLOW_WORK_DIR": ""})

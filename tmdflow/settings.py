@@ -78,10 +78,12 @@ class Settings(BaseSettings):
     mpi_command: str = _setting("mpirun", help="MPI launcher for pw.x ('' to run serially); e.g. mpirun, srun")
     nprocs: Count = _setting(factory=_all_cores, ge=1, le=MAX_NPROCS, expects="a positive integer", example="2",
                              help="MPI processes for pw.x (default: all cores)")
-    pseudo_dir: ExpandedPath = _setting(Path("~/.cache/tmdflow/pseudos"), help="cache of generated pseudopotentials")
+    pseudo_dir: ExpandedPath = _setting(Path("~/.cache/tmdflow/pseudos"), expects="a directory path",
+                                        example="~/.cache/tmdflow/pseudos", help="cache of generated pseudopotentials")
     user_pseudo_dir: OptionalPath = _setting(
         None, help="directory of user-supplied UPF files (e.g. PseudoDojo FR); overrides generation")
-    work_dir: ExpandedPath = _setting(Path("tmdflow-runs"), help="where calculations run")
+    work_dir: ExpandedPath = _setting(Path("tmdflow-runs"), expects="a directory path", example="tmdflow-runs",
+                                      help="where calculations run")
     keep_scratch: bool = _setting(False, expects="a yes/no value", example="false",
                                   help="keep pw.x wavefunction scratch after a run")
     db_uri: str = _setting("embedded:~/.local/share/tmdflow/store.json",
@@ -95,7 +97,7 @@ class Settings(BaseSettings):
     elk_threads: Count = _setting(1, ge=1, expects="a positive integer", example="2",
                                   help="OpenMP threads of every Elk run (1: nempty 64 segfaulted with 2)")
     elk_species_dir: ExpandedPath = _setting(
-        Path("/usr/share/elk-lapw/species"),
+        Path("/usr/share/elk-lapw/species"), expects="a directory path", example="/usr/share/elk-lapw/species",
         help="Elk's species files (<El>.in); tmdflow copies them and sets R_mt")
     db_lock_timeout: Seconds = _setting(30.0, gt=0.0, le=MAX_LOCK_TIMEOUT, unit="seconds", example="30",
                                         expects="a number of seconds",
@@ -119,7 +121,7 @@ class Settings(BaseSettings):
         try:
             return type(self).model_validate(values)
         except ValidationError as exc:
-            raise settings_error(exc, {key: "given" for key in changes}) from None
+            raise settings_error(exc, {key: "given" for key in changes}, changes) from None
 
     def check_run_directories(self) -> None:
         """Refuse, before anything runs, a ``work_dir`` (or a generated-pseudopotential cache
@@ -263,10 +265,12 @@ def _fix_target(name: str, origin: str) -> str:
     return f"{name} (its command-line option, {ENV_PREFIX}{name.upper()} or {name}: in {DEFAULT_CONFIG_FILE})"
 
 
-def settings_error(exc: ValidationError, origins: Mapping[str, str]) -> InputError:
+def settings_error(exc: ValidationError, origins: Mapping[str, str],
+                   values: Mapping[str, Any] | None = None) -> InputError:
     """pydantic's errors as one :class:`InputError`: each setting, its value, the allowed values and
     (``origins``: name -> 'env' | 'file:<path>' | anything else for an explicit value) where it
-    came from, with the fix."""
+    came from, with the fix; ``values``: the values as given (pydantic reports some after a
+    before-validator)."""
     problems, fixes = [], []
     for err in exc.errors():
         loc = err.get("loc") or ()
@@ -284,7 +288,8 @@ def settings_error(exc: ValidationError, origins: Mapping[str, str]) -> InputErr
         in_range = err.get("type") in ("greater_than", "greater_than_equal", "less_than_equal", "less_than",
                                        "finite_number")
         expects = rng if (in_range and rng) else extra.get("expects") or err["msg"].lower()
-        problems.append(f"{name} must be {expects}, got {err.get('input')!r} ({_origin_text(name, origin)})")
+        given = values.get(name, err.get("input")) if values is not None else err.get("input")
+        problems.append(f"{name} must be {expects}, got {given!r} ({_origin_text(name, origin)})")
         example = f", e.g. {extra['example']}" if extra.get("example") else ""
         values = " (true/yes/on/1 or false/no/off/0)" if Settings.model_fields[name].annotation is bool else ""
         fixes.append(f"set {_fix_target(name, origin)} to {rng or extra.get('expects') or 'a valid value'}{values}"
@@ -371,4 +376,4 @@ def load_settings(
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
-        raise settings_error(exc, origins) from None
+        raise settings_error(exc, origins, values) from None
