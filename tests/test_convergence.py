@@ -2,6 +2,7 @@
 two-point run (pw.x) to check the wiring into the pipeline."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,104 @@ def test_store_shows_a_study_s_error_bars_only_for_results_it_covers(tmp_path):
     assert bars["MoS2-monolayer-paper"]["delta_e_gamma_k_mev"] == 1.8
     nc = _material_doc("second_variational")  # norm-conserving files: the PAW study does not apply
     assert store.error_bars([nc]) == {}
+
+
+# -- Elk: the same procedure over rgkmax, nempty, lmaxapw, k-mesh, vacuum -----------------------------
+
+# WSe2 with Elk 8.4.30 at the paper's geometry, R_mt 2.1 bohr, lmaxapw 10 (issue 25's hand runs, docs/physics.md
+# "Elk's own convergence"): (rgkmax, k-mesh, vacuum) -> Delta_VB(K), Delta_CB(K) (signed), dE(Gamma-K), meV
+ELK_WSE2_MEASURED = {
+    (7.0, 6, 15.0): (449.6, -34.8, 524.1),
+    (8.0, 6, 15.0): (452.5, -35.7, 520.5),
+    (7.0, 12, 15.0): (449.6, -34.8, 522.2),
+    (7.0, 6, 20.0): (449.7, -35.5, 513.6),
+}
+
+
+def _elk_measured(s):
+    """A convergence point from the measured table; a point that was not measured is a KeyError."""
+    assert s["elk_rmt"] == 2.1 and s["elk_lmaxapw"] == 10 and s["elk_nempty"] == 4  # held at the hand runs' values
+    dvb, dcb, dge = ELK_WSE2_MEASURED[s["elk_rgkmax"], s["kmesh"], s["vacuum"]]
+    return _result(dvb, dcb, dge), 1.0
+
+
+def test_elk_scan_points_hold_the_method_and_type_the_integer_keys():
+    from tmdflow.convergence import parameters_for, point_settings, point_tag
+
+    quick = load_preset("elk-quick")
+    assert parameters_for("elk") == ("elk_rgkmax", "elk_nempty", "elk_lmaxapw", "kmesh", "vacuum")
+    s = point_settings(quick, {"elk_nempty": 8.0, "kmesh": 9.0}, "elk")  # ladders come as floats from YAML
+    assert s == {"elk_rgkmax": 7.0, "elk_nempty": 8, "elk_lmaxapw": 8, "kmesh": 9, "vacuum": 15.0,
+                 "elk_rmt": 2.1, "elk_gmaxvr": 12.0}
+    assert isinstance(s["elk_nempty"], int) and isinstance(s["kmesh"], int)
+    assert point_tag(s, "elk") == "r7-n8-l8-k9-v15"
+    assert point_settings(load_preset("quick"), {}, "espresso") == {"ecutwfc": 45.0, "ecutrho": 360.0, "kmesh": 6,
+                                                                    "vacuum": 15.0}
+    with pytest.raises(InputError, match="no convergence study for calculator 'wien2k'"):
+        parameters_for("wien2k")
+
+
+def test_elk_convergence_on_measured_wse2_numbers():
+    preset = load_preset("elk-quick", {"elk_lmaxapw": 10})
+    r = converge("WSe2", preset, {"elk_rgkmax": [7, 8], "kmesh": [6, 12], "vacuum": [15, 20]}, _elk_measured,
+                 tolerance_mev=4.0, calculator="elk")
+    # rgkmax 7->8: 2.9 / 0.9 / 3.6 meV < 4 -> 7; k 6->12: 0.0 / 0.0 / 1.9 -> 6; vacuum 15->20: dE 10.5 -> exhausted
+    assert r.converged == {"elk_rgkmax": True, "kmesh": True, "vacuum": False}
+    assert (r.converged_settings["elk_rgkmax"], r.converged_settings["kmesh"], r.converged_settings["vacuum"]) == \
+        (7.0, 6, 20.0)
+    assert r.error_bars_mev["delta_vb_k_mev"] == pytest.approx((2.9**2 + 0.0**2 + 0.1**2) ** 0.5, abs=1e-9)
+    assert r.error_bars_mev["delta_cb_k_mev"] == pytest.approx((0.9**2 + 0.7**2) ** 0.5, abs=1e-9)
+    assert r.error_bars_mev["delta_e_gamma_k_mev"] == pytest.approx((3.6**2 + 1.9**2 + 10.5**2) ** 0.5, abs=1e-9)
+    assert r.values_mev["delta_vb_k_mev"] == 449.7  # at the converged settings (20 A)
+    assert len(r.points) == 4  # (7, 6, 15) once, shared by the three ladders
+    with pytest.raises(InputError, match="cannot converge \\['ecutwfc'\\] with elk"):
+        converge("WSe2", preset, {"ecutwfc": [45, 60]}, _elk_measured, calculator="elk")
+    with pytest.raises(InputError, match="cannot converge \\['elk_rgkmax'\\] with espresso"):
+        converge("WSe2", load_preset("quick"), {"elk_rgkmax": [7, 8]}, _elk_measured)
+
+
+def test_elk_studies_cover_only_elk_results_with_the_same_radius():
+    from tmdflow.convergence import applicable_error_bars, convergence_id, error_bars_apply, study_calculator
+
+    elk_study = {"elk_rgkmax": 7.0, "elk_nempty": 4.0, "elk_lmaxapw": 8.0, "kmesh": 6.0, "vacuum": 20.0,
+                 "elk_rmt": 2.1, "elk_gmaxvr": 12.0, "pseudo_family": "pslibrary-paw", "spin_orbit_mode": "scf"}
+    qe_study = {"ecutwfc": 45.0, "ecutrho": 360.0, "kmesh": 6.0, "vacuum": 15.0, "pseudo_family": "pslibrary-paw",
+                "spin_orbit_mode": "scf"}
+    assert (study_calculator(elk_study), study_calculator(qe_study)) == ("elk", "espresso")
+    import dataclasses
+
+    paper = dataclasses.asdict(load_preset("elk-paper"))  # 16x16x1, 30 A, lmaxapw 10: above the study
+    quick = dataclasses.asdict(load_preset("elk-quick"))  # 15 A: below the study's 20 A
+    assert error_bars_apply(elk_study, paper, ["W", "Se"], "elk")
+    assert not error_bars_apply(elk_study, quick, ["W", "Se"], "elk")
+    assert not error_bars_apply(elk_study, {**paper, "elk_rmt": 2.3}, ["W", "Se"], "elk")  # another method
+    assert not error_bars_apply(elk_study, paper, ["W", "Se"])  # a QE result (the presets carry elk_* keys too)
+    assert not error_bars_apply(qe_study, paper, ["W", "Se"], "elk")
+    assert applicable_error_bars([(elk_study, {"delta_vb_k_mev": 2.9})], paper, ["W", "Se"]) is None  # QE: none
+    assert convergence_id("WSe2", load_preset("elk-quick"), "elk") == "WSe2-monolayer-elk-quick-elk"
+
+
+def test_elk_convergence_workflow_file():
+    from tmdflow.workflow_spec import load_workflow
+
+    spec = load_workflow(Path(__file__).parent.parent / "workflows" / "elk-convergence.yaml")
+    assert spec.kind == "convergence" and spec.calculator == "elk"
+    assert list(spec.convergence.ladders) == ["elk_rgkmax", "elk_nempty", "elk_lmaxapw", "kmesh", "vacuum"]
+
+
+def test_a_convergence_workflow_refuses_the_other_code_s_parameters(tmp_path):
+    from tmdflow.workflow_spec import load_workflow
+
+    path = tmp_path / "conv.yaml"
+    path.write_text("name: c\nkind: convergence\ncalculator: elk\npreset: elk-quick\nmaterials: [WSe2]\n"
+                    "convergence:\n  ladders:\n    ecutwfc: [45, 60]\n")
+    with pytest.raises(InputError, match="cannot converge \\['ecutwfc'\\] with elk"):
+        load_workflow(path)
+    path.write_text("name: c\nkind: convergence\ncalculator: wien2k\npreset: test\nmaterials: [WSe2]\n"
+                    "convergence:\n  ladders:\n    kmesh: [6, 9]\n")
+    with pytest.raises(InputError, match="espresso or elk calculator"):
+        load_workflow(path)
+    path.write_text("name: c\nkind: convergence\ncalculator: elk\npreset: elk-quick\nmaterials: [WSe2]\n"
+                    "convergence:\n  ladders:\n    elk_nempty: [4, 8.5]\n")
+    with pytest.raises(InputError, match="not a whole number"):
+        load_workflow(path)

@@ -595,11 +595,21 @@ def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_
               show_default=True, help="csv/json: names with units, values rounded as the table shows them")
 @click.option("--preset", "preset_name", help="only results of this preset")
 @click.option("--calculator", help="only results of this code (espresso, wien2k)")
-def table1(fmt, preset_name, calculator):
+@click.option("--compare", "compare_codes", metavar="CODES",
+              help="e.g. espresso,elk: the monolayers' Delta_VB(K), Delta_CB(K), dE(Gamma-K) and gap of each "
+                   "method of these codes side by side with the paper, each with its error bar and its source")
+def table1(fmt, preset_name, calculator, compare_codes):
     """Regenerate the paper's Table I and the Delta/dE table from the store (no recomputation)."""
     from . import api
 
     try:
+        if compare_codes is not None:
+            from .compare import comparison_table
+
+            if calculator:
+                raise InputError("--calculator and --compare both given", "name the codes in --compare only")
+            click.echo(comparison_table(compare_codes, fmt, preset_name, _settings_or_fail()), nl=False)
+            return
         click.echo(api.table1(fmt, preset_name, _settings_or_fail(), calculator), nl=False)
     except TmdflowError as exc:
         _fail(exc)

@@ -105,6 +105,7 @@ class TmdflowConvergenceTask(FiretaskBase):
 
     _fw_name = "{{tmdflow.fireworks.TmdflowConvergenceTask}}"
     required_params = ["formula", "preset", "overrides", "ladders", "tolerance_mev"]
+    optional_params = ["calculator"]  # espresso when absent (studies submitted before Elk's)
 
     def run_task(self, fw_spec):
         from .convergence import converge, convergence_id, run_pipeline
@@ -112,10 +113,13 @@ class TmdflowConvergenceTask(FiretaskBase):
 
         settings, _ = task_settings(fw_spec)
         preset = load_preset(self["preset"], self["overrides"])
-        root = Path(settings.work_dir) / "convergence" / f"{self['formula']}-{preset.name}"
+        calculator = self.get("calculator", "espresso")
+        tag = f"{self['formula']}-{preset.name}" + ("" if calculator == "espresso" else f"-{calculator}")
+        root = Path(settings.work_dir) / "convergence" / tag
         result = converge(self["formula"], preset, dict(self["ladders"]),
-                          run_pipeline(self["formula"], preset, settings, root), float(self["tolerance_mev"]))
-        doc = ConvergenceDoc(convergence_id=convergence_id(self["formula"], preset), formula=self["formula"],
+                          run_pipeline(self["formula"], preset, settings, root, calculator=calculator),
+                          float(self["tolerance_mev"]), calculator=calculator)
+        doc = ConvergenceDoc(convergence_id=convergence_id(self["formula"], preset, calculator), formula=self["formula"],
                              base_preset=preset.name, pseudo_family=preset.pseudo_family,
                              element_pseudo_families=dict(preset.element_pseudo_families),
                              spin_orbit_mode=preset.spin_orbit_mode, tolerance_mev=result.tolerance_mev,
@@ -207,7 +211,7 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
         for formula in spec.materials:
             task = TmdflowConvergenceTask(formula=formula, preset=preset.name, overrides=dict(spec.overrides),
                                           ladders=dict(spec.convergence.ladders),
-                                          tolerance_mev=spec.convergence.tolerance_mev)
+                                          tolerance_mev=spec.convergence.tolerance_mev, calculator=spec.calculator)
             key = workflow_key(spec, formula, "monolayer", preset)
             workflows.append(Workflow([Firework(task, name=f"{formula}-monolayer-convergence")], name=key,
                                       metadata={"tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,

@@ -24,20 +24,21 @@ class ConvergenceSpec(BaseModel):
     @field_validator("ladders")
     @classmethod
     def _ladders(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
-        from .convergence import PARAMETERS
+        from .convergence import ALL_PARAMETERS, INTEGER_PARAMETERS
 
         from .presets import check_value
 
         for p, values in v.items():
-            if p not in PARAMETERS:
-                raise ValueError(f"cannot converge '{p}'; parameters are {list(PARAMETERS)}")
+            if p not in ALL_PARAMETERS:  # which code's parameters: WorkflowSpec checks with the calculator
+                raise ValueError(f"cannot converge '{p}'; parameters are {list(ALL_PARAMETERS)}")
             if len(values) < 2 or list(values) != sorted(values):
                 raise ValueError(f"the {p} ladder {values} needs >= 2 ascending values")
             for value in values:  # each rung is a preset value: the same bounds as the preset's
-                if p == "kmesh" and not float(value).is_integer():
-                    raise ValueError(f"the kmesh ladder {values} has {value}, not a whole number of k-points")
+                if p in INTEGER_PARAMETERS and not float(value).is_integer():
+                    what = "of k-points" if p == "kmesh" else "(an integer preset key)"
+                    raise ValueError(f"the {p} ladder {values} has {value}, not a whole number {what}")
                 try:
-                    check_value(p, int(value) if p == "kmesh" else float(value))
+                    check_value(p, int(value) if p in INTEGER_PARAMETERS else float(value))
                 except InputError as exc:
                     raise ValueError(f"the {p} ladder: {exc.problem}") from None
         return v
@@ -104,8 +105,15 @@ class WorkflowSpec(BaseModel):
         if self.kind == "convergence":
             if self.convergence is None:
                 raise ValueError("kind: convergence needs a convergence: section (ladders, tolerance_mev)")
-            if self.structures != ["monolayer"] or self.calculator != "espresso":
-                raise ValueError("convergence studies run monolayers with the espresso calculator")
+            from .convergence import CALCULATOR_PARAMETERS
+
+            if self.structures != ["monolayer"] or self.calculator not in CALCULATOR_PARAMETERS:
+                raise ValueError(f"convergence studies run monolayers with the {' or '.join(CALCULATOR_PARAMETERS)}"
+                                 " calculator")
+            other = [p for p in self.convergence.ladders if p not in CALCULATOR_PARAMETERS[self.calculator]]
+            if other:
+                raise ValueError(f"cannot converge {other} with {self.calculator}; its parameters are "
+                                 f"{list(CALCULATOR_PARAMETERS[self.calculator])}")
             preset = self.load_preset()
             top = max(self.convergence.ladders.get("ecutwfc", [preset.ecutwfc]))
             if top * preset.ecutrho / preset.ecutwfc > MAX_ECUTRHO:  # ecutrho keeps the preset's ratio
