@@ -56,7 +56,8 @@ class FigureInfo:
         return f"{self.material} · settings {self.settings} · {mesh}" + (f" · {self.cutoffs}" if self.cutoffs else "")
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,11 +66,12 @@ def _plt():
     return plt
 
 
-def _save(fig, out: Path, stem: str) -> list[Path]:
+def save_figure(fig, out: Path, stem: str) -> list[Path]:
+    """``<out>/<stem>.png`` (150 dpi) and ``.svg`` (no date: reproducible), the figure closed."""
     paths = [out / f"{stem}.png", out / f"{stem}.svg"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
-    _plt().close(fig)
+    pyplot().close(fig)
     return paths
 
 
@@ -93,7 +95,7 @@ def _spin_coloured(ax, x: np.ndarray, e: np.ndarray, sz: np.ndarray, lw: float =
     """Bands (k, band) as lines coloured by <sigma_z> (blue -1 ... red +1)."""
     from matplotlib.collections import LineCollection
 
-    norm = _plt().Normalize(-1, 1)
+    norm = pyplot().Normalize(-1, 1)
     for n in range(e.shape[1]):
         pts = np.column_stack([x, e[:, n]]).reshape(-1, 1, 2)
         seg = np.concatenate([pts[:-1], pts[1:]], axis=1)
@@ -112,16 +114,16 @@ def _bands_panel(ax, soc: BandData, sr: BandData | None, window, spin_colour: bo
     mappable = None
     if spin_colour and soc.sigma_z is not None:
         mappable = _spin_coloured(ax, x, e_soc, np.asarray(soc.sigma_z)[idx])
-        soc_handle = _plt().Line2D([], [], color="tab:red", lw=1.2, label="with SOC (colour: ⟨σz⟩)")
+        soc_handle = pyplot().Line2D([], [], color="tab:red", lw=1.2, label="with SOC (colour: ⟨σz⟩)")
     else:
         ax.plot(x, e_soc, color="k", lw=1.0)
-        soc_handle = _plt().Line2D([], [], color="k", lw=1.0, label="with SOC")
+        soc_handle = pyplot().Line2D([], [], color="k", lw=1.0, label="with SOC")
     handles = [soc_handle]
     rows = [[f"{xi:.6f}", "soc", *map(lambda v: f"{v:.5f}", e)] for xi, e in zip(x, e_soc)]
     if sr is not None:
         e_sr = np.asarray(sr.eigenvalues)[idx] - vbm
         ax.plot(x, e_sr, color="0.35", lw=0.9, ls=":")
-        handles.append(_plt().Line2D([], [], color="0.35", lw=0.9, ls=":", label="without SOC"))
+        handles.append(pyplot().Line2D([], [], color="0.35", lw=0.9, ls=":", label="without SOC"))
         rows += [[f"{xi:.6f}", "sr", *map(lambda v: f"{v:.5f}", e)] for xi, e in zip(x, e_sr)]
     ticks = [(xi, "Γ" if l in ("G", "Gamma") else l) for xi, l in zip(x, labels) if l]
     ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks])
@@ -138,7 +140,7 @@ def fig2_bands(soc: BandData, sr: BandData | None, out: Path, info: "FigureInfo 
     """One material's Fig. 2 panel (the figures step); :func:`fig2_panels` puts several side by side."""
     if not len(_path_part(soc)[1]):
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 5.2), layout="constrained")
     rows, handles, mappable, n = _bands_panel(ax, soc, sr, window, spin_colour)
     ax.set_ylabel("E − E$_{VBM}$ (eV)")
@@ -146,7 +148,7 @@ def fig2_bands(soc: BandData, sr: BandData | None, out: Path, info: "FigureInfo 
     if mappable is not None:
         fig.colorbar(mappable, ax=ax, shrink=0.6, label="⟨σz⟩", ticks=[-1, 0, 1])
     ax.set_title(_title(info, "path"), fontsize=7)
-    files = _save(fig, out, "fig2_bands")
+    files = save_figure(fig, out, "fig2_bands")
     files.append(_write_csv(out / "fig2_bands.csv", ["k_path_inv_angstrom", "run", *[f"band{i + 1}_ev" for i in range(n)]],
                             rows))
     return files
@@ -160,7 +162,7 @@ def fig2_panels(panels: list[tuple["FigureInfo", BandData, BandData | None]], ou
     panels = [p for p in panels if len(_path_part(p[1])[1])]
     if not panels:
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.8, 4.6), sharey=True,
                              layout="constrained", squeeze=False)
     rows, mappable, handles = [], None, []
@@ -175,7 +177,7 @@ def fig2_panels(panels: list[tuple["FigureInfo", BandData, BandData | None]], ou
         fig.colorbar(mappable, ax=axes[0, -1], shrink=0.6, label="⟨σz⟩", ticks=[-1, 0, 1])
     described = sorted({i.line("path").split(" · ", 1)[1] for i, _, _ in panels})
     fig.suptitle("Monolayers: " + "; ".join(described), fontsize=7)
-    files = _save(fig, out, stem)
+    files = save_figure(fig, out, stem)
     width = max(len(r) for r in rows) - 3
     files.append(_write_csv(out / f"{stem}.csv", ["material", "k_path_inv_angstrom", "run",
                                                   *[f"band{i + 1}_ev" for i in range(width)]], rows))
@@ -187,7 +189,7 @@ def _title(info: "FigureInfo | str", what: str) -> str:
 
 
 def fig3_map(m: SplittingMap, out: Path, info: "FigureInfo | str") -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     import matplotlib.tri as mtri
 
     tri = mtri.Triangulation(m.k_cartesian[:, 0], m.k_cartesian[:, 1])
@@ -206,7 +208,7 @@ def fig3_map(m: SplittingMap, out: Path, info: "FigureInfo | str") -> list[Path]
         ax.set_xlabel("k$_x$ (1/Å)")
         fig.colorbar(cs, ax=ax, shrink=0.8, label="E(↑) − E(↓) (meV)", format="%.0f")
     axes[0].set_ylabel("k$_y$ (1/Å)")
-    files = _save(fig, out, "fig3_splitting_map")
+    files = save_figure(fig, out, "fig3_splitting_map")
     fig, ax = plt.subplots(figsize=(4.8, 4.6), layout="constrained")
     interp_s = mtri.LinearTriInterpolator(tri, m.uvb_sigma_z)
     for be in BINDING_ENERGIES_EV:
@@ -226,7 +228,7 @@ def fig3_map(m: SplittingMap, out: Path, info: "FigureInfo | str") -> list[Path]
     ax.set_title(f"UVB iso-energy lines at −0.2, −0.5, −0.8 eV\n{_title(info, 'map')}", fontsize=7)
     ax.set_xlabel("k$_x$ (1/Å)")
     ax.set_ylabel("k$_y$ (1/Å)")
-    files += _save(fig, out, "fig3_contours")
+    files += save_figure(fig, out, "fig3_contours")
     files.append(_write_csv(out / "fig3_map.csv",
                             ["kx_inv_angstrom", "ky_inv_angstrom", "uvb_e_minus_vbm_ev", "uvb_sigma_z",
                              "uvb_e_up_minus_e_down_mev", "lcb_e_up_minus_e_down_mev"],
@@ -271,7 +273,7 @@ def fig4_gamma_k(profile: dict[str, np.ndarray], out: Path, info: "FigureInfo | 
     values), (c) UVB and (d) LCB orbital characters of the scalar-relativistic bands."""
     if not profile:
         return []
-    plt = _plt()
+    plt = pyplot()
     has_w = any(k.startswith("uvb_M") for k in profile)
     rows = 2 if has_w else 1
     fig, axes = plt.subplots(rows, 2, figsize=(8.2, 3.3 * rows + 0.4), sharex=True, squeeze=False,
@@ -299,7 +301,7 @@ def fig4_gamma_k(profile: dict[str, np.ndarray], out: Path, info: "FigureInfo | 
         ax.set_xticks([0, 0.5, 1], ["Γ", "Q", "K"])
         ax.set_xlabel("k along Γ–K")
     fig.suptitle(_title(info, "path"), fontsize=7)
-    files = _save(fig, out, "fig4_gamma_k")
+    files = save_figure(fig, out, "fig4_gamma_k")
     keys = list(profile)
     files.append(_write_csv(out / "fig4_gamma_k.csv", [FIG4_CSV_NAMES.get(k, k) for k in keys],
                             ([f"{profile[k][i]:.6f}" for k in keys] for i in range(len(f)))))

@@ -29,11 +29,13 @@ import numpy as np
 from .analysis.vocabulary import canonical_location, gap_type_of
 from .errors import InputError, ResultNotFound
 from .store.documents import BandStructureDoc, MaterialDocument, StructureDoc, TaskDocument, decode_array
+from .store.results import SCALAR_PATH, SPIN_ORBIT_PATH, spin_orbit_bands_step, step_document_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store.results import ResultsStore
 
-BAND_KINDS = {"soc": ("soc_path", "bands_soc"), "sr": ("sr_path", "bands_sr")}
+#: the band sets a material result has, by the name the API takes (kind="soc" | "sr"): BandStructureDoc.kind
+BAND_KINDS = {"soc": SPIN_ORBIT_PATH, "sr": SCALAR_PATH}
 SPECIAL_LABELS = ("G", "K", "K'", "M", "Q")  # the first five points of every bands run (kpoints.py)
 PYMATGEN_LABELS = {"Gamma": "\\Gamma"}
 
@@ -73,7 +75,7 @@ def structure_of(store: "ResultsStore | None", ref) -> StructureDoc:
     mat = material(store, ref)
     if mat.structure is not None:
         return mat.structure
-    candidates = [f"{mat.material_id}-bands_soc"] + [t for t in reversed(mat.task_ids)]
+    candidates = [step_document_id(mat.material_id, spin_orbit_bands_step())] + [t for t in reversed(mat.task_ids)]
     for task_id in candidates:
         task = store.task(task_id)
         if task is not None and task.structure is not None:
@@ -101,20 +103,19 @@ def band_document(store: "ResultsStore | None", ref, kind: str = "soc") -> BandS
     if kind not in BAND_KINDS:
         raise InputError(f"unknown band-structure kind {kind!r}", "use kind='soc' (spin-orbit) or kind='sr' "
                                                                   "(scalar-relativistic, from the bands_sr step)")
-    doc_kind, step = BAND_KINDS[kind]
+    doc_kind = BAND_KINDS[kind]
     if isinstance(ref, BandStructureDoc):
         doc = ref
     else:
         if store is None:
             raise InputError("a store is needed to find the band structure", "pass settings or a document")
-        bs_id = None
         if isinstance(ref, MaterialDocument) or store.db["materials"].find_one({"material_id": str(ref)}):
-            mat = material(store, ref)
-            bs_id = (mat.bandstructure_id or f"{mat.material_id}-bands_soc") if kind == "soc" \
-                else f"{mat.material_id}-{step}"
-        doc = store.get_bandstructure(bs_id or str(ref))
+            doc = store.material_bandstructure(material(store, ref), doc_kind)
+        else:
+            doc = store.get_bandstructure(str(ref))
         if doc is None:
-            what = f"the {step} band structure of {ref.material_id if isinstance(ref, MaterialDocument) else ref}"
+            bands = "spin-orbit" if kind == "soc" else "scalar-relativistic"
+            what = f"the {bands} band structure of {ref.material_id if isinstance(ref, MaterialDocument) else ref}"
             raise ResultNotFound(f"{what} is not in the store",
                                  "kind='sr' needs the bands_sr step (workflows/zhu2011.yaml runs it)"
                                  if kind == "sr" else "run the bands_soc and analysis steps")

@@ -22,6 +22,8 @@ THZ_TO_CM1 = 33.35641
 IMAG_TOLERANCE_GAMMA_THZ = 0.3  # ~10 cm^-1, within NEAR_GAMMA_FRACTION of Gamma-M
 NEAR_GAMMA_FRACTION = 0.15
 IMAG_TOLERANCE_THZ = 0.05
+#: file stem of the dispersion figure and its data (<stem>.png, .svg, .csv beside the other figures)
+DISPERSION_STEM = "phonons"
 SPECIAL_Q = {"G": (0.0, 0.0, 0.0), "M": (0.5, 0.0, 0.0), "K": (1 / 3, 1 / 3, 0.0)}
 
 
@@ -108,9 +110,9 @@ def plot_dispersion(result: PhononResult, out, title: str) -> list:
     import csv
     from pathlib import Path
 
-    from .figures import _plt, _save
+    from .figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     out = Path(out)
     x = np.asarray(result.path_distance)
     fr = np.asarray(result.path_frequencies_thz) * THZ_TO_CM1
@@ -124,9 +126,9 @@ def plot_dispersion(result: PhononResult, out, title: str) -> list:
     ax.set_xlim(x[0], x[-1])
     ax.set_ylabel("frequency (cm$^{-1}$)")
     ax.set_title(f"{title}: {result.verdict.split(' (')[0]}", fontsize=9)
-    files = _save(fig, out, "phonons")
-    with open(out / "phonons.csv", "w", newline="") as f:
+    files = save_figure(fig, out, DISPERSION_STEM)
+    with open(out / f"{DISPERSION_STEM}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["q_path_inv_angstrom", *[f"branch{i + 1}_cm-1" for i in range(fr.shape[1])]])
         w.writerows([[f"{xi:.6f}", *[f"{v:.3f}" for v in row]] for xi, row in zip(x, fr)])
-    return [*files, out / "phonons.csv"]
+    return [*files, out / f"{DISPERSION_STEM}.csv"]

@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .analysis.paper import paper_citation
-from .analysis.table1 import COLUMNS, _cell, table1_rows
+from .analysis.table1 import COLUMNS, cell_text, table1_rows
 from .errors import TmdflowError
+from .phonons import DISPERSION_STEM
 from .store.documents import FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
-from .store.results import MaterialQuery, ResultsStore
+from .store.results import SCALAR_PATH, MaterialQuery, ResultsStore
 
 FIGURE_ORDER = ("fig2_bands", "fig3_splitting_map", "fig3_contours", "fig4_gamma_k")
 CAPTIONS = {
@@ -28,7 +29,7 @@ CAPTIONS = {
     "fig3_contours": "Fig. 3 analogue: UVB iso-energy lines at binding energies 0.2, 0.5, 0.8 eV coloured by spin.",
     "fig4_gamma_k": "Fig. 4 analogue: (a) Δ_VB(k), (b) Δ_CB(k) along Γ–K in Table I's sign convention (at K the "
                     "table's values), (c, d) orbital characters of the scalar-relativistic UVB and LCB (projwfc.x).",
-    "phonons": "Phonon dispersion (phonopy finite displacements, Quantum ESPRESSO forces).",
+    DISPERSION_STEM: "Phonon dispersion (phonopy finite displacements, Quantum ESPRESSO forces).",
 }
 
 
@@ -61,7 +62,7 @@ def _panel(store: ResultsStore, m: MaterialDocument):
 
     if m.dimensionality != "monolayer" or not m.bandstructure_id:
         return None
-    soc_doc, sr_doc = store.get_bandstructure(m.bandstructure_id), store.get_bandstructure(f"{m.material_id}-bands_sr")
+    soc_doc, sr_doc = store.get_bandstructure(m.bandstructure_id), store.material_bandstructure(m, SCALAR_PATH)
     if soc_doc is None or len(soc_doc.labels) <= 5:  # no Gamma-M-K-Gamma path in the bands run
         return None
     p = store.result_settings(m)
@@ -175,7 +176,7 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 def _table1(sections: list[MaterialSection]) -> tuple[list[str], list[list[str]]]:
     bars = {s.material.material_id: s.error_bars for s in sections if s.error_bars}
     rows = table1_rows([s.material for s in sections], error_bars=bars)
-    return [c.header for c in COLUMNS], [[_cell(r, c) for c in COLUMNS] for r in rows]
+    return [c.header for c in COLUMNS], [[cell_text(r, c) for c in COLUMNS] for r in rows]
 
 
 def heading_fmt(fmt: str) -> str:
@@ -235,7 +236,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
             parts.append(table(["q", "frequencies (cm⁻¹)"],
                                [[q, ", ".join(f"{f * THZ_TO_CM1:.1f}" for f in sorted(res["frequencies_thz"][q]))]
                                 for q in ("G", "M", "K")]))
-            stems.append("phonons")
+            stems.append(DISPERSION_STEM)
         for stem in stems:
             folder = s.figures.directory if s.figures else (str(Path(s.phonons.files[0]).parent) if s.phonons else None)
             png = Path(folder) / f"{stem}.png" if folder else None

@@ -116,7 +116,8 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
     return rows
 
 
-def _cell(row: dict, col: Column) -> str:
+def cell_text(row: dict, col: Column) -> str:
+    """One Table I cell as plain text ("-" where the row has no value)."""
     v = row.get(col.key)
     if v is None:
         return "-"
@@ -156,7 +157,7 @@ def _tex_cell(row: dict, col: Column) -> str:
         return latex_location(_tex_text(str(v)))
     if col.fmt == "s":
         return _tex_text(str(v))
-    return f"${_cell(row, col)}$"  # math mode: a real minus sign
+    return f"${cell_text(row, col)}$"  # math mode: a real minus sign
 
 
 def render(rows: list[dict], fmt: str = "markdown") -> str:
@@ -168,7 +169,7 @@ def render(rows: list[dict], fmt: str = "markdown") -> str:
     if fmt == "markdown":
         lines = ["| " + " | ".join(c.header for c in COLUMNS) + " |",
                  "|" + "|".join("---" for _ in COLUMNS) + "|"]
-        lines += ["| " + " | ".join(_cell(r, c) for c in COLUMNS) + " |" for r in rows]
+        lines += ["| " + " | ".join(cell_text(r, c) for c in COLUMNS) + " |" for r in rows]
         return "\n".join(lines) + "\n"
     if fmt == "csv":
         buf = io.StringIO()

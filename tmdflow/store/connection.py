@@ -50,7 +50,7 @@ def embedded_path(uri: str) -> Path | None:
 
 
 @contextmanager
-def _launchpad_client(client) -> Iterator[None]:
+def launchpad_client(client) -> Iterator[None]:
     """Let FireWorks' LaunchPad use ``client`` instead of opening its own."""
     import fireworks.core.launchpad as fw_launchpad
 
@@ -162,7 +162,7 @@ def connect(settings: Settings, readonly: bool = False) -> Connection:
         import mongomock.gridfs
 
         mongomock.gridfs.enable_gridfs_integration()  # LaunchPad opens a GridFS fallback store
-        with _launchpad_client(emb.client):
+        with launchpad_client(emb.client):
             lpad = LaunchPad(host="localhost", name=settings.db_name, strm_lvl="ERROR")
         conn = Connection(lpad, lpad.db, emb, f"embedded store {path} (database '{settings.db_name}')",
                           readonly=emb.readonly, uri=uri)
@@ -172,7 +172,7 @@ def connect(settings: Settings, readonly: bool = False) -> Connection:
         if key in _CONNECTIONS:
             return _CONNECTIONS[key]
         client = mongo_client(uri, _timeout(settings))
-        with _launchpad_client(client):
+        with launchpad_client(client):
             lpad = LaunchPad(host=uri, name=settings.db_name, strm_lvl="ERROR", uri_mode=True)
         conn = Connection(lpad, lpad.db, None, f"MongoDB {redact(uri)} (database '{settings.db_name}')",
                           readonly=readonly, uri=uri)

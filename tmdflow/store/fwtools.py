@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ..errors import InputError, StoreConfigError
 from ..settings import Settings
-from .connection import _launchpad_client, connect, embedded_path, mongo_client
+from .connection import launchpad_client, connect, embedded_path, mongo_client
 from .uri import parse, redact
 
 
@@ -35,7 +35,7 @@ def run_lpad(settings: Settings, argv: Sequence[str]) -> int:
     original = lpad_run.get_lp
     lpad_run.get_lp = lambda args: conn.launchpad
     try:
-        with _launchpad_client(client):
+        with launchpad_client(client):
             try:
                 rc = lpad_run.lpad(argv) or 0
             except SystemExit as exc:  # argparse: --help, bad arguments

@@ -20,6 +20,22 @@ from .documents import (
 
 TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS = (
     "tasks", "materials", "bandstructures", "figures", "convergence", "phonons")
+#: band documents by what they hold (BandStructureDoc.kind): the spin-orbit path, the scalar-relativistic path
+SPIN_ORBIT_PATH, SCALAR_PATH = "soc_path", "sr_path"
+
+
+def step_document_id(material_id: str, step: str) -> str:
+    """The id of the task (and band-structure) document a step of a material's run stores."""
+    return f"{material_id}-{step}"
+
+
+def spin_orbit_bands_step() -> str:
+    """The step that computes a material's spin-orbit bands (tmdflow.steps.registry: it produces them)."""
+    from ..steps import registry
+
+    return registry.producers("spin_orbit_bands")[0]
+
+
 INDEXES = {
     TASKS: [("task_id", True), ("formula", False), ("state", False)],
     MATERIALS: [("material_id", True), ("formula", False), ("dimensionality", False), ("preset", False)],
@@ -121,6 +137,18 @@ class ResultsStore:
         raw = self.db[BANDS].find_one({"bandstructure_id": bandstructure_id})
         return BandStructureDoc.model_validate(_clean(raw)) if raw else None
 
+    def material_bandstructure(self, material: MaterialDocument, kind: str) -> BandStructureDoc | None:
+        """A material's band document of one kind (``SPIN_ORBIT_PATH``, ``SCALAR_PATH``, ``"soc_map"``):
+        the one a step of its run stored (``step_document_id``); the spin-orbit path is the one its
+        analysis read (``material.bandstructure_id``) when the document names it."""
+        if kind == SPIN_ORBIT_PATH and material.bandstructure_id:
+            return self.get_bandstructure(material.bandstructure_id)
+        from ..steps import registry
+
+        ids = [step_document_id(material.material_id, step) for step in registry.names()]
+        raw = self.db[BANDS].find_one({"bandstructure_id": {"$in": ids}, "kind": kind})
+        return BandStructureDoc.model_validate(_clean(raw)) if raw else None
+
     def _put_by_material(self, collection: str, doc) -> None:
         self._upsert(collection, "material_id", doc)
 
@@ -169,7 +197,7 @@ class ResultsStore:
     def result_settings(self, material: MaterialDocument) -> dict[str, Any]:
         """The preset (with the workflow's overrides) a material's spin-orbit bands ran with, from
         its task document; the named preset when the task has none."""
-        task = self.task(f"{material.material_id}-bands_soc")
+        task = self.task(step_document_id(material.material_id, spin_orbit_bands_step()))
         if task is not None and (task.inputs or {}).get("preset"):
             return dict(task.inputs["preset"])
         from ..presets import available_presets, load_preset
