@@ -44,19 +44,24 @@ class Progress:
 
 
 def _fail(exc: TmdflowError) -> None:
+    """The documented failure of every command: ``error: <problem> (<remedy>)`` on stderr, exit code
+    the error class's (tmdflow.errors; docs/user-guide.md)."""
     click.echo(f"error: {exc}", err=True)
     sys.exit(exc.exit_code)
 
 
 class _Main(click.Group):
-    """A database fault anywhere (server gone mid-run, a read-only user writing) is a named
-    StoreError with the password scrubbed, never a traceback."""
+    """Every command's errors end here: a TmdflowError raised anywhere in a command (or a
+    sub-group's) is reported by :func:`_fail`; a database fault anywhere (server gone mid-run, a
+    read-only user writing) is a named StoreError with the password scrubbed, never a traceback."""
 
     def invoke(self, ctx):
         from pymongo.errors import PyMongoError
 
         try:
             return super().invoke(ctx)
+        except TmdflowError as exc:
+            _fail(exc)
         except PyMongoError as exc:
             from .settings import load_settings
             from .store.connection import store_error_from
@@ -116,28 +121,25 @@ def _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_di
     from .report import splitting_table
     from .settings import load_settings
 
-    try:
-        preset = load_preset(preset_name, overrides)
-        settings = load_settings(nprocs=nprocs, work_dir=work_dir, user_pseudo_dir=user_pseudo_dir)
-        from .materials import parse_formula
+    preset = load_preset(preset_name, overrides)
+    settings = load_settings(nprocs=nprocs, work_dir=work_dir, user_pseudo_dir=user_pseudo_dir)
+    from .materials import parse_formula
 
-        for f in formulas:  # validate every formula before the first pw.x run
-            parse_formula(f)
-        from .structures import check_geometry
+    for f in formulas:  # validate every formula before the first pw.x run
+        parse_formula(f)
+    from .structures import check_geometry
 
-        check_geometry(a=a, d=d, vacuum=vacuum)  # finite, in range (docs/user-guide.md, "Validation bounds")
-        settings.check_run_directories()  # work_dir / pseudo_dir writable directories, before any run
-        progress = Progress()
-        results = []
-        for f in formulas:
-            start = time.monotonic()
-            r = compute_material(f, preset, settings, a=a, d=d, vacuum=vacuum, progress=progress,
-                                 calculator=calculator)
-            progress.done(f"{r.formula}: done in {time.monotonic() - start:.0f} s "
-                          f"(Δ_VB(K) = {r.splitting.delta_vb_k_mev:.1f} meV)")
-            results.append(r)
-    except TmdflowError as exc:
-        _fail(exc)
+    check_geometry(a=a, d=d, vacuum=vacuum)  # finite, in range (docs/user-guide.md, "Validation bounds")
+    settings.check_run_directories()  # work_dir / pseudo_dir writable directories, before any run
+    progress = Progress()
+    results = []
+    for f in formulas:
+        start = time.monotonic()
+        r = compute_material(f, preset, settings, a=a, d=d, vacuum=vacuum, progress=progress,
+                             calculator=calculator)
+        progress.done(f"{r.formula}: done in {time.monotonic() - start:.0f} s "
+                      f"(Δ_VB(K) = {r.splitting.delta_vb_k_mev:.1f} meV)")
+        results.append(r)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
     else:
@@ -169,16 +171,13 @@ def compute(formulas, preset_name, a, d, vacuum, structure_file, kmesh, ecutwfc,
     if structure_file:
         from .structure_input import read_geometry
 
-        try:
-            geo = read_geometry(structure_file)
-            if geo.dimensionality != "monolayer":
-                raise InputError(f"{structure_file} holds a {geo.dimensionality}; compute runs monolayers",
-                                 "give a monolayer file, or use a workflow with structure_files for bulk")
-            if formulas not in (("-",), (geo.formula,)):
-                raise InputError(f"{structure_file} holds {geo.formula}, not {' '.join(formulas)}",
-                                 f"run 'tmdflow compute {geo.formula} --structure {structure_file}' (or '-')")
-        except TmdflowError as exc:
-            _fail(exc)
+        geo = read_geometry(structure_file)
+        if geo.dimensionality != "monolayer":
+            raise InputError(f"{structure_file} holds a {geo.dimensionality}; compute runs monolayers",
+                             "give a monolayer file, or use a workflow with structure_files for bulk")
+        if formulas not in (("-",), (geo.formula,)):
+            raise InputError(f"{structure_file} holds {geo.formula}, not {' '.join(formulas)}",
+                             f"run 'tmdflow compute {geo.formula} --structure {structure_file}' (or '-')")
         formulas, a, d = (geo.formula,), geo.a, geo.d
     overrides = {"kmesh": kmesh, "ecutwfc": ecutwfc, "ecutrho": ecutrho}
     _run_compute(formulas, preset_name, overrides, a, d, vacuum, nprocs, work_dir, user_pseudo_dir, as_json,
@@ -254,15 +253,12 @@ def pseudo_build(elements, family):
     from .pseudo.recipes import load_family
     from .settings import check_writable_dir, load_settings
 
-    try:
-        settings = load_settings()
-        check_writable_dir(settings.pseudo_dir, "pseudo_dir")  # a file or read-only cache: named, before ld1.x
-        recipes = load_family(family)
-        elements = elements or tuple(recipes)
-        ps = ensure_pseudopotentials(elements, family, settings.pseudo_dir, ld1_command=settings.ld1_command,
-                                     progress=lambda m: click.echo(m, err=True))
-    except TmdflowError as exc:
-        _fail(exc)
+    settings = load_settings()
+    check_writable_dir(settings.pseudo_dir, "pseudo_dir")  # a file or read-only cache: named, before ld1.x
+    recipes = load_family(family)
+    elements = elements or tuple(recipes)
+    ps = ensure_pseudopotentials(elements, family, settings.pseudo_dir, ld1_command=settings.ld1_command,
+                                 progress=lambda m: click.echo(m, err=True))
     for table in (ps.scalar, ps.full):
         for el, pf in sorted(table.items()):
             worst = max(pf.checks.get("max_eigenvalue_error_ry", {0: 0}).values())
@@ -294,12 +290,10 @@ def presets():
 # -- workflows and the results store --------------------------------------------------------
 
 def _settings_or_fail():
+    """The machine settings; a bad settings file or TMDFLOW_* value fails the command (``_Main``)."""
     from .settings import load_settings
 
-    try:
-        return load_settings()
-    except TmdflowError as exc:
-        _fail(exc)
+    return load_settings()
 
 
 @main.command()
@@ -313,13 +307,10 @@ def submit(workflow, preset_name, calculator, materials, force):
     from . import api
 
     formulas = [m.strip() for m in materials.split(",") if m.strip()] if materials else None
-    try:
-        results = api.submit(workflow, preset_name, force, calculator=calculator, materials=formulas)
-        from .workflow_spec import load_workflow
+    results = api.submit(workflow, preset_name, force, calculator=calculator, materials=formulas)
+    from .workflow_spec import load_workflow
 
-        skipped = load_workflow(workflow, preset_name, calculator, formulas).skipped_steps()
-    except TmdflowError as exc:
-        _fail(exc)
+    skipped = load_workflow(workflow, preset_name, calculator, formulas).skipped_steps()
     if skipped:
         click.echo(f"note: steps {', '.join(skipped)} are not implemented for this calculator: not submitted",
                    err=True)
@@ -361,28 +352,25 @@ def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, 
     from . import api
 
     settings = _settings_or_fail()
-    try:
-        if use_queue:
-            from .queue import job_script, submit_jobs
+    if use_queue:
+        from .queue import job_script, submit_jobs
 
-            launch_dir = (settings.work_dir / "queue").resolve()
-            if dry_run:
-                click.echo(job_script(qadapter, launch_dir / "launcher_DATE", max_seconds, max_launches or None))
-                return
-            try:
-                sub = submit_jobs(settings, qadapter, njobs, launch_dir, max_seconds, max_launches or None, rapidfire,
-                                  sleep_seconds, say=lambda m: click.echo(m, err=True))
-            except KeyboardInterrupt:  # Ctrl-C of --rapidfire: the submitted jobs go on
-                click.echo("interrupted: no more jobs submitted (those in the queue go on)", err=True)
-                sys.exit(130)
-            if not sub.ids and not rapidfire:
-                click.echo("no READY Fireworks: nothing submitted", err=True)
-            click.echo(f"submitted {len(sub.ids)} job(s): {' '.join(sub.ids)}".rstrip())
+        launch_dir = (settings.work_dir / "queue").resolve()
+        if dry_run:
+            click.echo(job_script(qadapter, launch_dir / "launcher_DATE", max_seconds, max_launches or None))
             return
-        progress = Progress()
-        out = api.launch(max_launches, recover, expiration, max_seconds, settings, progress)
-    except TmdflowError as exc:
-        _fail(exc)
+        try:
+            sub = submit_jobs(settings, qadapter, njobs, launch_dir, max_seconds, max_launches or None, rapidfire,
+                              sleep_seconds, say=lambda m: click.echo(m, err=True))
+        except KeyboardInterrupt:  # Ctrl-C of --rapidfire: the submitted jobs go on
+            click.echo("interrupted: no more jobs submitted (those in the queue go on)", err=True)
+            sys.exit(130)
+        if not sub.ids and not rapidfire:
+            click.echo("no READY Fireworks: nothing submitted", err=True)
+        click.echo(f"submitted {len(sub.ids)} job(s): {' '.join(sub.ids)}".rstrip())
+        return
+    progress = Progress()
+    out = api.launch(max_launches, recover, expiration, max_seconds, settings, progress)
     if out["recovered"]:
         click.echo(f"marked lost runs for rerun: fw_ids {out['recovered']}", err=True)
     elif recover:
@@ -401,10 +389,10 @@ def launch(max_launches, recover, expiration, max_seconds, use_queue, qadapter, 
 
         names = ", ".join(f"{fw_id} ({name})" for fw_id, name, _ in out["fizzled"])
         if out["max_seconds_too_short"]:
-            _fail(MaxSecondsTooShort(f"step(s) {names} failed: pw.x reached max_seconds before its first SCF iteration",
-                                     "raise --max-seconds (or the queue walltime), then 'tmdflow rerun FW_ID'"))
-        _fail(StepsFizzled(f"{len(out['fizzled'])} step(s) failed: {names}",
-                           "see the reasons in 'tmdflow status'; fix, then 'tmdflow rerun FW_ID'"))
+            raise MaxSecondsTooShort(f"step(s) {names} failed: pw.x reached max_seconds before its first SCF iteration",
+                                     "raise --max-seconds (or the queue walltime), then 'tmdflow rerun FW_ID'")
+        raise StepsFizzled(f"{len(out['fizzled'])} step(s) failed: {names}",
+                           "see the reasons in 'tmdflow status'; fix, then 'tmdflow rerun FW_ID'")
 
 
 @main.command()
@@ -415,10 +403,7 @@ def priority(pattern, rank):
     those of lower RANK (all start at 0); a material's steps keep their order."""
     from . import api
 
-    try:
-        changed = api.prioritize(pattern, rank, _settings_or_fail())
-    except TmdflowError as exc:
-        _fail(exc)
+    changed = api.prioritize(pattern, rank, _settings_or_fail())
     for r in changed:
         click.echo(f"{r.key}: rank {r.rank}, {len(r.fw_ids)} step(s) still to run")
 
@@ -430,10 +415,7 @@ def rerun(fw_ids):
     launch, e.g. the analysis after an analysis-code update (it rereads the bands run)."""
     from . import api
 
-    try:
-        reset = api.rerun(list(fw_ids), _settings_or_fail())
-    except TmdflowError as exc:
-        _fail(exc)
+    reset = api.rerun(list(fw_ids), _settings_or_fail())
     click.echo(f"will run again on the next 'tmdflow launch': fw_ids {reset}")
 
 
@@ -443,10 +425,7 @@ def status(as_json):
     """Workflows and their steps with states; the reason of every failed step."""
     from . import api
 
-    try:
-        wfs = api.status(_settings_or_fail())
-    except TmdflowError as exc:
-        _fail(exc)
+    wfs = api.status(_settings_or_fail())
     if as_json:
         click.echo(api.dumps([asdict(w) for w in wfs]))
         return
@@ -526,33 +505,30 @@ def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_
     from . import api
 
     keys = [f.strip() for f in fields.split(",") if f.strip()]
-    try:
-        if as_json and as_csv:
-            raise InputError("--json and --csv cannot be given together", "choose one output format")
-        known = query_fields()
-        unknown = [k for k in keys if k not in known]
-        if unknown:
-            import difflib
+    if as_json and as_csv:
+        raise InputError("--json and --csv cannot be given together", "choose one output format")
+    known = query_fields()
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        import difflib
 
-            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k
-                     for k in unknown]
-            raise InputError(f"unknown field(s) for --fields: {', '.join(hints)}",
-                             "fields: " + ", ".join(known))
-        if not keys:
-            raise InputError("--fields names no field", "e.g. --fields formula,splitting.delta_vb_k_mev")
-        if formula:
-            from .materials import parse_formula
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k
+                 for k in unknown]
+        raise InputError(f"unknown field(s) for --fields: {', '.join(hints)}",
+                         "fields: " + ", ".join(known))
+    if not keys:
+        raise InputError("--fields names no field", "e.g. --fields formula,splitting.delta_vb_k_mev")
+    if formula:
+        from .materials import parse_formula
 
-            parse_formula(formula)  # an InputError (exit 2) for a formula that is not an MX2
-        settings = _settings_or_fail()
-        docs = api.query(formula, dimensionality, preset_name, settings, calculator)
-        if not docs:
-            held = sorted({d.formula for d in api.query(settings=settings)})
-            what = f"formula {formula}" if formula else "this selection"
-            click.echo(f"note: no material results for {what} in the store"
-                       + (f" (it holds {', '.join(held)})" if held else " (it holds none)"), err=True)
-    except TmdflowError as exc:
-        _fail(exc)
+        parse_formula(formula)  # an InputError (exit 2) for a formula that is not an MX2
+    settings = _settings_or_fail()
+    docs = api.query(formula, dimensionality, preset_name, settings, calculator)
+    if not docs:
+        held = sorted({d.formula for d in api.query(settings=settings)})
+        what = f"formula {formula}" if formula else "this selection"
+        click.echo(f"note: no material results for {what} in the store"
+                   + (f" (it holds {', '.join(held)})" if held else " (it holds none)"), err=True)
 
     def pick(doc, key):
         from .analysis.vocabulary import canonical_location, gap_type_of
@@ -602,17 +578,14 @@ def table1(fmt, preset_name, calculator, compare_codes):
     """Regenerate the paper's Table I and the Delta/dE table from the store (no recomputation)."""
     from . import api
 
-    try:
-        if compare_codes is not None:
-            from .compare import comparison_table
+    if compare_codes is not None:
+        from .compare import comparison_table
 
-            if calculator:
-                raise InputError("--calculator and --compare both given", "name the codes in --compare only")
-            click.echo(comparison_table(compare_codes, fmt, preset_name, _settings_or_fail()), nl=False)
-            return
-        click.echo(api.table1(fmt, preset_name, _settings_or_fail(), calculator), nl=False)
-    except TmdflowError as exc:
-        _fail(exc)
+        if calculator:
+            raise InputError("--calculator and --compare both given", "name the codes in --compare only")
+        click.echo(comparison_table(compare_codes, fmt, preset_name, _settings_or_fail()), nl=False)
+        return
+    click.echo(api.table1(fmt, preset_name, _settings_or_fail(), calculator), nl=False)
 
 
 @main.command()
@@ -630,10 +603,7 @@ def structure(result_id, output):
     """
     from . import api
 
-    try:
-        path = api.write_structure(result_id, output, _settings_or_fail())
-    except TmdflowError as exc:
-        _fail(exc)
+    path = api.write_structure(result_id, output, _settings_or_fail())
     click.echo(f"wrote {path}")
 
 
@@ -648,13 +618,10 @@ def report(preset_name, calculator, fmt, output):
     from .store.connection import connect
     from .store.results import ResultsStore
 
-    try:
-        sections = collect(ResultsStore(connect(_settings_or_fail(), readonly=True).db), preset_name, calculator)
-    except TmdflowError as exc:
-        _fail(exc)
+    sections = collect(ResultsStore(connect(_settings_or_fail(), readonly=True).db), preset_name, calculator)
     if not sections:
-        _fail(InputError("no material results in the store for this selection",
-                         "run a workflow first (tmdflow submit ... && tmdflow launch), or check --preset"))
+        raise InputError("no material results in the store for this selection",
+                         "run a workflow first (tmdflow submit ... && tmdflow launch), or check --preset")
     if fmt == "markdown" and output.suffix == ".html":
         output = output.with_suffix(".md")
     path = write_report(sections, output, fmt, title=f"tmdflow report{f' ({preset_name})' if preset_name else ''}")
@@ -671,35 +638,32 @@ def run(workflow, preset_name):
     from .workflow_spec import load_workflow
 
     settings = _settings_or_fail()
-    try:
-        spec = load_workflow(workflow, preset_name)
-        preset = spec.load_preset(preset_name).name
-        settings.check_run_directories()  # it launches here: work_dir / pseudo_dir usable, before the store
-        submitted = api.submit(workflow, preset_name, settings=settings)
-        from .store.connection import connect
+    spec = load_workflow(workflow, preset_name)
+    preset = spec.load_preset(preset_name).name
+    settings.check_run_directories()  # it launches here: work_dir / pseudo_dir usable, before the store
+    submitted = api.submit(workflow, preset_name, settings=settings)
+    from .fireworks import rerun_failed
+    from .store.connection import connect
 
-        conn = connect(settings)
-        for r in submitted:  # retry what failed last time (e.g. an interrupted make run)
-            for fw in conn.launchpad.fireworks.find({"fw_id": {"$in": r.fw_ids}, "state": "FIZZLED"}):
-                conn.launchpad.rerun_fw(fw["fw_id"])
-        conn.checkpoint()
-        progress = Progress()
-        out = api.launch(recover=True, expiration_secs=24 * 3600, settings=settings, progress=progress)
-        progress.done(f"launched {out['launched']} Firework(s); results from {conn.description}")
-        if out["interrupted"]:  # Ctrl-C / SIGTERM: the running step stays READY, no table
-            import signal
+    conn = connect(settings)
+    for r in submitted:  # retry what failed last time (e.g. an interrupted make run)
+        rerun_failed(conn, r.fw_ids)
+    conn.checkpoint()
+    progress = Progress()
+    out = api.launch(recover=True, expiration_secs=24 * 3600, settings=settings, progress=progress)
+    progress.done(f"launched {out['launched']} Firework(s); results from {conn.description}")
+    if out["interrupted"]:  # Ctrl-C / SIGTERM: the running step stays READY, no table
+        import signal
 
-            click.echo(f"interrupted by {signal.Signals(out['interrupted']).name}: 'tmdflow run {workflow}' "
-                       "resumes", err=True)
-            sys.exit(128 + out["interrupted"])
-        from .fireworks import workflow_settings_hashes
+        click.echo(f"interrupted by {signal.Signals(out['interrupted']).name}: 'tmdflow run {workflow}' "
+                   "resumes", err=True)
+        sys.exit(128 + out["interrupted"])
+    from .fireworks import workflow_settings_hashes
 
-        ours = workflow_settings_hashes(spec, preset_name)  # this workflow's results, not others' of its preset
-        docs = [d for d in api.query(preset=preset, settings=settings)
-                if d.identity is not None and d.identity.settings_hash in ours]
-        failed = [w for w in api.status(settings) if w.state == "FIZZLED"]
-    except TmdflowError as exc:
-        _fail(exc)
+    ours = workflow_settings_hashes(spec, preset_name)  # this workflow's results, not others' of its preset
+    docs = [d for d in api.query(preset=preset, settings=settings)
+            if d.identity is not None and d.identity.settings_hash in ours]
+    failed = [w for w in api.status(settings) if w.state == "FIZZLED"]
     click.echo(f"\nworkflow '{spec.name}', preset '{preset}'")
     click.echo(splitting_table((f"{d.formula}" + ("" if d.dimensionality == "monolayer" else " (bulk)"), d.splitting)
                                for d in docs))
@@ -718,11 +682,8 @@ def db_init():
     """Create the database (embedded file or MongoDB) and its indexes."""
     from .store.connection import connect
 
-    try:
-        conn = connect(_settings_or_fail())
-        conn.checkpoint()
-    except TmdflowError as exc:
-        _fail(exc)
+    conn = connect(_settings_or_fail())
+    conn.checkpoint()
     click.echo(f"ready: {conn.description}")
 
 
@@ -731,10 +692,7 @@ def db_info():
     """Where the database is (password hidden) and what it holds."""
     from . import api
 
-    try:
-        click.echo(api.dumps(api.info(_settings_or_fail())))
-    except TmdflowError as exc:
-        _fail(exc)
+    click.echo(api.dumps(api.info(_settings_or_fail())))
 
 
 @db.command("launchpad-file")
@@ -743,10 +701,7 @@ def db_launchpad_file(path):
     """Write the my_launchpad.yaml FireWorks' lpad/rlaunch read (MongoDB only; no password in it)."""
     from .store.fwtools import write_launchpad_yaml
 
-    try:
-        written = write_launchpad_yaml(_settings_or_fail(), path)
-    except TmdflowError as exc:
-        _fail(exc)
+    written = write_launchpad_yaml(_settings_or_fail(), path)
     click.echo(f"wrote {written} (mode 600, no password: see the comment at its top)")
 
 
@@ -759,10 +714,7 @@ def lpad_command(args):
     or rlaunch pointed at the store file are refused.  'lpad reset/init' are not offered."""
     from .store.fwtools import run_lpad
 
-    try:
-        rc = run_lpad(_settings_or_fail(), args)
-    except TmdflowError as exc:
-        _fail(exc)
+    rc = run_lpad(_settings_or_fail(), args)
     sys.exit(rc)
 
 
@@ -772,10 +724,7 @@ def db_backup(path):
     """Export every collection (LaunchPad and results) to a JSON file."""
     from . import api
 
-    try:
-        counts = api.backup(path, _settings_or_fail())
-    except TmdflowError as exc:
-        _fail(exc)
+    counts = api.backup(path, _settings_or_fail())
     click.echo(f"wrote {path}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -785,10 +734,7 @@ def db_restore(path):
     """Replace the database content by a backup (also repairs a damaged embedded store)."""
     from . import api
 
-    try:
-        restored = api.restore(path, _settings_or_fail())
-    except TmdflowError as exc:
-        _fail(exc)
+    restored = api.restore(path, _settings_or_fail())
     click.echo(f"restored from {path}: " + ", ".join(f"{k} {v}" for k, v in restored.counts.items()))
     if restored.previous is not None:
         click.echo(f"the content it replaced is kept in {restored.previous}")

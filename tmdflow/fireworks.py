@@ -650,3 +650,15 @@ def recover(conn: Connection, expiration_secs: int = 3600) -> list[int]:
     _, lost_fws, _ = lpad.detect_lostruns(expiration_secs=expiration_secs, rerun=True)
     conn.checkpoint()
     return sorted(set(here) | set(lost_fws))
+
+
+def rerun_failed(conn: Connection, fw_ids: list[int]) -> list[int]:
+    """Reset the FIZZLED steps among ``fw_ids`` (FireWorks resets the steps after them too) to run
+    on the next launch: ``tmdflow run`` retrying what failed last time (e.g. an interrupted
+    ``make run``).  Returns the ids of the failed steps; the caller checkpoints."""
+    lpad = conn.launchpad
+    failed = [fw["fw_id"] for fw in lpad.fireworks.find({"fw_id": {"$in": list(fw_ids)}, "state": "FIZZLED"},
+                                                       {"fw_id": 1})]
+    for fw_id in failed:
+        lpad.rerun_fw(fw_id)
+    return failed
