@@ -60,6 +60,12 @@ def _pseudos(pseudo_dir: Path, rel: int) -> dict[str, Path]:
     return files
 
 
+def _pw(calc, kind: str):
+    """The adapter's pw.x-level method (``pw_scf``/``pw_relax``; ``scf``/``relax`` before the typed
+    job protocol took those names)."""
+    return getattr(calc, f"pw_{kind}", None) or getattr(calc, kind)
+
+
 def _mos2():
     return build_monolayer("MoS2", 3.193, 1.567, 10.0)
 
@@ -72,7 +78,8 @@ def test_a_real_unconverged_scf_is_retried_with_safer_mixing_and_recorded(tmp_pa
     profile = ReplayProfile([UNCONVERGED, CONVERGED])
     calc, preset, corrections = EspressoCalculator(profile), load_preset("test"), []
     result = run_with_handlers(
-        lambda attempt: calc.scf(_mos2(), attempt.preset, tmp_path, _pseudos(pseudo_dir, 2), True, (3, 3, 1)),
+        lambda attempt: _pw(calc, "scf")(_mos2(), attempt.preset, tmp_path, _pseudos(pseudo_dir, 2), True, (3, 3, 1),
+                                           step="scf_soc"),
         SCF_HANDLERS, preset, corrections)
     assert result.xml.converged is True
     (fix,) = corrections
@@ -90,7 +97,8 @@ def test_an_scf_that_never_converges_gives_up_after_the_bound(tmp_path, pseudo_d
     calc, corrections = EspressoCalculator(profile), []
     with pytest.raises(ScfNotConverged) as err:
         run_with_handlers(
-            lambda attempt: calc.scf(_mos2(), attempt.preset, tmp_path, _pseudos(pseudo_dir, 2), True, (3, 3, 1)),
+            lambda attempt: _pw(calc, "scf")(_mos2(), attempt.preset, tmp_path, _pseudos(pseudo_dir, 2), True, (3, 3, 1),
+                                           step="scf_soc"),
             SCF_HANDLERS, load_preset("test"), corrections)
     assert err.value.exit_code == 31
     assert [c.attempt for c in corrections] == list(range(1, MAX_SCF_CORRECTIONS + 1))
@@ -104,7 +112,7 @@ def test_a_real_run_stopped_at_max_seconds_is_resumed_from_its_checkpoint(tmp_pa
     calc, corrections = EspressoCalculator(profile), []
     directory = tmp_path / "relax"
     result, _ = run_with_handlers(
-        lambda attempt: calc.relax(_mos2(), attempt.preset, directory, _pseudos(pseudo_dir, 1), (3, 3, 1),
+        lambda attempt: _pw(calc, "relax")(_mos2(), attempt.preset, directory, _pseudos(pseudo_dir, 1), (3, 3, 1),
                                    variable_cell=True, restart=attempt.restart, max_seconds=60),
         STEP_HANDLERS, load_preset("test"), corrections)
     (fix,) = corrections
@@ -131,7 +139,7 @@ def test_a_run_stopped_before_its_first_iteration_is_given_up_on(tmp_path):
 
     with pytest.raises(MaxSecondsTooShort) as err:
         run_with_handlers(
-            lambda attempt: calc.relax(_mos2(), attempt.preset, tmp_path / "relax",
+            lambda attempt: _pw(calc, "relax")(_mos2(), attempt.preset, tmp_path / "relax",
                                        _pseudos(load_settings().pseudo_dir, 1), (3, 3, 1), variable_cell=True,
                                        restart=attempt.restart, max_seconds=1),
             STEP_HANDLERS, load_preset("test"), corrections)
