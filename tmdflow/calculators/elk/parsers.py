@@ -5,6 +5,8 @@
                   (total energy, Fermi energy, RMS potential change), warnings, the clean end
   LSJ_KST.OUT     task 16: <L>, <S>, <J> per state (muffin-tin only; S = sigma / 2)
   KPOINTS.OUT     the k-set of a run (lattice coordinates and weights)
+  GEOMETRY.OUT    tasks 2/3: the structure a geometry optimisation ended with (lattice, positions)
+  FORCES_OPT.OUT  tasks 2/3: the largest force of each optimisation step, the last forces
 """
 
 from __future__ import annotations
@@ -234,3 +236,87 @@ def parse_lsj_kst(source: str | Path) -> ElkStateSpin:
         raise OutputParseError(f"{name}: no 'k-point / state / species / L S J' blocks (not an LSJ_KST.OUT?)",
                                "rerun the bands step (Elk task 16 with kstlist)")
     return ElkStateSpin(kpts, {k: tuple(v) for k, v in atoms.items()})
+
+
+@dataclass(frozen=True)
+class ElkGeometry:
+    """GEOMETRY.OUT (tasks 2, 3): the structure a geometry optimisation ended with.  Elk writes
+    the lattice with 10 and the positions with 8 significant digits, after its atomic basis shift
+    (the first atom at the origin): read the relaxed heights from it and rebuild the ideal prism
+    (tmdflow.calculators.elk.relax), do not run on these digits (docs/elk.md)."""
+
+    lattice_bohr: np.ndarray  # (3, 3) rows a_i, scale factors applied
+    symbols: tuple[str, ...]  # element of each atom, in the file's species order
+    positions_lattice: np.ndarray  # (n, 3) lattice coordinates
+
+
+def parse_geometry(source: str | Path) -> ElkGeometry:
+    """GEOMETRY.OUT: ``scale``, ``scale1..3``, ``avec`` (3 rows, bohr), ``atoms`` (species count;
+    per species its file name, atom count and one line of position + field per atom)."""
+    text, name = _text(source)
+    lines = [ln.split(":")[0].strip() if ":" in ln else ln.strip() for ln in text.splitlines()]
+    def block(key: str) -> int:
+        try:
+            return lines.index(key) + 1
+        except ValueError:
+            raise OutputParseError(f"{name}: no '{key}' block (not an Elk GEOMETRY.OUT?)",
+                                   "the geometry optimisation did not write its result: rerun the relax step") from None
+    try:
+        scales = [_float(lines[block(k)].split()[0]) if k in lines else 1.0 for k in ("scale1", "scale2", "scale3")]
+        scale = _float(lines[block("scale")].split()[0]) if "scale" in lines else 1.0
+        i = block("avec")
+        avec = np.array([[_float(x) for x in lines[i + r].split()[:3]] for r in range(3)])
+        avec = avec * scale * np.array(scales)[:, None]
+        i = block("atoms")
+        nspecies = int(lines[i].split()[0])
+        symbols, positions = [], []
+        i += 1
+        for _ in range(nspecies):
+            species = lines[i].strip().strip("'\"")
+            element = species.removesuffix(".in")
+            count = int(lines[i + 1].split()[0])
+            for line in lines[i + 2: i + 2 + count]:
+                positions.append([_float(x) for x in line.split()[:3]])
+                symbols.append(element)
+            i += 2 + count
+    except (IndexError, ValueError) as exc:
+        raise OutputParseError(f"{name}: malformed GEOMETRY.OUT ({exc})",
+                               "the file is truncated: rerun the relax step") from None
+    if not symbols:
+        raise OutputParseError(f"{name}: GEOMETRY.OUT lists no atoms", "rerun the relax step")
+    return ElkGeometry(avec, tuple(symbols), np.array(positions))
+
+
+@dataclass(frozen=True)
+class ElkGeometryOptimisation:
+    """FORCES_OPT.OUT (tasks 2, 3): per atomic-position optimisation step the largest force
+    magnitude (Ha/bohr) and the target; the total force on each atom at the last step."""
+
+    max_forces_ha_bohr: tuple[float, ...]  # one per optimisation step
+    target_ha_bohr: float | None  # epsforce
+    final_forces_ha_bohr: np.ndarray  # (n atoms, 3) total force of the last step, file order
+    converged: bool  # "Force convergence target achieved"
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.max_forces_ha_bohr)
+
+
+def parse_forces_opt(source: str | Path) -> ElkGeometryOptimisation:
+    text, name = _text(source)
+    steps = re.split(r"^\s*Atomic position optimisation step\s*:\s*\d+\s*$", text, flags=re.M)[1:]
+    if not steps:
+        raise OutputParseError(f"{name}: no 'Atomic position optimisation step' (not an Elk FORCES_OPT.OUT?)",
+                               "the geometry optimisation wrote no step: read INFO.OUT of the relax run")
+    maxima, target = [], None
+    for body in steps:
+        m = re.search(r"Maximum force magnitude over all atoms \(target\)\s*:\s*(" + _NUM + r")\s*\(\s*(" + _NUM
+                      + r")\s*\)", body)
+        if not m:
+            raise OutputParseError(f"{name}: step {len(maxima) + 1} has no 'Maximum force magnitude' line",
+                                   "the file is truncated: rerun the relax step")
+        maxima.append(_float(m.group(1)))
+        target = _float(m.group(2))
+    forces = re.findall(r"total force\s*:\s*(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + ")", steps[-1])
+    return ElkGeometryOptimisation(tuple(maxima), target, np.array([[_float(x) for x in f] for f in forces]),
+                                   "Force convergence target achieved" in text)
