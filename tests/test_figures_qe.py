@@ -109,7 +109,7 @@ def test_map_unfolding_agrees_with_direct_calculation(mos2_figures):
     pseudos = select_pseudopotentials(get_material("MoS2"), preset, settings, rels=(2,))
     files = {el: pseudos.for_element(el, spin_orbit=True).path for el in ("Mo", "S")}
     atoms = mos2_figures["out"]["scf_soc"].structure.to_atoms()
-    res = calc.bands(atoms, preset, root / "soc", files, spin_orbit=True, kpoints=kpts,
+    res = calc.pw_bands(atoms, preset, root / "soc", files, spin_orbit=True, kpoints=kpts,
                      nbnd=map_bands.eigenvalues.shape[1], step="images")
     calc.spin_texture(root / "soc", res, filband="images_sigma.dat")
     direct = calc.read_bands(root / "soc", "images", sigma_file="images_sigma.dat")
@@ -146,7 +146,7 @@ def test_bulk_is_indirect_and_spin_degenerate(tmp_path, pseudo_dir):
 
     soc = tmp_path / out["analysis"].material.material_id / "soc"
     labels = tuple((soc / "bands_labels.txt").read_text().split("\n"))
-    bands = get_calculator("espresso", settings).read_spin_orbit_bands(soc, labels)
+    bands = get_calculator("espresso", settings).read_spin_orbit_bands(soc, labels, step="bands_soc")
     assert bands.sigma_z is None and not list(soc.glob("spin_texture.*"))
     cb = bands.eigenvalues[:, bands.n_occupied]
     k = bands.kpoints_crystal[int(np.argmin(cb))]

@@ -55,7 +55,7 @@ def test_unconverged_scf_is_a_named_error(qe_settings, pseudo_dir):
     files = {el: ps.full[el].path for el in ("Mo", "S")}
     preset = load_preset("test", {"electron_maxstep": 3})
     with pytest.raises(ScfNotConverged) as err:
-        EspressoCalculator.from_settings(qe_settings).scf(
+        EspressoCalculator.from_settings(qe_settings).pw_scf(
             build_monolayer("MoS2", 3.193, 1.567, 10.0), preset, qe_settings.work_dir / "x", files,
             spin_orbit=True, kmesh=(3, 3, 1))
     assert "mixing_beta" in str(err.value)  # the remedy is named

@@ -68,10 +68,10 @@ def test_closing_clock_of_any_qe_program(tmp_path):
     cut = tmp_path / "spin_texture.out"  # a bands.x killed before its closing line
     cut.write_text((QUICK / "spin_texture.out").read_text().split("BANDS        :")[0])
     assert parse_program_clock(cut, "BANDS") is None
-    # the adapter reads the post-processing clock of a step from the step's directory
-    assert EspressoCalculator.postprocessing_cpu_seconds(QUICK, "bands_soc") == pytest.approx(4.00)
-    assert EspressoCalculator.postprocessing_cpu_seconds(QUICK, "scf_soc") is None
-    assert EspressoCalculator.postprocessing_cpu_seconds(tmp_path, "bands_soc") is None
+    # the adapter reads the post-processing clock of a step from the program's output in its directory
+    assert EspressoCalculator.postprocessing_cpu_seconds(QUICK / "spin_texture.out", "BANDS") == pytest.approx(4.00)
+    assert EspressoCalculator.postprocessing_cpu_seconds(QUICK / "scf_soc.out", "BANDS") is None
+    assert EspressoCalculator.postprocessing_cpu_seconds(tmp_path / "spin_texture.out", "BANDS") is None
 
 
 def test_unconverged_scf_is_reported_by_both_parsers():

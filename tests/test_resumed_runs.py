@@ -46,7 +46,7 @@ def test_a_relax_step_resumed_on_a_finished_ladder_rung_counts_its_interrupted_r
     from ase import Atoms
 
     from tmdflow.presets import load_preset
-    from tmdflow.relax_ladder import relax_monolayer
+    from tmdflow.calculators.espresso.relax_ladder import relax_monolayer
 
     shutil.copytree(RESUMED, tmp_path / "relax")
     relaxation = relax_monolayer(_no_pw(), Atoms(), load_preset("test", {"relax_stress_zz_thr": 5.0}), tmp_path,

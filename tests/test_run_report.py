@@ -62,7 +62,7 @@ def test_the_slab_stress_check_and_its_cutoff_raise_appear_in_the_provenance():
 def test_every_relaxation_of_the_cutoff_ladder_appears_with_its_cost():
     from pathlib import Path
 
-    from tmdflow.relax_ladder import RelaxRung
+    from tmdflow.calculators.espresso.relax_ladder import RelaxRung
 
     # the WS2 relax step of the session-13 paper study (rung CPU from its relax.out files)
     rungs = [RelaxRung(Path("relax"), 60.0, 480.0, 3.18166, -0.77, False, 760.2, 821.8, reused=False),

@@ -13,7 +13,7 @@ from tmdflow.calculators.espresso.parsers import parse_pw_stdout, parse_pw_xml
 from tmdflow.calculators.espresso.profile import EspressoProfile
 from tmdflow.errors import InputError
 from tmdflow.presets import load_preset
-from tmdflow.relax_ladder import cutoff_ladder, rung_directory
+from tmdflow.calculators.espresso.relax_ladder import cutoff_ladder, rung_directory
 
 from .conftest import QE67
 
@@ -114,7 +114,7 @@ def test_a_resumed_relax_step_reuses_the_finished_relaxation_and_applies_the_che
     from ase import Atoms
 
     from tmdflow.errors import ExecutableNotFound, PulayStressTooLarge
-    from tmdflow.relax_ladder import relax_monolayer
+    from tmdflow.calculators.espresso.relax_ladder import relax_monolayer
 
     root = _resumable_root(tmp_path)
     corrections = []
@@ -154,7 +154,7 @@ def test_a_resume_refuses_a_ladder_whose_earlier_rung_did_not_finish(tmp_path):
     from ase import Atoms
 
     from tmdflow.errors import CalculationFailed
-    from tmdflow.relax_ladder import relax_monolayer
+    from tmdflow.calculators.espresso.relax_ladder import relax_monolayer
 
     root = tmp_path / "run"
     (root / "relax").mkdir(parents=True)  # started, never finished

@@ -3,35 +3,62 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from ase import Atoms
 
+from ..bands import BandData
 from ..errors import InputError
 from ..presets import Preset
 from ..settings import Settings
+from .jobs import BandsJob, RelaxJob, ScfJob, StepResult
 
 
 class CalculatorAdapter(Protocol):
-    """What the pipeline asks of every code (Quantum ESPRESSO, WIEN2k).
+    """What the shared flow asks of every code (Quantum ESPRESSO, WIEN2k, Elk): no step asks
+    which code it talks to.
 
-    The step functions (:mod:`tmdflow.steps`) call scf / relax / bands with code-specific
-    extras (pseudopotential files for plane-wave codes, none for all-electron ones:
-    ``uses_pseudopotentials``); the analysis needs only ``bands_directory`` and
-    ``read_spin_orbit_bands``, which return code-independent :class:`tmdflow.bands.BandData`.
+    The steps (:mod:`tmdflow.steps`) hand typed jobs (:mod:`tmdflow.calculators.jobs`) to
+    ``scf`` / ``relax`` / ``bands`` and get a :class:`~tmdflow.calculators.jobs.StepResult`
+    back; the adapter decides everything code-specific (pseudopotentials or basis, directories
+    inside the job's layout, named after ``job.step``; post-processing).  The analysis needs
+    only ``bands_directory`` and ``read_spin_orbit_bands``, which return code-independent
+    :class:`tmdflow.bands.BandData`.  Steps needing more (orbital weights, a band map, phonon
+    forces) declare the capability and call that adapter's methods for it.
     """
 
     name: str
-    uses_pseudopotentials: bool
+    uses_pseudopotentials: bool  # descriptive (reports); no shared code branches on it
     #: what it can run: relax, scf, bands, orbital_projections, band_map, phonon_forces (each step
     #: declares what it needs; tmdflow.steps.registry.for_calculator derives a code's steps)
     capabilities: frozenset[str]
 
-    def check_executables(self, spin_texture: bool = False) -> None: ...
+    def check_executables(self, spin_texture: bool = False, projections: bool = False) -> None: ...
+
+    def input_file_digests(self, formula: str, preset: Preset) -> dict[str, list[str]]:
+        """SHA-256 of the files that decide the result's numbers, by element (pseudopotentials;
+        {} for an all-electron code): part of the result hash (tmdflow.identity)."""
+        ...
+
+    def splitting_kpoints(self, atoms: Atoms, path_points: int) -> tuple[Sequence, list[str]]:
+        """The spin-orbit bands' k list (Gamma, K, K', M, Q [+ path]) in the form the code takes."""
+        ...
+
+    def scf(self, job: ScfJob) -> StepResult: ...
+
+    def relax(self, job: RelaxJob) -> StepResult: ...  # only with the "relax" capability
+
+    def bands(self, job: BandsJob) -> StepResult: ...
+
+    def scf_retry_changes(self, preset: Preset) -> dict | None:
+        """The preset changes a retry of an SCF that did not converge makes (tmdflow.steps.context.
+        run_scf), or None when the code has nothing safer to try."""
+        ...
 
     def bands_directory(self, root: Path, formula: str) -> Path: ...
 
-    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = ()): ...
+    def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = (),
+                              step: str | None = None) -> BandData: ...
 
     def cleanup(self, directory: Path) -> int: ...
 

@@ -5,7 +5,8 @@ analysis, then the optional bands_sr, soc_map, figures, phonons).
 :func:`run_step` resolves the request's identity, checks that the step belongs to the preset's
 spin-orbit mode, the structure and the calculator, builds the :class:`StepContext` and calls the
 step.  Steps are plain functions: no FireWorks, no database (tmdflow.fireworks stores the
-outcome; tests call them directly).  Directory layout: tmdflow.steps.layout.
+outcome; tests call them directly).  Directory layout: tmdflow.layout; calculator jobs:
+tmdflow.calculators.jobs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from ..calculators import get_calculator
 from ..errors import InputError
 from ..settings import Settings
 from . import registry
+from ..pseudo.selection import select_pseudopotentials  # re-exported (older imports; no step uses it)
 from .context import (
     ProgressFn, StepContext, StepOutcome, StepRequest, identity_record, initial_structure, resolve_identity,
-    select_pseudopotentials, table1_entry,
+    table1_entry,
 )
 from ..layout import RunLayout
 

@@ -12,31 +12,25 @@ import dataclasses
 import socket
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 from ase import Atoms
 
 from .. import identity
-from ..analysis.slab_stress import GPA_TO_KBAR
 from ..calculators import get_calculator
 from ..calculators.jobs import BandsJob, Job, RelaxJob, ScfJob, StepResult
 from ..errors import InputError, ScfNotConverged
 from ..materials import Material, get_material
 from ..presets import Preset
-from ..pseudo import PseudoSet, ensure_pseudopotentials_by_element, user_pseudopotentials
 from ..settings import Settings
 from ..store.documents import (
     BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PhononDoc, PseudoRef, StructureDoc, Table1Entry,
     TaskDocument,
 )
 from ..structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, build_monolayer
-from . import registry
 from ..layout import RunLayout
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..calculators.espresso.adapter import PwStepResult
+from . import registry
 
 MAX_SCF_CORRECTIONS = 2
 ProgressFn = Callable[[str], None]
@@ -100,31 +94,6 @@ class StepOutcome:
     corrections: list[Correction] = field(default_factory=list)
 
 
-def select_pseudopotentials(material: Material, preset: Preset, settings: Settings,
-                            rels: tuple[int, ...] = (1, 2), progress: ProgressFn | None = None) -> PseudoSet:
-    """The preset's family, with its per-element replacements (``element_pseudo_families``), or
-    the user's directory, for ``material``.
-
-    The second-variational mode needs norm-conserving files: pw.x 6.7 stops in read_scf
-    ("Reading PAW becsum") when a spin-orbit bands run reads a collinear PAW density.  Refused
-    here, before anything runs.
-    """
-    if settings.user_pseudo_dir:
-        pseudos = user_pseudopotentials(settings.user_pseudo_dir, material.elements, spin_orbit=True)
-    else:
-        pseudos = ensure_pseudopotentials_by_element(material.elements, preset.pseudo_family,
-                                                     preset.element_pseudo_families, settings.pseudo_dir, rels=rels,
-                                                     ld1_command=settings.ld1_command, progress=progress)
-    if preset.spin_orbit_mode == "second_variational" and not pseudos.is_norm_conserving:
-        raise InputError(
-            f"spin_orbit_mode 'second_variational' needs norm-conserving pseudopotentials; "
-            f"'{pseudos.family}' is not (pw.x 6.7 stops in read_scf, 'Reading PAW becsum', when a "
-            "spin-orbit bands run reads a collinear PAW density)",
-            "set pseudo_family: pslibrary-nc (and ecutwfc >= 70 Ry), or use spin_orbit_mode: scf",
-        )
-    return pseudos
-
-
 def resolve_identity(req: StepRequest, settings: Settings) -> StepRequest:
     """``req`` with its result hash: the settings hash plus the SHA-256 of every pseudopotential
     file the material's chain uses on this worker (both relativistic kinds; none for an
@@ -132,13 +101,7 @@ def resolve_identity(req: StepRequest, settings: Settings) -> StepRequest:
     manifest.  Raises the usual input/pseudopotential errors before anything runs."""
     if req.result_digest is not None:
         return req
-    files: dict[str, list[str]] = {}
-    if get_calculator(req.calculator, settings).uses_pseudopotentials:
-        material = get_material(req.formula)
-        pseudos = select_pseudopotentials(material, req.preset, settings, rels=(1, 2))
-        for table in (pseudos.scalar, pseudos.full):
-            for el, pf in table.items():
-                files.setdefault(el, []).append(pseudo_sha256(pseudos, el, pf.path))
+    files = get_calculator(req.calculator, settings).input_file_digests(req.formula, req.preset)
     return dataclasses.replace(req, result_digest=identity.result_hash(req.settings_digest, files))
 
 
@@ -180,68 +143,6 @@ def table1_entry(atoms: Atoms, dimensionality: str, relaxed: bool) -> Table1Entr
 
 def kmesh_for(preset: Preset, dimensionality: str) -> tuple[int, int, int]:
     return (preset.kmesh, preset.kmesh, 1 if dimensionality == "monolayer" else preset.kmesh_bulk_kz)
-
-
-def pw_task_document(req: StepRequest, calc, result: "PwStepResult", atoms: Atoms, files: dict[str, Path], pseudos,
-                     corrections: list[Correction]) -> TaskDocument:
-    """The task document of a pw.x step (its run, parsed outputs, files and identity)."""
-    x = result.xml
-    forces = x.forces_ev_per_angstrom
-    return TaskDocument(
-        task_id=req.task_id, formula=req.formula, dimensionality=req.dimensionality, preset=req.preset.name,
-        step=req.step, calculator=req.calculator, code_version=x.qe_version,
-        inputs={"pw_input": result.input_text, "preset": dataclasses.asdict(req.preset)},
-        structure=StructureDoc.from_atoms(atoms),
-        outputs={
-            "total_energy_ev": x.total_energy_ev, "converged": x.converged, "relax_converged": x.relax_converged,
-            "n_scf_steps": x.n_scf_steps, "fermi_energy_ev": x.fermi_energy_ev,
-            "max_force_ev_per_angstrom": float(np.abs(forces).max()) if forces is not None else None,
-            # diagonal of the stress tensor (kbar, of the final structure; scf and relax steps)
-            "stress_diagonal_kbar": ([float(v) * GPA_TO_KBAR for v in np.diag(x.stress_gpa)]
-                                     if x.stress_gpa is not None else None),
-            "n_electrons": x.bands.n_electrons, "n_kpoints": len(x.bands.kpoints_crystal),
-            # non-SCF runs: final eigenvalues short of the Davidson threshold (None for SCF runs,
-            # where pw.x prints the same line for transient early iterations)
-            "unconverged_eigenvalues": (result.stdout.unconverged_eigenvalues
-                                        if x.calculation in ("bands", "nscf") else None),
-            # this run and, for a step resumed after max_seconds, the interrupted runs before it
-            "pw_cpu_seconds": result.pw_cpu_seconds, "pw_runs_interrupted": len(result.interrupted),
-            # bands.x (bands_soc, soc_map) / projwfc.x (bands_sr) after pw.x; None for other steps
-            "postprocessing_cpu_seconds": calc.postprocessing_cpu_seconds(result.directory, req.step),
-        },
-        pseudopotentials={el: PseudoRef(file=p.name, sha256=pseudo_sha256(pseudos, el, p), source=pseudos.source_of(el))
-                          for el, p in files.items()},
-        wall_seconds=result.run.wall_seconds, directory=str(result.directory), host=socket.gethostname(),
-        corrections=corrections, identity=identity_record(req),
-    )
-
-
-def pseudo_sha256(pseudos, element: str, path: Path) -> str:
-    """SHA-256 of the file a step used: from the manifest when it is the managed file, else computed."""
-    for table in (pseudos.full, pseudos.scalar):
-        if element in table and table[element].path == path:
-            return table[element].sha256
-    from .pseudo.library import sha256_of
-
-    return sha256_of(path)
-
-
-def with_scf_corrections(run: Callable[[Preset], "PwStepResult"], preset: Preset,
-                         corrections: list[Correction]) -> "PwStepResult":
-    """Run an SCF-type step; on non-convergence retry with safer mixing (recorded), up to a bound."""
-    current = preset
-    for attempt in range(1, MAX_SCF_CORRECTIONS + 2):
-        try:
-            return run(current)
-        except ScfNotConverged as exc:
-            if attempt > MAX_SCF_CORRECTIONS:
-                raise
-            changes = {"mixing_beta": round(current.mixing_beta / 2, 4),
-                       "electron_maxstep": max(current.electron_maxstep * 2, 100)}
-            corrections.append(Correction(handler="scf_not_converged", reason=exc.problem, changes=changes,
-                                          attempt=attempt))
-            current = dataclasses.replace(current, **changes)
-    raise AssertionError("unreachable")
 
 
 def task_document(req: StepRequest, result: StepResult, atoms: Atoms) -> TaskDocument:
@@ -314,23 +215,10 @@ class StepContext:
     def material(self) -> Material:
         return get_material(self.request.formula)
 
-    def pseudopotentials(self, rels: tuple[int, ...]) -> PseudoSet:
-        return select_pseudopotentials(self.material, self.request.preset, self.settings, rels=rels)
-
     def outcome(self, **documents) -> "StepOutcome":
         """The outcome of a step that keeps the structure it was given."""
         req = self.request
         return StepOutcome(req.structure or StructureDoc.from_atoms(self.atoms), req.relaxed, **documents)
-
-    def scalar_files(self, pseudos: PseudoSet) -> dict[str, Path]:
-        """Files of a scalar-relativistic step: rel=1; in the second-variational mode the same
-        fully relativistic NC files as the spin-orbit step (pw.x averages them), so the density
-        and the spin-orbit Hamiltonian match."""
-        return {el: pseudos.for_element(el, spin_orbit=self.second_variational).path for el in self.material.elements}
-
-    def full_files(self, pseudos: PseudoSet) -> dict[str, Path]:
-        """Files of a spin-orbit step: fully relativistic."""
-        return {el: pseudos.for_element(el, spin_orbit=True).path for el in self.material.elements}
 
     def job(self, kind: type[Job] = Job, **fields) -> Job:
         """A calculator job of this step (tmdflow.calculators.jobs): the request, the structure,
@@ -353,11 +241,14 @@ class StepContext:
         """This step's relaxation: a monolayer's cell in-plane too, a bulk crystal's positions."""
         return self.job(RelaxJob, variable_cell=self.request.dimensionality == "monolayer")
 
-    def bands_job(self, spin_orbit: bool, kpoints, labels=(), **fields) -> BandsJob:
-        """Bands of this step on ``kpoints`` from the potential of the earlier SCF steps (the
-        spin-orbit density first, then the scalar-relativistic one: registry producers)."""
+    def bands_job(self, spin_orbit: bool, kpoints, labels=(), densities=None, **fields) -> BandsJob:
+        """Bands of this step on ``kpoints`` from the potential of the earlier SCF steps that
+        produce ``densities`` (default: the spin-orbit density first, then the scalar-relativistic
+        one; a scalar run: the scalar one), found in the registry."""
         step = self.request.step
-        potential = registry.producers("spin_orbit_density", before=step) if spin_orbit else ()
-        potential += registry.producers("scalar_density", before=step)
+        if densities is None:
+            densities = ("spin_orbit_density", "scalar_density") if spin_orbit else ("scalar_density",)
+        potential = tuple(s for d in sorted(densities, key=lambda d: d != "spin_orbit_density")
+                          for s in registry.producers(d, before=step))
         return self.job(BandsJob, spin_orbit=spin_orbit, kpoints=tuple(kpoints), labels=tuple(labels),
                         potential_from=potential, **fields)

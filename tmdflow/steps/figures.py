@@ -1,6 +1,7 @@
 """figures: no calculation -- the physics checks (Delta = 0 on Gamma-M, |sigma_z| at K, K'
 reversal; bulk Kramers pairs) and the Fig. 2-4 analogues (PNG, SVG, CSV in figures/) from the
-bands the earlier steps left in the run directory."""
+bands the earlier steps left in the run directory (which steps made them: the registry's
+producers of spin_orbit_bands, scalar_bands, band_map; the adapter reads them)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import numpy as np
 
 from ..analysis.bzmap import unfold
 from ..analysis.checks import check_bulk, check_monolayer
-from ..calculators.espresso.parsers.projwfc import paper_orbital_weights, parse_projwfc_up
 from ..figures import FigureInfo, fig2_bands, fig3_map, fig4_gamma_k, gamma_k_profile
 from ..identity import describe_overrides
-from ..materials import parse_formula
+from ..layout import RunLayout
 from ..store.documents import FiguresDoc
+from . import registry
 from .context import StepContext, StepOutcome, StepRequest
-from ..layout import BAND_MAP_SIGMA, BAND_MAP_STEM, ORBITAL_PROJECTIONS, SCALAR_BANDS_STEM, RunLayout
 from .registry import StepSpec
 
 
@@ -22,20 +22,18 @@ def run(ctx: StepContext) -> StepOutcome:
     return ctx.outcome(figures=make_figures(ctx.request, ctx.calc, ctx.layout))
 
 
+def _made_by(product: str) -> str | None:
+    found = registry.producers(product, before=SPEC.name)
+    return found[0] if found else None
+
+
 def make_figures(req: StepRequest, calc, layout: RunLayout) -> FiguresDoc:
     """Physics checks and the Fig. 2-4 analogues from the run directories."""
 
-    soc_dir, sr_dir = layout.spin_orbit, layout.scalar
-    soc = calc.read_spin_orbit_bands(soc_dir, layout.read_labels(soc_dir))
-    sr = weights = None
-    if (sr_dir / f"{SCALAR_BANDS_STEM}.xml").is_file():
-        sr = calc.read_bands(sr_dir, SCALAR_BANDS_STEM, layout.read_labels(sr_dir))
-        if (sr_dir / ORBITAL_PROJECTIONS).is_file():
-            metal, chalcogen = parse_formula(req.formula)
-            weights = paper_orbital_weights(parse_projwfc_up(sr_dir / ORBITAL_PROJECTIONS), metal, chalcogen)
-    map_bands = None
-    if (soc_dir / f"{BAND_MAP_STEM}.xml").is_file() and req.dimensionality == "monolayer":
-        map_bands = calc.read_bands(soc_dir, BAND_MAP_STEM, sigma_file=BAND_MAP_SIGMA)
+    soc_dir = calc.bands_directory(layout.root, req.formula)
+    soc = calc.read_spin_orbit_bands(soc_dir, layout.read_labels(soc_dir), step=_made_by("spin_orbit_bands"))
+    sr, weights = calc.scalar_bands(layout, _made_by("scalar_bands"), req.formula)
+    map_bands = calc.band_map(layout, _made_by("band_map")) if req.dimensionality == "monolayer" else None
     checks = check_monolayer(soc, map_bands) if req.dimensionality == "monolayer" else check_bulk(soc)
     out = layout.figures
     out.mkdir(parents=True, exist_ok=True)

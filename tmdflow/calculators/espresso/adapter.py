@@ -1,6 +1,11 @@
-"""Quantum ESPRESSO steps: SCF (scalar or spin-orbit), bands on an explicit k list, spin texture.
+"""Quantum ESPRESSO steps: SCF (scalar or spin-orbit), relaxation (the monolayer's through the
+slab-stress ladder, :mod:`.relax_ladder`), bands on an explicit k list with bands.x spin texture
+or projwfc.x orbital weights.  The protocol methods (``scf``, ``relax``, ``bands``) take typed
+jobs (tmdflow.calculators.jobs) and choose everything pw.x-specific: the pseudopotentials
+(scalar-relativistic / fully relativistic files, tmdflow.pseudo.selection), the number of bands,
+the directory in the job's RunLayout (relax/, sr/, soc/), the relaxation's vacuum.
 
-Every step writes ``<step>.in``, runs, keeps ``<step>.out`` and a copy of the XML as
+Every step writes ``<step>.in`` (``<step>``: the job's step name, or its ``stem``), runs, keeps ``<step>.out`` and a copy of the XML as
 ``<step>.xml`` (pw.x overwrites ``out/<prefix>.save/data-file-schema.xml`` at each run), then
 parses both.  A step resumed after max_seconds first sets the interrupted run's output aside as
 ``<step>.out.1`` (``.2``, … for later interruptions), so its log stays and its CPU time counts.  The code-side choices live in :mod:`.pwinput`; the machine side in :mod:`.profile`.
@@ -12,23 +17,29 @@ import dataclasses
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from ase import Atoms
 
 from ...bands import BandData
-from ...errors import (CalculationFailed, MaxSecondsTooShort, PseudopotentialError, ScfNotConverged,
+from ...analysis.slab_stress import GPA_TO_KBAR
+from ...errors import (CalculationFailed, InputError, MaxSecondsTooShort, PseudopotentialError, ScfNotConverged,
                       WalltimeReached)
+from ...kpoints import splitting_kpoints
+from ...materials import get_material, parse_formula
 from ...presets import Preset
 from ...processes import cut_short, deadline, time_left
-from ...pseudo import read_upf_header
+from ...pseudo import PseudoSet, read_upf_header
+from ...pseudo.selection import pseudo_sha256, select_pseudopotentials
 from ...settings import Settings
+from ...structures import build_monolayer, spacegroup_number
+from ..jobs import BandsJob, InputFileRef, RelaxJob, ScfJob
 from .parsers import (PwStdout, PwXmlOutput, parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_program_clock,
                       parse_pw_stdout, parse_pw_xml)
-from .parsers.projwfc import Projections, parse_projwfc_up
+from .parsers.projwfc import Projections, paper_orbital_weights, parse_projwfc_up
 from .profile import EspressoProfile, ProgressFn, RunRecord
 from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials
 
@@ -43,6 +54,54 @@ class PwStepResult:
     run: RunRecord
     # the runs stopped at max_seconds before this one resumed the step, oldest first
     interrupted: tuple[PwStdout, ...] = ()
+    # -- what the step's task records besides the run (filled by the protocol methods) --
+    pseudopotentials: Mapping[str, InputFileRef] = field(default_factory=dict)
+    corrections: list = field(default_factory=list)
+    relaxed_atoms: Atoms | None = None
+    postprocessing_cpu_seconds: float | None = None  # bands.x / projwfc.x after pw.x (their own clock)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # outputs added by the step's job (or replaced)
+    total_wall_seconds: float | None = None  # a relaxation ladder's: every rung that ran now
+    bands: BandData | None = None  # a bands run's eigenvalues read back (scalar bands, band map)
+    input_kind = "pw_input"
+
+    @property
+    def code_version(self) -> str | None:
+        return self.xml.qe_version
+
+    @property
+    def forces_ev_per_angstrom(self) -> np.ndarray | None:
+        return self.xml.forces_ev_per_angstrom
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.run.wall_seconds if self.total_wall_seconds is None else self.total_wall_seconds
+
+    def input_files(self) -> dict[str, InputFileRef]:
+        return dict(self.pseudopotentials)
+
+    def outputs(self) -> dict[str, Any]:
+        """The task's outputs (tmdflow.store.task_outputs): pw.x's parsed run, then the job's extras."""
+        x = self.xml
+        forces = x.forces_ev_per_angstrom
+        out = {
+            "total_energy_ev": x.total_energy_ev, "converged": x.converged, "relax_converged": x.relax_converged,
+            "n_scf_steps": x.n_scf_steps, "fermi_energy_ev": x.fermi_energy_ev,
+            "max_force_ev_per_angstrom": float(np.abs(forces).max()) if forces is not None else None,
+            # diagonal of the stress tensor (kbar, of the final structure; scf and relax steps)
+            "stress_diagonal_kbar": ([float(v) * GPA_TO_KBAR for v in np.diag(x.stress_gpa)]
+                                     if x.stress_gpa is not None else None),
+            "n_electrons": x.bands.n_electrons, "n_kpoints": len(x.bands.kpoints_crystal),
+            # non-SCF runs: final eigenvalues short of the Davidson threshold (None for SCF runs,
+            # where pw.x prints the same line for transient early iterations)
+            "unconverged_eigenvalues": (self.stdout.unconverged_eigenvalues
+                                        if x.calculation in ("bands", "nscf") else None),
+            # this run and, for a step resumed after max_seconds, the interrupted runs before it
+            "pw_cpu_seconds": self.pw_cpu_seconds, "pw_runs_interrupted": len(self.interrupted),
+            # bands.x (spin texture, band map) / projwfc.x (orbital weights) after pw.x; else None
+            "postprocessing_cpu_seconds": self.postprocessing_cpu_seconds,
+        }
+        out.update(self.extra)
+        return out
 
     @property
     def pw_cpu_seconds(self) -> float | None:
@@ -92,6 +151,28 @@ def _tail(path: Path, lines: int = 8) -> str:
     return " | ".join(l.strip() for l in text[-lines:] if l.strip()) or "no output"
 
 
+def _clock(output: Path, program: str) -> float | None:
+    clock = parse_program_clock(output, program) if output.is_file() else None
+    return clock.cpu_seconds if clock else None
+
+
+def _a_and_d(atoms: Atoms) -> tuple[float, float]:
+    """A monolayer's lattice constant and metal-chalcogen height (Angstrom)."""
+    z = atoms.positions[:, 2]
+    return float(np.linalg.norm(atoms.cell[0])), float(np.mean(np.abs(z[1:] - z[0])))
+
+
+def _clock(output: Path, program: str) -> float | None:
+    clock = parse_program_clock(output, program) if output.is_file() else None
+    return clock.cpu_seconds if clock else None
+
+
+def _a_and_d(atoms: Atoms) -> tuple[float, float]:
+    """A monolayer's lattice constant and metal-chalcogen height (Angstrom)."""
+    z = atoms.positions[:, 2]
+    return float(np.linalg.norm(atoms.cell[0])), float(np.mean(np.abs(z[1:] - z[0])))
+
+
 def valence_electrons(atoms: Atoms, pseudo_files: Mapping[str, Path]) -> float:
     zval = {el: read_upf_header(path).z_valence for el, path in pseudo_files.items()}
     return float(sum(zval[s] for s in atoms.get_chemical_symbols()))
@@ -125,17 +206,221 @@ class EspressoCalculator:
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
     capabilities = frozenset({"relax", "scf", "bands", "orbital_projections", "band_map", "phonon_forces"})
 
-    #: what a step runs after pw.x: (the program's name on its clock line, its output file)
-    POSTPROCESSING = {"bands_soc": ("BANDS", "spin_texture.out"), "soc_map": ("BANDS", "soc_map_sigma.out"),
-                      "bands_sr": ("PROJWFC", "projwfc.out")}
+    #: the spin texture of the splitting bands (<sigma_x,y,z>: bands.x files spin_texture.dat{,.1,.2,.3})
+    SPIN_TEXTURE = "spin_texture.dat"
+    ORBITAL_PROJECTIONS = "proj.projwfc_up"  # projwfc.x's orbital weights, beside the bands run
 
-    def __init__(self, profile: EspressoProfile, keep_scratch: bool = False) -> None:
+    def __init__(self, profile: EspressoProfile, keep_scratch: bool = False, settings: Settings | None = None) -> None:
         self.profile = profile
         self.keep_scratch = keep_scratch
+        self.settings = settings  # where the pseudopotentials come from (pseudo_dir, user_pseudo_dir, ld1.x)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EspressoCalculator":
-        return cls(EspressoProfile.from_settings(settings), settings.keep_scratch)
+        return cls(EspressoProfile.from_settings(settings), settings.keep_scratch, settings)
+
+    # -- pseudopotentials ------------------------------------------------------------------
+    def pseudopotentials(self, formula: str, preset: Preset, rels: tuple[int, ...] = (1, 2)) -> PseudoSet:
+        if self.settings is None:
+            raise RuntimeError("EspressoCalculator without settings cannot select pseudopotentials: "
+                               "build it with EspressoCalculator.from_settings")
+        return select_pseudopotentials(get_material(formula), preset, self.settings, rels=rels)
+
+    def input_file_digests(self, formula: str, preset: Preset) -> dict[str, list[str]]:
+        """SHA-256 of every pseudopotential file the material's chain uses on this worker (both
+        relativistic kinds): part of the result's identity (tmdflow.identity.result_hash)."""
+        pseudos = self.pseudopotentials(formula, preset, rels=(1, 2))
+        files: dict[str, list[str]] = {}
+        for table in (pseudos.scalar, pseudos.full):
+            for el, pf in table.items():
+                files.setdefault(el, []).append(pseudo_sha256(pseudos, el, pf.path))
+        return files
+
+    @staticmethod
+    def pseudo_files(pseudos: PseudoSet, formula: str, preset: Preset, spin_orbit: bool) -> dict[str, Path]:
+        """Files of a spin-orbit run: fully relativistic.  Of a scalar-relativistic run: rel=1; in
+        the second-variational mode the same fully relativistic NC files as the spin-orbit run
+        (pw.x averages them), so the density and the spin-orbit Hamiltonian match."""
+        full = spin_orbit or preset.spin_orbit_mode == "second_variational"
+        return {el: pseudos.for_element(el, spin_orbit=full).path for el in get_material(formula).elements}
+
+    def _files(self, job, spin_orbit: bool) -> tuple[PseudoSet, dict[str, Path]]:
+        pseudos = self.pseudopotentials(job.formula, job.preset, rels=(2,) if spin_orbit else (1, 2))
+        return pseudos, self.pseudo_files(pseudos, job.formula, job.preset, spin_orbit)
+
+    @staticmethod
+    def _refs(pseudos: PseudoSet, files: Mapping[str, Path]) -> dict[str, InputFileRef]:
+        return {el: InputFileRef(p.name, pseudo_sha256(pseudos, el, p), pseudos.source_of(el)) for el, p in files.items()}
+
+    @staticmethod
+    def valence_electrons(atoms: Atoms, pseudo_files: Mapping[str, Path]) -> float:
+        return valence_electrons(atoms, pseudo_files)
+
+    # -- what the shared flow asks -------------------------------------------------------------
+    @staticmethod
+    def scf_retry_changes(preset: Preset) -> dict:
+        """Safer mixing for a retry of an SCF that did not converge: half mixing_beta, at least
+        100 (or twice as many) iterations."""
+        return {"mixing_beta": round(preset.mixing_beta / 2, 4),
+                "electron_maxstep": max(preset.electron_maxstep * 2, 100)}
+
+    @staticmethod
+    def splitting_kpoints(atoms: Atoms, path_points: int) -> tuple[np.ndarray, list[str]]:
+        """The spin-orbit bands' k list (crystal, floats; the path from ASE, tmdflow.kpoints)."""
+        return splitting_kpoints(atoms.cell[:], path_points)
+
+    def _directory(self, job, spin_orbit: bool) -> Path:
+        """Where a run goes in the layout: the spin-orbit runs in soc/, scalar ones in sr/ (the
+        second-variational mode's scalar SCF in soc/, where the spin-orbit bands read its density)."""
+        if job.directory is not None:
+            return Path(job.directory)
+        second_variational = job.preset.spin_orbit_mode == "second_variational"
+        if isinstance(job, ScfJob):
+            return job.layout.spin_orbit if spin_orbit else job.layout.scalar_scf(second_variational)
+        return job.layout.spin_orbit if spin_orbit else job.layout.scalar
+
+    def scf(self, job: ScfJob) -> PwStepResult:
+        pseudos, files = self._files(job, job.spin_orbit)
+        result = self.pw_scf(job.atoms, job.preset, self._directory(job, job.spin_orbit), files, job.spin_orbit,
+                             job.kmesh, progress=job.progress, step=job.name, restart=job.restart,
+                             max_seconds=job.max_seconds, stress=job.stress)
+        return dataclasses.replace(result, pseudopotentials=self._refs(pseudos, files))
+
+    def scf_input_files(self, job: ScfJob) -> dict[str, InputFileRef]:
+        """The pseudopotential files an SCF of ``job`` reads (what its task records), without running it."""
+        pseudos, files = self._files(job, job.spin_orbit)
+        return self._refs(pseudos, files)
+
+    @staticmethod
+    def finished_forces(job: ScfJob) -> tuple[np.ndarray, str | None, float | None] | None:
+        """Forces (eV/Angstrom), QE version and pw.x CPU seconds of the converged SCF already in the
+        job's directory for exactly the job's positions (a resumed phonon step reads, not reruns,
+        it); None when there is none."""
+        directory, cell = Path(job.directory), job.atoms
+        xml = directory / f"{job.name}.xml"
+        if not xml.is_file():
+            return None
+        try:
+            out = parse_pw_xml(xml)
+        except Exception:  # a damaged file from an interrupted run: rerun
+            return None
+        same = out.positions_angstrom.shape == cell.positions.shape and np.allclose(
+            out.positions_angstrom, cell.positions, atol=1e-5)
+        if not (same and out.converged and out.forces_ev_per_angstrom is not None):
+            return None
+        try:
+            cpu = parse_pw_stdout(directory / f"{job.name}.out").cpu_seconds
+        except Exception:  # the text output is provenance only; the XML holds the forces
+            cpu = None
+        return out.forces_ev_per_angstrom, out.qe_version, cpu
+
+    def relax(self, job: RelaxJob) -> PwStepResult:
+        """A monolayer (``variable_cell``): vc-relax of a and d at the cell-relaxation cut-offs,
+        repeated at higher cut-off while the slab's sigma_zz shows a basis-set stress
+        (:mod:`.relax_ladder`), in the preset's ``relax_vacuum`` when set (a and d do not feel
+        the vacuum beyond ~10 A, docs/performance.md) and rebuilt in its ``vacuum`` after.  Bulk:
+        the positions at fixed cell.  The symmetry must survive (checked before any rebuild)."""
+        from .relax_ladder import relax_monolayer
+
+        preset, formula = job.preset, job.formula
+        pseudos, files = self._files(job, spin_orbit=False)
+        refs = self._refs(pseudos, files)
+        atoms, corrections = job.atoms, []
+        relax_vacuum = preset.relax_vacuum if job.variable_cell else None
+        if relax_vacuum is not None:
+            atoms = build_monolayer(formula, *_a_and_d(atoms), relax_vacuum)
+        if job.variable_cell:
+            relaxation = relax_monolayer(self, atoms, preset, job.layout.root, files, job.kmesh, corrections,
+                                         restart=job.restart, max_seconds=job.max_seconds, progress=job.progress,
+                                         step=job.step)
+            check = relaxation.check
+            result = dataclasses.replace(relaxation.result, total_wall_seconds=relaxation.wall_seconds, extra={
+                # the step's cost is that of every rung; each rung is recorded
+                "pw_cpu_seconds": relaxation.pw_cpu_seconds, "pw_runs_interrupted": relaxation.interrupted_runs,
+                "relax_rungs": [r.as_output() for r in relaxation.rungs],
+                "slab_stress_kbar": {"sigma_xx": check.sigma_xx_kbar, "sigma_zz": check.sigma_zz_kbar,
+                                     "sigma_zz_residual_forces": check.residual_force_kbar,
+                                     "sigma_zz_basis": check.sigma_zz_basis_kbar,
+                                     "threshold": check.threshold_kbar}})
+            relaxed = relaxation.atoms
+        else:
+            result, relaxed = self.pw_relax(atoms, preset, job.layout.relax, files, job.kmesh, variable_cell=False,
+                                            progress=job.progress, step=job.step, restart=job.restart,
+                                            max_seconds=job.max_seconds)
+        sg = spacegroup_number(relaxed, symprec=1e-3)  # 2Dxy + symmetric forces keep it
+        if sg != job.expected_spacegroup:
+            raise InputError(f"relaxation broke the symmetry: space group {sg}, expected {job.expected_spacegroup}",
+                             f"inspect {job.layout.relax}")
+        if relax_vacuum is not None:  # the later steps run in the preset's vacuum
+            relaxed = build_monolayer(formula, *_a_and_d(relaxed), preset.vacuum)
+        return dataclasses.replace(result, pseudopotentials=refs, corrections=corrections, relaxed_atoms=relaxed)
+
+    def bands(self, job: BandsJob) -> PwStepResult:
+        """Non-SCF eigenvalues on ``job.kpoints`` from the SCF density in the run's directory
+        (an SCF of ``job.potential_from`` must have run there), then what the job asks:
+        ``spin_texture`` "full" (bands.x <sigma_x,y,z>, monolayers only: in a bulk 2H every level
+        is a Kramers pair whose <sigma> is arbitrary, bands.x would cost 1-2.5 min for nothing,
+        docs/physics.md) or "sigma_z" (``<step>_sigma.dat``), ``orbital_projections``
+        (projwfc.x); the wavefunction scratch is deleted at the end."""
+        preset, atoms, step = job.preset, job.atoms, job.step
+        directory = self._directory(job, job.spin_orbit)
+        if job.potential_from and not any((directory / f"{s}.xml").is_file() for s in job.potential_from):
+            kind, remedy = (("spin-orbit", "self-consistent spin-orbit step") if job.spin_orbit
+                            else ("scalar-relativistic", "scalar-relativistic SCF step"))
+            raise InputError(f"{step}: no {kind} SCF in {directory}", f"run the workflow's {remedy} first")
+        pseudos, files = self._files(job, job.spin_orbit)
+        nel = int(round(valence_electrons(atoms, files)))
+        nbnd = nel + 2 * preset.extra_bands if job.spin_orbit else nel // 2 + preset.extra_bands
+        result = self.pw_bands(atoms, preset, directory, files, spin_orbit=job.spin_orbit,
+                               kpoints=np.asarray(job.kpoints, dtype=float), nbnd=nbnd, progress=job.progress, step=step)
+        extra: dict[str, Any] = {}
+        post, bands = None, None
+        if job.spin_texture == "sigma_z":  # a spin-orbit run beside the splitting bands: its own file
+            sigma = f"{step}_sigma.dat"
+            self.spin_texture(directory, result, progress=job.progress, filband=sigma, in_plane=False)
+            post = _clock(directory / f"{Path(sigma).stem}.out", "BANDS")
+            bands = self.read_bands(directory, step, job.labels, sigma_file=sigma)
+        elif job.spin_orbit:  # the splitting bands
+            for stale in directory.glob(f"{Path(self.SPIN_TEXTURE).stem}.*"):  # old spins must not pair with new bands
+                stale.unlink()
+            extra["bandsx_wall_seconds"] = None
+            if job.spin_texture == "full" and job.dimensionality == "monolayer":
+                t0 = time.monotonic()
+                self.spin_texture(directory, result, progress=job.progress)
+                extra["bandsx_wall_seconds"] = time.monotonic() - t0
+                post = _clock(directory / f"{Path(self.SPIN_TEXTURE).stem}.out", "BANDS")
+        if job.orbital_projections:
+            self.orbital_projections(directory, progress=job.progress)
+            post = _clock(directory / "projwfc.out", "PROJWFC")
+        if not job.spin_orbit:
+            bands = self.read_bands(directory, step, job.labels)
+        extra["scratch_freed_bytes"] = self.cleanup(directory)
+        return dataclasses.replace(result, pseudopotentials=self._refs(pseudos, files), extra=extra, bands=bands,
+                                   postprocessing_cpu_seconds=post)
+
+    def orbital_weights(self, directory: Path, formula: str) -> dict | None:
+        """The paper's orbital weights (M d_z2, M d_xy/d_x2-y2, X p_z, X p_x/p_y) of the bands run in
+        ``directory`` from projwfc.x's file; None when there is none."""
+        path = Path(directory) / self.ORBITAL_PROJECTIONS
+        if not path.is_file():
+            return None
+        metal, chalcogen = parse_formula(formula)
+        return paper_orbital_weights(parse_projwfc_up(path), metal, chalcogen)
+
+    def scalar_bands(self, layout, step: str, formula: str) -> tuple[BandData | None, dict | None]:
+        """The scalar-relativistic bands run ``step`` left in the layout and its orbital weights,
+        (None, None) when it did not run."""
+        directory = layout.scalar
+        if not (directory / f"{step}.xml").is_file():
+            return None, None
+        return self.read_bands(directory, step, layout.read_labels(directory)), self.orbital_weights(directory, formula)
+
+    def band_map(self, layout, step: str) -> BandData | None:
+        """The spin-orbit band map ``step`` left in the layout (with <sigma_z>), None when it did not run."""
+        directory = layout.spin_orbit
+        if not (directory / f"{step}.xml").is_file():
+            return None
+        return self.read_bands(directory, step, sigma_file=f"{step}_sigma.dat")
 
     @staticmethod
     def bands_directory(root: Path, formula: str) -> Path:
@@ -205,14 +490,14 @@ class EspressoCalculator:
         xml = parse_pw_xml(directory / f"{step}.xml")
         return PwStepResult(step, directory, text, xml, stdout, record, _parse_interrupted(directory, step))
 
-    def scf(
+    def pw_scf(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
         spin_orbit: bool, kmesh: tuple[int, int, int], progress: ProgressFn | None = None,
-        step: str | None = None, restart: bool = False, max_seconds: float | None = None,
+        step: str = "scf", restart: bool = False, max_seconds: float | None = None,
         stress: bool = True,
     ) -> PwStepResult:
-        """``stress=False`` skips the stress tensor (costly with PAW; not needed for phonon forces)."""
-        step = step or ("scf_soc" if spin_orbit else "scf_sr")
+        """One pw.x SCF named ``step`` in ``directory`` with these files.  ``stress=False`` skips the
+        stress tensor (costly with PAW; not needed for phonon forces)."""
         check_step_pseudopotentials(pseudo_files, spin_orbit)
         directory.mkdir(parents=True, exist_ok=True)
         names = link_pseudopotentials(directory, pseudo_files)
@@ -221,10 +506,10 @@ class EspressoCalculator:
         nk_full = kmesh[0] * kmesh[1] * kmesh[2]
         return self._run_pw(step, job, directory, progress, pools=min(self.profile.nprocs, nk_full))
 
-    def relax(
+    def pw_relax(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
         kmesh: tuple[int, int, int], variable_cell: bool, progress: ProgressFn | None = None,
-        step: str = "relax", restart: bool = False, max_seconds: float | None = None,
+        step: str = "relax", restart: bool = False, max_seconds: float | None = None,  # step: the file stem
     ) -> tuple[PwStepResult, Atoms]:
         """Scalar-relativistic relaxation to forces < preset.relax_forc_conv_thr (0.5 mRy/bohr).
 
@@ -272,17 +557,17 @@ class EspressoCalculator:
                               _parse_interrupted(directory, step))
         return result, self._relaxed_atoms(xml)
 
-    def bands(
+    def pw_bands(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
         spin_orbit: bool, kpoints: np.ndarray, nbnd: int, progress: ProgressFn | None = None,
-        step: str | None = None,
+        step: str = "bands",
     ) -> PwStepResult:
-        """Non-SCF eigenvalues on ``kpoints`` (crystal) from the SCF density in ``directory``.
+        """Non-SCF eigenvalues on ``kpoints`` (crystal) from the SCF density in ``directory``; files
+        named after ``step``.
 
         A spin-orbit bands run on a scalar-relativistic (collinear) density is the
         second-variational mode; QE 6.7 allows it with norm-conserving files only.
         """
-        step = step or ("bands_soc" if spin_orbit else "bands_sr")
         check_step_pseudopotentials(pseudo_files, spin_orbit)
         names = link_pseudopotentials(directory, pseudo_files)
         job = PwJob("bands", atoms, preset, names, "./pseudo", spin_orbit, kpoints=kpoints, nbnd=nbnd)
@@ -347,27 +632,24 @@ class EspressoCalculator:
         return bands
 
     def read_spin_orbit_bands(self, directory: Path, labels: tuple[str, ...] = (), step: str | None = None) -> BandData:
-        """The spin-orbit bands run in ``directory`` (bands_soc.xml), with <sigma_z> when present."""
-        xml = parse_pw_xml(directory / f"{step or 'bands_soc'}.xml")
+        """The spin-orbit bands run ``step`` in ``directory`` (``<step>.xml``), with <sigma> when present."""
+        if not step:
+            raise TypeError("read the bands of which step? pass step= (the bands step's name)")
+        xml = parse_pw_xml(directory / f"{step}.xml")
         b = xml.bands
         bands = BandData(b.kpoints_crystal, b.eigenvalues, b.n_electrons, b.spinor, b.reciprocal_cell,
                          labels=tuple(labels[: len(b.kpoints_crystal)]))
-        if (directory / "spin_texture.dat").is_file():
-            filband = directory / "spin_texture.dat"
+        if (directory / self.SPIN_TEXTURE).is_file():
+            filband = directory / self.SPIN_TEXTURE
             bands = bands.with_sigma_z(parse_bandsx_sigma_z(filband, bands.eigenvalues),
                                        parse_bandsx_sigma_inplane(filband, bands.eigenvalues))
         return bands
 
-    @classmethod
-    def postprocessing_cpu_seconds(cls, directory: Path, step: str) -> float | None:
-        """CPU seconds (first MPI process) of the bands.x / projwfc.x run of ``step`` in
-        ``directory``, from the program's own clock; None when the step runs none or it did not finish."""
-        if step not in cls.POSTPROCESSING:
-            return None
-        program, name = cls.POSTPROCESSING[step]
-        out = Path(directory) / name
-        clock = parse_program_clock(out, program) if out.is_file() else None
-        return clock.cpu_seconds if clock else None
+    @staticmethod
+    def postprocessing_cpu_seconds(output: Path, program: str) -> float | None:
+        """CPU seconds (first MPI process) of a bands.x / projwfc.x run (``program``: BANDS,
+        PROJWFC) from its own clock in ``output``; None when there is none or it did not finish."""
+        return _clock(Path(output), program)
 
     def cleanup(self, directory: Path) -> int:
         """Delete wavefunction scratch (keeps XML and charge density for restarts); bytes freed."""

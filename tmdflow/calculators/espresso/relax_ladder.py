@@ -17,16 +17,18 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 from ase import Atoms
 
-from .analysis.slab_stress import SlabStress, raised_cutoffs, slab_stress
-from .calculators.espresso.adapter import EspressoCalculator, PwStepResult
-from .errors import CalculationFailed, PulayStressTooLarge
-from .presets import Preset
-from .store.documents import Correction
+from ...analysis.slab_stress import SlabStress, raised_cutoffs, slab_stress
+from ...errors import CalculationFailed, PulayStressTooLarge
+from ...presets import Preset
+from ...store.documents import Correction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .adapter import EspressoCalculator, PwStepResult
 
 HANDLER = "slab_pulay_stress"
 
@@ -61,7 +63,7 @@ class RelaxRung:
 class MonolayerRelaxation:
     """The relax step's answer: the last (passing) relaxation, its structure and check, and every rung."""
 
-    result: PwStepResult
+    result: "PwStepResult"
     atoms: Atoms
     check: SlabStress
     rungs: tuple[RelaxRung, ...]
@@ -92,19 +94,21 @@ def cutoff_ladder(preset: Preset) -> list[tuple[float, float]]:
     return ladder
 
 
-def rung_directory(root: Path, rung: int, ecutwfc: float) -> Path:
-    return Path(root) / ("relax" if rung == 0 else f"relax-{ecutwfc:g}Ry")
+def rung_directory(root: Path, rung: int, ecutwfc: float, step: str = "relax") -> Path:
+    """``<step>/`` for the first rung, ``<step>-<ecutwfc>Ry/`` for the raised ones (``step``: the
+    relaxation's step name, which also names its files)."""
+    return Path(root) / (step if rung == 0 else f"{step}-{ecutwfc:g}Ry")
 
 
-def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root: Path,
+def relax_monolayer(calc: "EspressoCalculator", atoms: Atoms, preset: Preset, root: Path,
                     pseudo_files: Mapping[str, Path], kmesh: tuple[int, int, int], corrections: list[Correction],
                     restart: bool = False, max_seconds: float | None = None,
-                    progress: Callable[[str], None] | None = None) -> MonolayerRelaxation:
+                    progress: Callable[[str], None] | None = None, step: str = "relax") -> MonolayerRelaxation:
     """Relax a monolayer (a and d) until its stress passes the slab check; returns the last
     relaxation, its structure and its check, and the record of every rung.  Raises :class:`PulayStressTooLarge` when the last
     rung still fails (its files stay; the error names the cut-offs to try)."""
     ladder = cutoff_ladder(preset)
-    directories = [rung_directory(root, i, w) for i, (w, _) in enumerate(ladder)]
+    directories = [rung_directory(root, i, w, step) for i, (w, _) in enumerate(ladder)]
     if restart:
         started = [i for i, d in enumerate(directories) if d.is_dir()]
         resume_at = started[-1] if started else 0
@@ -115,17 +119,17 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
     current = atoms
     rungs: list[RelaxRung] = []
     for rung, ((ecutwfc, ecutrho), directory) in enumerate(zip(ladder, directories)):
-        done = calc.finished_relax(directory) if restart and rung <= resume_at else None
+        done = calc.finished_relax(directory, step) if restart and rung <= resume_at else None
         if done is None and rung < resume_at:
             raise CalculationFailed(
-                f"relax: resuming at {directories[resume_at].name}, but the relaxation before it in {directory} "
+                f"{step}: resuming at {directories[resume_at].name}, but the relaxation before it in {directory} "
                 "did not finish", f"rerun the relax step from the start (tmdflow rerun), or inspect {directory}")
         if done is not None:
             result, relaxed = done
         else:
-            result, relaxed = calc.relax(
+            result, relaxed = calc.pw_relax(
                 current, dataclasses.replace(preset, ecutwfc=ecutwfc, ecutrho=ecutrho), directory, pseudo_files,
-                kmesh, variable_cell=True, progress=progress, restart=restart and rung == resume_at,
+                kmesh, variable_cell=True, progress=progress, step=step, restart=restart and rung == resume_at,
                 max_seconds=max_seconds)
         x = result.xml
         check = slab_stress(x.stress_gpa, x.forces_ev_per_angstrom, x.positions_angstrom, x.cell_angstrom,
@@ -140,7 +144,7 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
         if rung == len(ladder) - 1:
             nxt = raised_cutoffs(ecutwfc, ecutrho, preset.relax_cutoff_step)
             raise PulayStressTooLarge(
-                f"relax: {reason}, after {rung} cut-off raise(s) (relax_cutoff_raises = {preset.relax_cutoff_raises}); "
+                f"{step}: {reason}, after {rung} cut-off raise(s) (relax_cutoff_raises = {preset.relax_cutoff_raises}); "
                 f"relaxations kept in {', '.join(str(d) for d in directories)}",
                 f"relax at higher cut-offs: overrides relax_ecutwfc: {nxt[0]:g}, relax_ecutrho: {nxt[1]:g} (or a larger "
                 "relax_cutoff_raises), then rerun the relax step; relax_stress_zz_thr sets the tolerance")
@@ -149,7 +153,7 @@ def relax_monolayer(calc: EspressoCalculator, atoms: Atoms, preset: Preset, root
                                       changes={"relax_ecutwfc": raised[0], "relax_ecutrho": raised[1]},
                                       attempt=rung + 1))
         if progress:
-            progress(f"relax: sigma_zz {check.sigma_zz_basis_kbar:+.2f} kbar at {ecutwfc:g} Ry exceeds "
+            progress(f"{step}: sigma_zz {check.sigma_zz_basis_kbar:+.2f} kbar at {ecutwfc:g} Ry exceeds "
                      f"{preset.relax_stress_zz_thr:g}: relaxing again at {raised[0]:g}/{raised[1]:g} Ry")
         current = relaxed
     raise AssertionError("unreachable")
