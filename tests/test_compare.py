@@ -203,3 +203,48 @@ def test_cli_table1_compare_errors(tmp_path, real):
     assert out.exit_code == 2 and "--calculator and --compare" in out.output
     out = CliRunner().invoke(main, ["table1"], env=env)  # without --compare: table1 as before
     assert out.exit_code == 0 and "MoS2 (elk)" in out.output
+
+
+def test_an_elk_study_stored_by_the_convergence_task_gives_elk_results_their_bars(tmp_path, real, monkeypatch):
+    """The Firetask of `kind: convergence` with calculator elk, on the measured WSe2 numbers of
+    tests/test_convergence.py (no Elk run): its document covers an elk-paper WSe2 result, not an
+    elk-quick one (15 A < the study's 20 A: the measured table then), and no QE result."""
+    import dataclasses
+
+    import tmdflow.convergence
+    from tmdflow.fireworks import TmdflowConvergenceTask
+    from tmdflow.presets import load_preset
+    from tmdflow.settings import load_settings
+    from tmdflow.store.connection import connect
+    from tmdflow.store.results import ResultsStore
+    from .test_convergence import elk_wse2_measured_point
+
+    uri = f"embedded:{tmp_path / 'store.json'}"
+    for key, value in (("TMDFLOW_DB_URI", uri), ("TMDFLOW_CONFIG", os.devnull), ("TMDFLOW_WORK_DIR", str(tmp_path))):
+        monkeypatch.setenv(key, value)
+    calls = []
+
+    def pipeline(formula, preset, settings, root, progress=None, calculator="espresso"):
+        calls.append((formula, calculator, root.name))
+        return elk_wse2_measured_point
+
+    monkeypatch.setattr(tmdflow.convergence, "run_pipeline", pipeline)
+    TmdflowConvergenceTask(formula="WSe2", preset="elk-quick", overrides={"elk_lmaxapw": 10}, tolerance_mev=4.0,
+                           ladders={"elk_rgkmax": [7.0, 8.0], "kmesh": [6.0, 12.0], "vacuum": [15.0, 20.0]},
+                           calculator="elk").run_task({})
+    assert calls == [("WSe2", "elk", "WSe2-elk-quick-elk")]
+    (doc,) = ResultsStore(connect(load_settings(), readonly=True).db).convergence()
+    assert doc.convergence_id == "WSe2-monolayer-elk-quick-elk"
+    assert doc.converged_settings["vacuum"] == 20.0 and doc.converged_settings["elk_rmt"] == 2.1
+    study = Study.from_document(doc)
+
+    materials, _, _ = real
+    wse2_elk = _variant(_doc(materials, "MoS2", "elk"), "w", formula="WSe2")
+    paper = dataclasses.asdict(load_preset("elk-paper"))
+    quick = dataclasses.asdict(load_preset("elk-quick"))
+    bars = error_bars_of(wse2_elk, paper, [study])
+    assert bars.source == "store: WSe2-monolayer-elk-quick-elk"
+    assert bars.values_mev["delta_vb_k_mev"] == pytest.approx((2.9**2 + 0.1**2) ** 0.5)
+    assert error_bars_of(wse2_elk, quick, [study]).source == "measured: docs/physics.md, Elk's own convergence"
+    wse2_qe = _doc(materials, "WSe2", "espresso")
+    assert error_bars_of(wse2_qe, dataclasses.asdict(load_preset("quick")), [study]).source.startswith("measured")

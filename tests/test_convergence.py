@@ -223,7 +223,7 @@ ELK_WSE2_MEASURED = {
 }
 
 
-def _elk_measured(s):
+def elk_wse2_measured_point(s):
     """A convergence point from the measured table; a point that was not measured is a KeyError."""
     assert s["elk_rmt"] == 2.1 and s["elk_lmaxapw"] == 10 and s["elk_nempty"] == 4  # held at the hand runs' values
     dvb, dcb, dge = ELK_WSE2_MEASURED[s["elk_rgkmax"], s["kmesh"], s["vacuum"]]
@@ -248,7 +248,7 @@ def test_elk_scan_points_hold_the_method_and_type_the_integer_keys():
 
 def test_elk_convergence_on_measured_wse2_numbers():
     preset = load_preset("elk-quick", {"elk_lmaxapw": 10})
-    r = converge("WSe2", preset, {"elk_rgkmax": [7, 8], "kmesh": [6, 12], "vacuum": [15, 20]}, _elk_measured,
+    r = converge("WSe2", preset, {"elk_rgkmax": [7, 8], "kmesh": [6, 12], "vacuum": [15, 20]}, elk_wse2_measured_point,
                  tolerance_mev=4.0, calculator="elk")
     # rgkmax 7->8: 2.9 / 0.9 / 3.6 meV < 4 -> 7; k 6->12: 0.0 / 0.0 / 1.9 -> 6; vacuum 15->20: dE 10.5 -> exhausted
     assert r.converged == {"elk_rgkmax": True, "kmesh": True, "vacuum": False}
@@ -260,9 +260,9 @@ def test_elk_convergence_on_measured_wse2_numbers():
     assert r.values_mev["delta_vb_k_mev"] == 449.7  # at the converged settings (20 A)
     assert len(r.points) == 4  # (7, 6, 15) once, shared by the three ladders
     with pytest.raises(InputError, match="cannot converge \\['ecutwfc'\\] with elk"):
-        converge("WSe2", preset, {"ecutwfc": [45, 60]}, _elk_measured, calculator="elk")
+        converge("WSe2", preset, {"ecutwfc": [45, 60]}, elk_wse2_measured_point, calculator="elk")
     with pytest.raises(InputError, match="cannot converge \\['elk_rgkmax'\\] with espresso"):
-        converge("WSe2", load_preset("quick"), {"elk_rgkmax": [7, 8]}, _elk_measured)
+        converge("WSe2", load_preset("quick"), {"elk_rgkmax": [7, 8]}, elk_wse2_measured_point)
 
 
 def test_elk_studies_cover_only_elk_results_with_the_same_radius():
