@@ -214,6 +214,13 @@ class Preset:
     elk_epspot: float = _bound(gt=0.0, le=1e-3, why="SCF target: RMS change of the Kohn-Sham potential (Elk's epspot)")
     elk_epsengy: float = _bound(gt=0.0, le=1e-2, unit="Ha", why="SCF target: change of the total energy (epsengy)")
     elk_maxscl: int = _bound(ge=1, le=1000, why="SCF loops at most (Elk's maxscl)")
+    elk_epsforce: float = _bound(gt=0.0, le=0.01, unit="Ha/bohr", why="relax: largest force at the end of Elk's "
+                                                                     "geometry optimisation (epsforce)")
+    elk_scan_step: float = _bound(gt=0.0, le=0.1, why="relax (monolayer a): E(a) scan step, fraction of a")
+    elk_scan_points: int = _bound(ge=4, le=21, why="relax (monolayer a): E(a) scan points (a Birch-Murnaghan fit "
+                                                   "needs >= 4)")
+    elk_relax_kmesh: int | None = _bound(ge=1, le=64, why="relax: n of its n x n x 1 mesh (bulk: n x n x kmesh_bulk_kz; "
+                                                         "null: kmesh)")
 
     @model_validator(mode="wrap")
     @classmethod
