@@ -73,6 +73,7 @@ ALLOWED_STEP_NAMES: set[tuple[str, str]] = {
     ("tmdflow.layout", "phonons"),
     # the relaxation's file stem default and the "relax" capability (a capability named like the step)
     ("tmdflow.calculators.espresso.adapter", "relax"), ("tmdflow.calculators.wien2k.adapter", "relax"),
+    ("tmdflow.calculators.elk.adapter", "relax"),
     # pw.x's calculation = 'vc-relax' (move it beside pwinput's, an OTHER_VOCABULARIES entry)
     ("tmdflow.calculators.espresso.adapter", "vc-relax"),
     # the ladder's rung directories relax/, relax-<ecut>Ry/ (the layout's to name)

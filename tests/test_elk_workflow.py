@@ -16,9 +16,9 @@ from tmdflow.workflow_spec import load_workflow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_registered_all_electron_without_relax():
+def test_registered_all_electron_with_relax():
     assert "elk" in registered_calculators()
-    assert supported_steps("elk") == ("scf_sr", "scf_soc", "bands_soc", "analysis")
+    assert supported_steps("elk") == ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis")
     calc = get_calculator("elk", load_settings(env={"TMDFLOW_CONFIG": "/dev/null", "TMDFLOW_ELK_THREADS": "3"}))
     assert not calc.uses_pseudopotentials and calc.profile.omp_threads == 3
     assert calc.case_directory(Path("r"), "MoS2") == Path("r/elk/MoS2")
@@ -38,6 +38,7 @@ def test_elk_workflow_and_presets():
     assert load_preset("elk-quick").path_points == 0
 
 
-def test_a_workflow_with_relax_is_refused_for_elk():
-    with pytest.raises(InputError, match="does not implement \\['relax'\\]"):
-        load_workflow(ROOT / "workflows" / "zhu2011.yaml", "elk-paper", "elk", ["WSe2"])
+def test_zhu2011_with_elk_relaxes_and_leaves_out_the_figure_steps():
+    spec = load_workflow(ROOT / "workflows" / "zhu2011.yaml", "elk-paper", "elk", ["WSe2"])
+    assert spec.calculator_steps() == ["relax", "scf_sr", "scf_soc", "bands_soc", "analysis"]
+    assert spec.skipped_steps() == ["bands_sr", "soc_map", "figures"]

@@ -1,5 +1,6 @@
-"""Elk steps: ground state (scalar-relativistic, then spin-orbit continuing from it), and the
-spin-orbit levels at Gamma, K, K', M, Q with the spin of the states that sign Delta_CB.
+"""Elk steps: the relaxation (task 2; a monolayer's a from an E(a) scan), the ground state
+(scalar-relativistic, then spin-orbit continuing from it), and the spin-orbit levels at Gamma,
+K, K', M, Q with the spin of the states that sign Delta_CB.
 
 Directories (every name below ``<formula>/`` is the requesting job's step, ``job.step``):
   <root>/elk/<formula>/            the ground state; elk.in, species files (R_mt edited), STATE.OUT
@@ -12,6 +13,8 @@ Directories (every name below ``<formula>/`` is the requesting job's step, ``job
                                    requested k-point (reducek 0: no symmetry reduction), whose
                                    EIGVAL.OUT holds the levels of the converged potential, and
                                    task 16 (LSJ_KST.OUT, <S_z> per state) at K and K'
+  <layout.relax>/elk/scan<i>/, final/  the relax step of a monolayer: task 2 at each a of the scan,
+                                   then at the fitted a (bulk: positions/); GEOMETRY.OUT, FORCES_OPT.OUT
 A 16 x 16 SCF mesh does not contain K, and Elk's band-structure task (20) writes path distances
 (BAND.OUT), not k-points: hence the one-shot grid run, whose K levels agree with those of a 6 x 6
 SCF to 3e-4 meV (docs/elk.md).
@@ -39,12 +42,20 @@ from ...errors import (
 )
 from ...presets import Preset
 from ...settings import Settings
+from ...structures import build_monolayer, monolayer_height
 from ...units import BOHR_ANGSTROM, HARTREE_EV
-from ..jobs import BandsJob, ScfJob
+from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn, RunRecord
 from .inputs import ElkParameters, format_elk_in, write_species
-from .parsers import ElkInfo, parse_eigval, parse_info, parse_kpoints, parse_lsj_kst, parse_output_errors
+from .parsers import (
+    ElkInfo, parse_eigval, parse_forces_opt, parse_geometry, parse_info, parse_kpoints, parse_lsj_kst,
+    parse_output_errors,
+)
 from .profile import ElkProfile
+from .relax import (
+    fit_lattice_constant, interpolated_height, monolayer_in_cell, relaxed_bulk, relaxed_height, relaxed_monolayer,
+    scan_lattice_constants, starting_height,
+)
 
 #: order of the point group of the space group (Elk's "Number of crystal symmetries"):
 #: P-6m2 (187, monolayer) has 12 operations, P6_3/mmc (194, 2H bulk) 24
@@ -88,10 +99,10 @@ def _grid_for(kpoints: list[tuple[Fraction, Fraction, Fraction]]) -> int:
 class ElkCalculator:
     name = "elk"
     uses_pseudopotentials = False  # all-electron
-    #: no relax step: Elk runs at the geometry given (the paper's Table I, or one another
-    #: calculator relaxed; docs/elk.md); bands_sr/soc_map/figures are Quantum ESPRESSO's
+    #: relax: task 2 (forces) and an E(a) scan for a monolayer's a (docs/elk.md, "Relaxation");
+    #: bands_sr/soc_map/figures are Quantum ESPRESSO's
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
-    capabilities = frozenset({"scf", "bands"})
+    capabilities = frozenset({"relax", "scf", "bands"})
 
     def __init__(self, profile: ElkProfile) -> None:
         self.profile = profile
@@ -232,6 +243,67 @@ class ElkCalculator:
         result.info, result.code_version = info, f"Elk {info.version}"
         self._keep(case_dir, step)
         return result
+
+    def relax(self, job: RelaxJob) -> ElkStepResult:
+        """Scalar-relativistic, like the other codes' relaxations.  Bulk: Elk's geometry
+        optimisation (task 2: the atoms move along the forces until the largest is below
+        ``elk_epsforce``) at the given cell.  Monolayer (``job.variable_cell``): task 2 at each a
+        of an E(a) scan (``elk_scan_points`` x ``elk_scan_step``, the cell height fixed), E(a)
+        from the relaxed end points, a Birch-Murnaghan fit (minimum inside the scan or
+        CalculationFailed), then task 2 at the fitted a.  It runs in ``relax_vacuum`` when set
+        and at the ``elk_relax_kmesh`` mesh (else ``kmesh``); the relaxed a and d (bulk: z) are
+        rebuilt as the ideal structure (in the preset's ``vacuum``) in ``result.relaxed_atoms``."""
+        preset, formula, step = job.preset, job.formula, job.step
+        directory = Path(job.directory) if job.directory else job.layout.relax / "elk"
+        n = preset.elk_relax_kmesh or job.kmesh[0]
+        kmesh = (n, n, job.kmesh[2])
+        result = ElkStepResult(step, directory, "", "Elk")
+        if not job.variable_cell:
+            geometry, info = self._optimise_positions(job.atoms, preset, directory / "positions", kmesh, job, result)
+            result.relaxed_atoms, z = relaxed_bulk(geometry, formula)
+            result.info, result.code_version = info, f"Elk {info.version}"
+            result.extra.update({"z_relaxed": z, "relax_kmesh": list(kmesh)})
+            return result
+        atoms = job.atoms
+        if preset.relax_vacuum is not None:  # a and d do not feel the vacuum beyond ~10 A
+            atoms = build_monolayer(formula, float(np.linalg.norm(atoms.cell[0])), monolayer_height(atoms),
+                                    preset.relax_vacuum)
+        a0 = float(np.linalg.norm(atoms.cell[0]))
+        a_values = scan_lattice_constants(a0, preset.elk_scan_points, preset.elk_scan_step)
+        energies, heights = [], []
+        d0 = monolayer_height(atoms)
+        for i, a in enumerate(a_values):
+            start = monolayer_in_cell(formula, a, starting_height(a_values[:i], heights, a, d0), atoms.cell[2, 2])
+            geometry, info = self._optimise_positions(start, preset, directory / f"scan{i}", kmesh, job, result)
+            energies.append(info.total_energy_ha * HARTREE_EV)
+            heights.append(relaxed_height(geometry, formula))
+        fit = fit_lattice_constant(a_values, energies, float(atoms.cell[2, 2]))
+        start = monolayer_in_cell(formula, fit.a_angstrom, interpolated_height(a_values, heights, fit.a_angstrom),
+                                  atoms.cell[2, 2])
+        geometry, info = self._optimise_positions(start, preset, directory / "final", kmesh, job, result)
+        result.relaxed_atoms, d = relaxed_monolayer(geometry, formula, preset.vacuum)
+        result.info, result.code_version = info, f"Elk {info.version}"
+        result.extra.update({"lattice_scan": {**fit.as_output(), "d_angstrom": heights}, "d_relaxed_angstrom": d,
+                             "relax_kmesh": list(kmesh), "relax_cell_height_angstrom": float(atoms.cell[2, 2])})
+        return result
+
+    def _optimise_positions(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
+                            job: RelaxJob, result: ElkStepResult):
+        """Task 2 (from atomic densities, no spin-orbit) in ``directory``: the structure it ended
+        with (GEOMETRY.OUT) and INFO.OUT of its last step, checked (symmetry, radii, SCF, forces)."""
+        if directory.exists():
+            shutil.rmtree(directory)  # a rerun must not read an old GEOMETRY.OUT
+        params = self._parameters(preset, (2,), kmesh, False, extra=(("epsforce", f"{preset.elk_epsforce:g}"),))
+        info = self._run(atoms, preset, directory, params, result, job.step, job.progress)
+        self._check_ground_state(info, preset, job.expected_spacegroup, directory, job.step)
+        forces = parse_forces_opt(directory / "FORCES_OPT.OUT")
+        if not forces.converged:
+            raise CalculationFailed(
+                f"{job.step}: Elk's geometry optimisation stopped after {forces.n_steps} steps in {directory} with "
+                f"a largest force of {forces.max_forces_ha_bohr[-1]:.2e} Ha/bohr (target {preset.elk_epsforce:g})",
+                "raise elk_epsforce, or start from a closer geometry (--a/--d); read FORCES_OPT.OUT there")
+        result.extra.setdefault("optimisation_steps", []).append(forces.n_steps)
+        return parse_geometry(directory / "GEOMETRY.OUT"), info
 
     def bands(self, job: BandsJob) -> ElkStepResult:
         """Spin-orbit levels on ``job.kpoints`` from the converged potential of the first SCF of

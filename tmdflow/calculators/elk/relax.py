@@ -16,10 +16,12 @@ inside the scan.  No file I/O, no running: tmdflow.calculators.elk.adapter drive
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
+from scipy.optimize import OptimizeWarning
 
 from ...errors import CalculationFailed, InputError
 from ...structures import build_bulk_2h, build_monolayer, parse_formula
@@ -82,7 +84,9 @@ def fit_lattice_constant(a_values: list[float] | tuple[float, ...], energies_ev:
             f"(a = {a_values[int(np.argmin(energies))]:.4f} A): the minimum lies outside it", fix)
     volumes = [hexagonal_area(a) * cell_height_angstrom for a in a_values]
     try:
-        v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit(warn=False)
+        with warnings.catch_warnings():  # 4 points for 4 parameters: no covariance, said by scipy
+            warnings.simplefilter("ignore", OptimizeWarning)
+            v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit(warn=False)
     except (RuntimeError, ValueError) as exc:  # scipy's curve_fit found no minimum
         raise CalculationFailed(f"relax: no Birch-Murnaghan fit through E(a) at a = {lo:.4f}-{hi:.4f} A ({exc})",
                                 fix) from None
@@ -147,13 +151,28 @@ def relaxed_monolayer(geometry: ElkGeometry, formula: str, vacuum: float) -> tup
     return build_monolayer(formula, lattice_constants(geometry)[0], d, vacuum), d
 
 
-def with_in_plane_a(atoms: Atoms, a: float) -> Atoms:
-    """``atoms`` with the in-plane cell scaled to lattice constant ``a``: the cell height and the
-    lattice coordinates (so the heights) kept."""
-    a0 = float(np.linalg.norm(atoms.cell[0]))
-    out = atoms.copy()
-    out.set_cell(atoms.cell[:] * np.array([[a / a0], [a / a0], [1.0]]), scale_atoms=True)
-    return out
+def monolayer_in_cell(formula: str, a: float, d: float, cell_height: float) -> Atoms:
+    """The ideal monolayer (a, d) in a cell of the given height (A): the scan keeps the height of
+    the cell it started from while d relaxes (a 10 A vacuum then holds 10 A - 2 (d - d0))."""
+    atoms = build_monolayer(formula, a, d, max(cell_height - 2 * d, 10.0))
+    shift = (cell_height - atoms.cell[2, 2]) / 2
+    cell = atoms.cell[:].copy()
+    cell[2, 2] = cell_height
+    atoms.set_cell(cell, scale_atoms=False)
+    atoms.positions[:, 2] += shift
+    return atoms
+
+
+def starting_height(a_done: list[float], heights_done: list[float], a: float, default: float) -> float:
+    """Where the next scan point's relaxation starts: ``default`` (the given d) for the first,
+    the previous relaxed d for the second, then the line through the last two (d falls with a
+    almost linearly: 1.576, 1.546, 1.518, 1.482 A at 3 % steps, MoS2): fewer optimisation steps."""
+    if not heights_done:
+        return default
+    if len(heights_done) == 1:
+        return heights_done[0]
+    (a1, d1), (a2, d2) = (a_done[-2], heights_done[-2]), (a_done[-1], heights_done[-1])
+    return d2 + (d2 - d1) * (a - a2) / (a2 - a1)
 
 
 def interpolated_height(a_values: list[float] | tuple[float, ...], heights: list[float], a: float) -> float:
