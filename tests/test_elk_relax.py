@@ -150,6 +150,17 @@ def test_birch_murnaghan_on_a_real_scan():
         pytest.approx(fit.a_angstrom, abs=1e-6)
 
 
+def test_a_scan_still_falling_at_its_edge_is_refused():
+    # the real scan's energies in falling order along a: what a start far below the minimum gives
+    # (E still falling at the largest a) -- the fit's minimum would lie outside the scan
+    falling = sorted(TINY_SCAN_E_HA, reverse=True)
+    with pytest.raises(CalculationFailed, match="lowest E\\(a\\) is at the edge of the scan") as err:
+        fit_lattice_constant(TINY_SCAN_A, [e * HARTREE_EV for e in falling], TINY_CELL_HEIGHT)
+    assert "elk_scan_step" in err.value.remedy and "--a" in err.value.remedy
+    with pytest.raises(CalculationFailed, match="edge of the scan"):  # and rising: the minimum below it
+        fit_lattice_constant(TINY_SCAN_A, [e * HARTREE_EV for e in falling[::-1]], TINY_CELL_HEIGHT)
+
+
 def test_too_few_scan_points_are_refused():
     a, e = TINY_SCAN_A[1:], [x * HARTREE_EV for x in TINY_SCAN_E_HA[1:]]
     with pytest.raises(InputError, match="at least 4"):
