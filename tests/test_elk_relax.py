@@ -100,19 +100,19 @@ def test_a_broken_prism_is_refused():
         relaxed_height(g, "WSe2")
 
 
-def test_bulk_z_from_a_2h_geometry():
-    # GEOMETRY.OUT of 2H bulk is written like the monolayer's: build one from tmdflow's own
-    # 2H structure (Elk's basis shift applied) and read z back
-    from tmdflow.calculators.elk.parsers import ElkGeometry
-    from tmdflow.structures import build_bulk_2h
-    from tmdflow.units import BOHR_ANGSTROM
-
-    bulk = build_bulk_2h("MoS2", 3.160, 12.295, 0.127)
-    pos = bulk.get_scaled_positions() - bulk.get_scaled_positions()[0]
-    geometry = ElkGeometry(bulk.cell[:] / BOHR_ANGSTROM, tuple(bulk.get_chemical_symbols()),
-                           np.round(pos % 1.0, 8))
-    atoms, z = relaxed_bulk(geometry, "MoS2")
-    assert z == pytest.approx(0.127, abs=1e-8) and spacegroup_number(atoms, symprec=1e-5) == 194
+def test_bulk_z_from_a_real_2h_task2_run():
+    bulk = FIXTURES / "mos2_bulk_task2"
+    g = parse_geometry(bulk / "GEOMETRY.OUT")
+    assert g.symbols == ("Mo", "Mo", "S", "S", "S", "S")
+    # Elk's basis shift: the metals at (1/3, 1/6, 1/4) and (-1/3, -1/6, -1/4), not tmdflow's sites
+    assert g.positions_lattice[0] == pytest.approx([0.33333333, 0.16666667, 0.25], abs=1e-8)
+    f = parse_forces_opt(bulk / "FORCES_OPT.OUT")
+    assert f.converged and f.n_steps == 9 and f.max_forces_ha_bohr[-1] < 1e-3
+    assert parse_info(bulk / "INFO.OUT").n_crystal_symmetries == 24
+    atoms, z = relaxed_bulk(g, "MoS2")
+    assert z == pytest.approx(0.37171729 - 0.25, abs=1e-8)  # from 0.127 at this small basis (rgkmax 5)
+    assert spacegroup_number(atoms, symprec=1e-5) == 194
+    assert atoms.cell.lengths() == pytest.approx([3.160, 3.160, 12.295], abs=1e-7)
 
 
 def test_scan_points_and_in_plane_scaling():
