@@ -21,9 +21,9 @@
    the workflow schema in its order, prioritised by the FireWorks edge, kept off bulk chains when it
    is monolayer-only, supported by exactly the calculators whose capabilities cover it.
 
-Violations inside tmdflow/steps/** and tmdflow/calculators/** (being rewritten for the calculator
-protocol) are listed in the allow-lists below until they are gone; an entry that no longer occurs
-fails ``test_allow_lists_are_current`` so that the lists only shrink.
+The rules hold for every module, without exceptions.  Only words of other vocabularies that equal
+a step name are listed (``OTHER_VOCABULARIES``, each with its reason); an entry that no longer
+occurs fails ``test_other_vocabularies_are_current``, so the list holds only what is still needed.
 """
 
 from __future__ import annotations
@@ -38,9 +38,6 @@ import pytest
 
 import tmdflow
 
-#: the only modules an allow-list entry may name: those being rewritten for the calculator protocol (issue 23)
-ALLOWED_OWNERS = ("tmdflow.steps", "tmdflow.calculators", "tmdflow.layout")
-
 #: words of other vocabularies that happen to equal a step name: not step names (module, constant) -> why
 OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("tmdflow.store.results", "figures"): "a collection name (existing stores)",
@@ -53,31 +50,6 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("tmdflow.calculators.espresso.pwinput", "vc-relax"): "pw.x's calculation = 'vc-relax'",
     ("tmdflow.calculators.espresso.parsers.xml", "relax"): "pw.x's calculation = 'relax'",
     ("tmdflow.calculators.espresso.parsers.xml", "vc-relax"): "pw.x's calculation = 'vc-relax'",
-}
-
-# --- allow-lists: what is left in tmdflow/steps/** and tmdflow/calculators/** (empty them) ---------
-#: import cycles, each the set of modules of one cycle (strongly connected component)
-ALLOWED_CYCLES: set[frozenset[str]] = {
-    # calculators/__init__ -> base -> espresso.adapter -> espresso.relax_ladder -> store.documents
-    # -> identity -> calculators.base (identity asks the registered codes for their preset keys)
-    frozenset({"tmdflow.calculators", "tmdflow.calculators.base", "tmdflow.calculators.espresso.adapter",
-               "tmdflow.calculators.espresso.relax_ladder", "tmdflow.identity", "tmdflow.store.documents"}),
-}
-#: (importer, module the private name belongs to, name)
-ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()
-#: (module, string constant naming a step)
-ALLOWED_STEP_NAMES: set[tuple[str, str]] = {
-    # the run layout's directory and file names are the step names (resuming existing run directories)
-    ("tmdflow.layout", "relax"), ("tmdflow.layout", "scf_sr"), ("tmdflow.layout", "scf_soc"),
-    ("tmdflow.layout", "bands_sr"), ("tmdflow.layout", "soc_map"), ("tmdflow.layout", "figures"),
-    ("tmdflow.layout", "phonons"),
-    # the relaxation's file stem default and the "relax" capability (a capability named like the step)
-    ("tmdflow.calculators.espresso.adapter", "relax"), ("tmdflow.calculators.wien2k.adapter", "relax"),
-    ("tmdflow.calculators.elk.adapter", "relax"),
-    # pw.x's calculation = 'vc-relax' (move it beside pwinput's, an OTHER_VOCABULARIES entry)
-    ("tmdflow.calculators.espresso.adapter", "vc-relax"),
-    # the ladder's rung directories relax/, relax-<ecut>Ry/ (the layout's to name)
-    ("tmdflow.calculators.espresso.relax_ladder", "relax"),
 }
 
 
@@ -302,33 +274,28 @@ def step_names() -> tuple[str, ...]:
 # --- the rules -------------------------------------------------------------------------------------
 
 def test_no_import_cycle():
-    found = {c: text for c, text in TMDFLOW.cycles().items() if c not in ALLOWED_CYCLES}
+    found = TMDFLOW.cycles()
     assert not found, "import cycles between tmdflow modules:\n  " + "\n  ".join(found.values())
 
 
 def test_no_private_name_across_modules():
-    found = {k: line for k, line in TMDFLOW.private_uses().items() if k not in ALLOWED_PRIVATE}
+    found = TMDFLOW.private_uses()
     assert not found, "private names used across modules:\n  " + "\n  ".join(
         f"{importer}:{line} uses {target}.{name}" for (importer, target, name), line in sorted(found.items()))
 
 
 def test_no_step_name_outside_its_module_and_the_registry():
     found = {k: v for k, v in TMDFLOW.step_name_constants(step_names()).items()
-             if k not in ALLOWED_STEP_NAMES and k not in OTHER_VOCABULARIES}
+             if k not in OTHER_VOCABULARIES}
     assert not found, "step names spelled outside their module and the registry (derive them from " \
         "tmdflow.steps.registry):\n  " + "\n  ".join(f"{module}:{line} {text!r} names step {step}"
                                                      for (module, text), (step, line) in sorted(found.items()))
 
 
-def test_allow_lists_are_current():
-    """Entries only for the modules being rewritten, and each still a violation (remove the fixed ones)."""
-    entries = [*(i for i, _, _ in ALLOWED_PRIVATE), *(m for m, _ in ALLOWED_STEP_NAMES)]
-    assert all(m.startswith(ALLOWED_OWNERS) for m in entries), entries
-    assert all(any(m.startswith(ALLOWED_OWNERS) for m in c) for c in ALLOWED_CYCLES)  # a cycle through them
-    stale = [*(sorted(c) for c in ALLOWED_CYCLES - set(TMDFLOW.cycles())),
-             *(ALLOWED_PRIVATE - set(TMDFLOW.private_uses())),
-             *((ALLOWED_STEP_NAMES | set(OTHER_VOCABULARIES)) - set(TMDFLOW.step_name_constants(step_names())))]
-    assert not stale, f"fixed, remove from the allow-lists of tests/test_architecture.py: {stale}"
+def test_other_vocabularies_are_current():
+    """Each listed word of another vocabulary still occurs where it is listed (remove the gone ones)."""
+    stale = set(OTHER_VOCABULARIES) - set(TMDFLOW.step_name_constants(step_names()))
+    assert not stale, f"no longer spelled there, remove from OTHER_VOCABULARIES in tests/test_architecture.py: {stale}"
 
 
 def test_the_checks_catch_violations(tmp_path):
@@ -385,7 +352,8 @@ SPEC = StepSpec("band_census", 9, run, "counts the bands (test only)", requires=
 @pytest.fixture
 def new_step(tmp_path, monkeypatch):
     """``band_census``: a step module outside the source tree, found by the registry like any other
-    (the package's ``__path__`` is where the registry looks; its cache is emptied for the test)."""
+    (the package's ``__path__`` is where the registry looks; ``registry.refresh()`` makes it look
+    again, before the test and after it)."""
     from tmdflow import steps
     from tmdflow.steps import registry
 
@@ -393,9 +361,11 @@ def new_step(tmp_path, monkeypatch):
     more.mkdir()
     (more / "band_census.py").write_text(NEW_STEP)
     monkeypatch.setattr(steps, "__path__", [*steps.__path__, str(more)])
-    monkeypatch.setattr(registry, "_SPECS", {})
+    registry.refresh()
     yield "band_census"
+    monkeypatch.undo()
     sys.modules.pop("tmdflow.steps.band_census", None)
+    registry.refresh()
 
 
 def _workflow(tmp_path, steps: str, calculator: str = "espresso", structures: str = "[monolayer, bulk]"):

@@ -61,7 +61,7 @@ def preset_values(preset: Any, calculator: str | None = None) -> dict[str, Any]:
         values = dict(preset)
     others: tuple[str, ...] = ()
     if calculator is not None:
-        from .calculators.base import registered_calculators
+        from .calculators.base import registered_calculators  # names only: imports no adapter
 
         others = tuple(f"{code}_" for code in registered_calculators() if code != calculator)
     return {k: v for k, v in values.items() if k not in _NOT_HASHED and not (others and k.startswith(others))}

@@ -12,15 +12,13 @@ the single decision, for a caller that acts on it elsewhere (the FireWorks edge,
 
 The handler lists:
 
-- :data:`SCF_HANDLERS` -- for a step's SCF-type pw.x run (the shared retry point of the steps):
-  ``scf_not_converged`` halves ``mixing_beta`` and doubles ``electron_maxstep`` (at least 100),
-  at most :data:`MAX_SCF_CORRECTIONS` times (then exit 31).  A step calls::
-
-      result = run_with_handlers(lambda attempt: calc.scf(..., attempt.preset, ...),
-                                 SCF_HANDLERS, preset, corrections)
-
-  which does what ``tmdflow.steps.context.with_scf_corrections(run, preset, corrections)`` does
-  (same changes, same Correction records, same bound).
+- :func:`scf_handlers` (``calc``) -- for a step's SCF, whatever the code: ``scf_not_converged``
+  retries with what the adapter calls safer (``calc.scf_retry_changes``: pw.x halves
+  ``mixing_beta`` and doubles ``electron_maxstep``, at least 100; WIEN2k and Elk double their
+  iterations), at most :data:`MAX_SCF_CORRECTIONS` times (then exit 31); a code with nothing
+  safer gives up at once.  ``tmdflow.steps.context.run_scf(calc, job)`` runs every step's SCF
+  under it.  :data:`SCF_HANDLERS` is the same handler with pw.x's changes (:func:`safer_mixing`),
+  for a caller with a preset but no adapter.
 - :data:`STEP_HANDLERS` -- for a whole step stopped by a time limit: ``max_seconds_too_short``
   gives up (pw.x stopped before its first SCF iteration: resuming under the same limit would
   stop at the same place, exit 34) and ``walltime_reached`` resumes from the checkpoint.
@@ -28,8 +26,12 @@ The handler lists:
   (:mod:`tmdflow.fireworks`) asks :func:`decide` and resumes in a detour Firework, because its
   launcher's time budget is spent.
 
-Not here yet: the monolayer relaxation's cut-off ladder (``slab_pulay_stress``,
-:mod:`tmdflow.relax_ladder`), whose rungs are directories of their own.
+Not a handler here: the monolayer relaxation's cut-off ladder (``slab_pulay_stress``,
+:mod:`tmdflow.calculators.espresso.relax_ladder`).  Its "failure" is a check on a relaxation that
+succeeded; the next rung starts from the previous rung's relaxed structure (not from the step's
+input) in a directory of its own, and a resumed step finds its place by scanning the rungs'
+directories and reusing those that finished -- state that a RETRY's preset changes do not carry.
+It records its raises as Corrections of the same shape (handler, reason, changes, attempt).
 """
 
 from __future__ import annotations
@@ -97,10 +99,25 @@ def safer_mixing(preset: Preset) -> dict[str, Any]:
     return {"mixing_beta": round(preset.mixing_beta / 2, 4), "electron_maxstep": max(preset.electron_maxstep * 2, 100)}
 
 
-SCF_NOT_CONVERGED = RestartHandler(
-    "scf_not_converged", (ScfNotConverged,),
-    lambda failure, attempt: Response(Action.RETRY, _reason(failure), safer_mixing(attempt.preset)),
-    max_corrections=MAX_SCF_CORRECTIONS)
+def scf_not_converged(retry_changes: Callable[[Preset], dict[str, Any] | None]) -> RestartHandler:
+    """The handler of an SCF that did not converge: retry with ``retry_changes(preset)`` (a code's
+    ``CalculatorAdapter.scf_retry_changes``: what it calls safer), at most MAX_SCF_CORRECTIONS
+    times; give up at once when the code has nothing safer to try (None)."""
+    def respond(failure: BaseException, attempt: Attempt) -> Response:
+        changes = retry_changes(attempt.preset)
+        if not changes:
+            return Response(Action.GIVE_UP, _reason(failure))
+        return Response(Action.RETRY, _reason(failure), changes)
+
+    return RestartHandler("scf_not_converged", (ScfNotConverged,), respond, max_corrections=MAX_SCF_CORRECTIONS)
+
+
+def scf_handlers(calc: Any) -> tuple[RestartHandler, ...]:
+    """The handlers of an SCF run through adapter ``calc`` (tmdflow.steps.context.run_scf)."""
+    return (scf_not_converged(calc.scf_retry_changes),)
+
+
+SCF_NOT_CONVERGED = scf_not_converged(safer_mixing)  # pw.x's (EspressoCalculator.scf_retry_changes)
 
 MAX_SECONDS_TOO_SHORT = RestartHandler(
     "max_seconds_too_short", (MaxSecondsTooShort,),

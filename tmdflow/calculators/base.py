@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -29,8 +31,9 @@ class CalculatorAdapter(Protocol):
 
     name: str
     uses_pseudopotentials: bool  # descriptive (reports); no shared code branches on it
-    #: what it can run: relax, scf, bands, orbital_projections, band_map, phonon_forces (each step
-    #: declares what it needs; tmdflow.steps.registry.for_calculator derives a code's steps)
+    #: what it can run: relaxation, scf, bands, orbital_projections, band_map, phonon_forces (each
+    #: step declares what it needs; tmdflow.steps.registry.for_calculator derives a code's steps;
+    #: a built-in code's are declared in BUILTIN_CALCULATORS)
     capabilities: frozenset[str]
 
     def check_executables(self, spin_texture: bool = False, projections: bool = False) -> None: ...
@@ -46,7 +49,7 @@ class CalculatorAdapter(Protocol):
 
     def scf(self, job: ScfJob) -> StepResult: ...
 
-    def relax(self, job: RelaxJob) -> StepResult: ...  # only with the "relax" capability
+    def relax(self, job: RelaxJob) -> StepResult: ...  # only with the "relaxation" capability
 
     def bands(self, job: BandsJob) -> StepResult: ...
 
@@ -63,46 +66,59 @@ class CalculatorAdapter(Protocol):
     def cleanup(self, directory: Path) -> int: ...
 
 
-_REGISTRY: dict[str, Callable[[Settings], CalculatorAdapter]] = {}
-_CAPABILITIES: dict[str, frozenset[str]] = {}
+@dataclass(frozen=True)
+class BuiltinCalculator:
+    """A code shipped with tmdflow, as data (like a package's entry point): where its adapter class
+    is (``"module:Class"``, imported only when an adapter is built) and what it can run, so that
+    names and capabilities are known without importing any adapter."""
+
+    adapter: str  # "package.module:Class"; the class has ``from_settings(settings)``
+    capabilities: frozenset[str]
+
+    def load(self) -> Callable[[Settings], CalculatorAdapter]:
+        module, _, cls = self.adapter.partition(":")
+        return getattr(importlib.import_module(module), cls).from_settings
+
+
+#: the built-in codes; a third-party code calls :func:`register_calculator` instead
+BUILTIN_CALCULATORS: dict[str, BuiltinCalculator] = {
+    "espresso": BuiltinCalculator("tmdflow.calculators.espresso.adapter:EspressoCalculator",
+                                  frozenset({"relaxation", "scf", "bands", "orbital_projections", "band_map",
+                                             "phonon_forces"})),
+    "wien2k": BuiltinCalculator("tmdflow.calculators.wien2k.adapter:Wien2kCalculator",
+                                frozenset({"relaxation", "scf", "bands"})),
+    "elk": BuiltinCalculator("tmdflow.calculators.elk.adapter:ElkCalculator",
+                             frozenset({"relaxation", "scf", "bands"})),
+}
+
+_REGISTERED: dict[str, tuple[Callable[[Settings], CalculatorAdapter], frozenset[str]]] = {}
 
 
 def register_calculator(name: str, factory: Callable[[Settings], CalculatorAdapter],
                         capabilities: frozenset[str] = frozenset()) -> None:
-    _REGISTRY[name] = factory
-    _CAPABILITIES[name] = frozenset(capabilities)
-
-
-def capabilities(name: str) -> frozenset[str]:
-    """What ``name`` can run (known without building the adapter)."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown calculator '{name}'", f"choose one of {sorted(_REGISTRY)}")
-    return _CAPABILITIES[name]
+    """Add a code that is not built in (or replace a built-in one): ``factory(settings)`` builds its
+    adapter, ``capabilities`` say what it can run (the steps it supports follow)."""
+    _REGISTERED[name] = (factory, frozenset(capabilities))
 
 
 def registered_calculators() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    """Every code's name (imports no adapter)."""
+    return sorted({*BUILTIN_CALCULATORS, *_REGISTERED})
+
+
+def _check_known(name: str) -> None:
+    if name not in BUILTIN_CALCULATORS and name not in _REGISTERED:
+        raise InputError(f"unknown calculator '{name}'", f"choose one of {registered_calculators()}")
+
+
+def capabilities(name: str) -> frozenset[str]:
+    """What ``name`` can run (known without building, or importing, the adapter)."""
+    _check_known(name)
+    return _REGISTERED[name][1] if name in _REGISTERED else BUILTIN_CALCULATORS[name].capabilities
 
 
 def get_calculator(name: str, settings: Settings) -> CalculatorAdapter:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown calculator '{name}'", f"choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name](settings)
-
-
-def _load_builtin() -> None:
-    if "espresso" not in _REGISTRY:
-        from .espresso.adapter import EspressoCalculator
-
-        register_calculator("espresso", EspressoCalculator.from_settings, EspressoCalculator.capabilities)
-    if "wien2k" not in _REGISTRY:
-        from .wien2k.adapter import Wien2kCalculator
-
-        register_calculator("wien2k", Wien2kCalculator.from_settings, Wien2kCalculator.capabilities)
-    if "elk" not in _REGISTRY:
-        from .elk.adapter import ElkCalculator
-
-        register_calculator("elk", ElkCalculator.from_settings, ElkCalculator.capabilities)
+    """The adapter of code ``name`` on this machine (a built-in one's module is imported here)."""
+    _check_known(name)
+    factory = _REGISTERED[name][0] if name in _REGISTERED else BUILTIN_CALCULATORS[name].load()
+    return factory(settings)

@@ -16,9 +16,10 @@ def run(ctx: StepContext) -> StepOutcome:
     result = calc.bands(ctx.bands_job(False, kpts, labels, orbital_projections=True))
     ctx.layout.write_labels(result.directory, labels)
     weights = calc.orbital_weights(result.directory, req.formula)
+    task = task_document(req, result, atoms)
     doc = BandStructureDoc.from_bands(f"{req.material_id}-{req.step}", "sr_path", result.bands, weights,
-                                      fermi_energy_ev=result.outputs()["fermi_energy_ev"])
-    return ctx.outcome(task=task_document(req, result, atoms), bandstructure=doc)
+                                      fermi_energy_ev=task.outputs.fermi_energy_ev)
+    return ctx.outcome(task=task, bandstructure=doc)
 
 
 SPEC = StepSpec("bands_sr", 5, run, "scalar-relativistic bands + orbital weights (Fig. 2, 4)",

@@ -20,9 +20,10 @@ from ase import Atoms
 from .. import identity
 from ..calculators import get_calculator
 from ..calculators.jobs import BandsJob, Job, RelaxJob, ScfJob, StepResult
-from ..errors import InputError, ScfNotConverged
+from ..errors import InputError
 from ..materials import Material, get_material
 from ..presets import Preset
+from ..restarts import run_with_handlers, scf_handlers
 from ..settings import Settings
 from ..store.documents import (
     BandStructureDoc, Correction, FiguresDoc, MaterialDocument, PhononDoc, PseudoRef, StructureDoc, Table1Entry,
@@ -32,7 +33,6 @@ from ..structures import BULK_SPACEGROUP, MONOLAYER_SPACEGROUP, build_bulk_2h, b
 from ..layout import RunLayout
 from . import registry
 
-MAX_SCF_CORRECTIONS = 2
 ProgressFn = Callable[[str], None]
 
 
@@ -162,25 +162,16 @@ def task_document(req: StepRequest, result: StepResult, atoms: Atoms) -> TaskDoc
 
 
 def run_scf(calc, job: ScfJob) -> StepResult:
-    """``calc.scf(job)`` with the SCF restart handler, the same for every code: an SCF that does
-    not converge is retried with what the adapter calls safer (``calc.scf_retry_changes(preset)``:
-    half the mixing for pw.x, more iterations for WIEN2k and Elk), up to MAX_SCF_CORRECTIONS times,
-    each retry recorded as a Correction in ``result.corrections``; an adapter that has nothing
-    safer to offer (None) gets the error back at once."""
-    current, corrections = job, []
-    for attempt in range(1, MAX_SCF_CORRECTIONS + 2):
-        try:
-            result = calc.scf(current)
-        except ScfNotConverged as exc:
-            changes = calc.scf_retry_changes(current.preset) if attempt <= MAX_SCF_CORRECTIONS else None
-            if not changes:
-                raise
-            corrections.append(Correction(handler="scf_not_converged", reason=exc.problem, changes=changes,
-                                          attempt=attempt))
-            current = dataclasses.replace(current, preset=dataclasses.replace(current.preset, **changes))
-            continue
-        return dataclasses.replace(result, corrections=[*corrections, *result.corrections]) if corrections else result
-    raise AssertionError("unreachable")
+    """``calc.scf(job)`` under the SCF restart handler (:func:`tmdflow.restarts.scf_handlers`), the
+    same for every code: an SCF that does not converge is retried with what the adapter calls
+    safer (``calc.scf_retry_changes(preset)``: half the mixing for pw.x, more iterations for WIEN2k
+    and Elk), up to ``restarts.MAX_SCF_CORRECTIONS`` times, each retry recorded as a Correction in
+    ``result.corrections``; an adapter that has nothing safer to offer (None) gets the error back
+    at once."""
+    corrections: list[Correction] = []
+    result = run_with_handlers(lambda attempt: calc.scf(dataclasses.replace(job, preset=attempt.preset)),
+                               scf_handlers(calc), job.preset, corrections)
+    return dataclasses.replace(result, corrections=[*corrections, *result.corrections]) if corrections else result
 
 
 @dataclass

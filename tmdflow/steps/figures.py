@@ -35,7 +35,7 @@ def make_figures(req: StepRequest, calc, layout: RunLayout) -> FiguresDoc:
     sr, weights = calc.scalar_bands(layout, _made_by("scalar_bands"), req.formula)
     map_bands = calc.band_map(layout, _made_by("band_map")) if req.dimensionality == "monolayer" else None
     checks = check_monolayer(soc, map_bands) if req.dimensionality == "monolayer" else check_bulk(soc)
-    out = layout.figures
+    out = layout.step_directory(SPEC.name)
     out.mkdir(parents=True, exist_ok=True)
 
     label = req.preset.name + (f" ({describe_overrides(req.overrides)})" if req.overrides else "")
@@ -53,4 +53,5 @@ def make_figures(req: StepRequest, calc, layout: RunLayout) -> FiguresDoc:
 
 
 SPEC = StepSpec("figures", 7, run, "physics checks and the Fig. 2-4 analogues", requires=frozenset({"band_map"}),
-                spin_orbit_modes=("scf",), needs=frozenset({"spin_orbit_bands"}))
+                spin_orbit_modes=("scf",), needs=frozenset({"spin_orbit_bands"}),
+                produces=frozenset({"figure_files"}))

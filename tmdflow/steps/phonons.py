@@ -21,6 +21,7 @@ from ..phonons import displaced_supercells, phonon_dispersion, plot_dispersion
 from ..store.documents import PhononDoc, PseudoRef, StructureDoc, TaskDocument
 from ..calculators.jobs import ScfJob
 from .context import StepContext, StepOutcome, identity_record, run_scf
+from . import registry
 from .registry import StepSpec
 
 CONV_THR_PER_ATOM = 1e-10  # Ry: forces to ~1e-5 Ry/bohr for 0.01 A displacements
@@ -50,7 +51,9 @@ def run(ctx: StepContext) -> StepOutcome:
     if n < 2:
         raise InputError(f"phonon_supercell must be >= 2, got {n}", "use 3 (3x3x1) or 4")
     calc.check_executables(spin_texture=False)
-    directory, figures = ctx.layout.phonons, ctx.layout.figures
+    directory = ctx.layout.step_directory(req.step)
+    # the dispersion figure goes beside the other figures, in the directory of the step that draws them
+    figures = ctx.layout.step_directory(registry.producers("figure_files")[0])
     phonon, cells = displaced_supercells(atoms, n, preset.phonon_displacement)
     kn = max(1, int(round(preset.kmesh / n)))
     ph_preset = dataclasses.replace(preset, conv_thr=min(preset.conv_thr, CONV_THR_PER_ATOM * len(cells[0])))

@@ -61,6 +61,12 @@ def _discover() -> dict[str, StepSpec]:
     return _SPECS
 
 
+def refresh() -> None:
+    """Forget the steps found so far: the next question looks for the step modules again (after a
+    step module was added to, or removed from, the package's ``__path__``)."""
+    _SPECS.clear()
+
+
 def all_steps() -> tuple[StepSpec, ...]:
     """Every step, in workflow order."""
     return tuple(_discover().values())

@@ -20,10 +20,10 @@ def run(ctx: StepContext) -> StepOutcome:
     sg = spacegroup_number(relaxed, symprec=1e-3)
     if sg != ctx.expected_spacegroup:
         raise InputError(f"relaxation broke the symmetry: space group {sg}, expected {ctx.expected_spacegroup}",
-                         f"inspect {ctx.layout.relax}")
+                         f"inspect {ctx.layout.step_directory(req.step)}")
     return StepOutcome(StructureDoc.from_atoms(relaxed, sg), True, task=task_document(req, result, relaxed),
                        corrections=list(result.corrections))
 
 
 SPEC = StepSpec("relax", 0, run, "relax the structure (monolayer: a and d; bulk: z)", core=True,
-                requires=frozenset({"relax"}), moves_structure=True)
+                requires=frozenset({"relaxation"}), moves_structure=True)

@@ -17,9 +17,10 @@ def run(ctx: StepContext) -> StepOutcome:
     calc.check_executables(spin_texture=True, projections=False)
     result = calc.bands(ctx.bands_job(True, wedge_points(req.preset.map_points), densities=SPEC.needs,
                                       spin_texture="sigma_z"))
+    task = task_document(req, result, atoms)
     doc = BandStructureDoc.from_bands(f"{req.material_id}-{req.step}", "soc_map", result.bands, None,
-                                      fermi_energy_ev=result.outputs()["fermi_energy_ev"])
-    return ctx.outcome(task=task_document(req, result, atoms), bandstructure=doc)
+                                      fermi_energy_ev=task.outputs.fermi_energy_ev)
+    return ctx.outcome(task=task, bandstructure=doc)
 
 
 SPEC = StepSpec("soc_map", 6, run, "spin-orbit band map of the zone (Fig. 3)", requires=frozenset({"band_map"}),

@@ -13,7 +13,7 @@ Directories (every name below ``<formula>/`` is the requesting job's step, ``job
                                    requested k-point (reducek 0: no symmetry reduction), whose
                                    EIGVAL.OUT holds the levels of the converged potential, and
                                    task 16 (LSJ_KST.OUT, <S_z> per state) at K and K'
-  <layout.relax>/elk/scan<i>/, final/  the relax step of a monolayer: task 2 at each a of the scan,
+  <relax step>/elk/scan<i>/, final/  the relax step of a monolayer: task 2 at each a of the scan,
                                    then at the fitted a (bulk: positions/); GEOMETRY.OUT, FORCES_OPT.OUT
 A 16 x 16 SCF mesh does not contain K, and Elk's band-structure task (20) writes path distances
 (BAND.OUT), not k-points: hence the one-shot grid run, whose K levels agree with those of a 6 x 6
@@ -44,6 +44,7 @@ from ...presets import Preset
 from ...settings import Settings
 from ...structures import build_monolayer, monolayer_height
 from ...units import BOHR_ANGSTROM, HARTREE_EV
+from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn, RunRecord
 from .inputs import ElkParameters, format_elk_in, write_species
@@ -102,7 +103,7 @@ class ElkCalculator:
     #: relax: task 2 (forces) and an E(a) scan for a monolayer's a (docs/elk.md, "Relaxation");
     #: bands_sr/soc_map/figures are Quantum ESPRESSO's
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
-    capabilities = frozenset({"relax", "scf", "bands"})
+    capabilities = BUILTIN_CALCULATORS["elk"].capabilities
 
     def __init__(self, profile: ElkProfile) -> None:
         self.profile = profile
@@ -254,7 +255,7 @@ class ElkCalculator:
         and at the ``elk_relax_kmesh`` mesh (else ``kmesh``); the relaxed a and d (bulk: z) are
         rebuilt as the ideal structure (in the preset's ``vacuum``) in ``result.relaxed_atoms``."""
         preset, formula, step = job.preset, job.formula, job.step
-        directory = Path(job.directory) if job.directory else job.layout.relax / "elk"
+        directory = Path(job.directory) if job.directory else job.layout.step_directory(job.step) / "elk"
         n = preset.elk_relax_kmesh or job.kmesh[0]
         kmesh = (n, n, job.kmesh[2])
         result = ElkStepResult(step, directory, "", "Elk")

@@ -34,14 +34,17 @@ from ...presets import Preset
 from ...processes import cut_short, deadline, time_left
 from ...pseudo import PseudoSet, read_upf_header
 from ...pseudo.selection import pseudo_sha256, select_pseudopotentials
+from ...restarts import safer_mixing
 from ...settings import Settings
 from ...structures import build_monolayer, spacegroup_number
+from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, InputFileRef, RelaxJob, ScfJob
 from .parsers import (PwStdout, PwXmlOutput, parse_bandsx_sigma_inplane, parse_bandsx_sigma_z, parse_program_clock,
                       parse_pw_stdout, parse_pw_xml)
 from .parsers.projwfc import Projections, paper_orbital_weights, parse_projwfc_up
 from .profile import EspressoProfile, ProgressFn, RunRecord
-from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials
+from .pwinput import OUTDIR, PREFIX, PwJob, build_pw_input, link_pseudopotentials, relax_calculation
+from .relax_ladder import relax_monolayer
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ class EspressoCalculator:
     name = "espresso"
     uses_pseudopotentials = True
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
-    capabilities = frozenset({"relax", "scf", "bands", "orbital_projections", "band_map", "phonon_forces"})
+    capabilities = BUILTIN_CALCULATORS["espresso"].capabilities
 
     #: the spin texture of the splitting bands (<sigma_x,y,z>: bands.x files spin_texture.dat{,.1,.2,.3})
     SPIN_TEXTURE = "spin_texture.dat"
@@ -260,9 +263,8 @@ class EspressoCalculator:
     @staticmethod
     def scf_retry_changes(preset: Preset) -> dict:
         """Safer mixing for a retry of an SCF that did not converge: half mixing_beta, at least
-        100 (or twice as many) iterations."""
-        return {"mixing_beta": round(preset.mixing_beta / 2, 4),
-                "electron_maxstep": max(preset.electron_maxstep * 2, 100)}
+        100 (or twice as many) iterations (tmdflow.restarts.safer_mixing)."""
+        return safer_mixing(preset)
 
     @staticmethod
     def splitting_kpoints(atoms: Atoms, path_points: int) -> tuple[np.ndarray, list[str]]:
@@ -320,8 +322,6 @@ class EspressoCalculator:
         (:mod:`.relax_ladder`), in the preset's ``relax_vacuum`` when set (a and d do not feel
         the vacuum beyond ~10 A, docs/performance.md) and rebuilt in its ``vacuum`` after.  Bulk:
         the positions at fixed cell.  The symmetry must survive (checked before any rebuild)."""
-        from .relax_ladder import relax_monolayer
-
         preset, formula = job.preset, job.formula
         pseudos, files = self._files(job, spin_orbit=False)
         refs = self._refs(pseudos, files)
@@ -344,13 +344,13 @@ class EspressoCalculator:
                                      "threshold": check.threshold_kbar}})
             relaxed = relaxation.atoms
         else:
-            result, relaxed = self.pw_relax(atoms, preset, job.layout.relax, files, job.kmesh, variable_cell=False,
-                                            progress=job.progress, step=job.step, restart=job.restart,
-                                            max_seconds=job.max_seconds)
+            result, relaxed = self.pw_relax(atoms, preset, job.layout.step_directory(job.step), files, job.kmesh,
+                                            variable_cell=False, progress=job.progress, step=job.step,
+                                            restart=job.restart, max_seconds=job.max_seconds)
         sg = spacegroup_number(relaxed, symprec=1e-3)  # 2Dxy + symmetric forces keep it
         if sg != job.expected_spacegroup:
             raise InputError(f"relaxation broke the symmetry: space group {sg}, expected {job.expected_spacegroup}",
-                             f"inspect {job.layout.relax}")
+                             f"inspect {job.layout.step_directory(job.step)}")
         if relax_vacuum is not None:  # the later steps run in the preset's vacuum
             relaxed = build_monolayer(formula, *_a_and_d(relaxed), preset.vacuum)
         return dataclasses.replace(result, pseudopotentials=refs, corrections=corrections, relaxed_atoms=relaxed)
@@ -508,19 +508,20 @@ class EspressoCalculator:
 
     def pw_relax(
         self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
-        kmesh: tuple[int, int, int], variable_cell: bool, progress: ProgressFn | None = None,
-        step: str = "relax", restart: bool = False, max_seconds: float | None = None,  # step: the file stem
+        kmesh: tuple[int, int, int], variable_cell: bool, step: str, progress: ProgressFn | None = None,
+        restart: bool = False, max_seconds: float | None = None,
     ) -> tuple[PwStepResult, Atoms]:
         """Scalar-relativistic relaxation to forces < preset.relax_forc_conv_thr (0.5 mRy/bohr).
 
         variable_cell=True: vc-relax with cell_dofree='2Dxy' (monolayer: in-plane a and the
         atomic heights, i.e. d); False: fixed cell, positions only (bulk: z at experimental a, c).
-        Returns the result and the relaxed structure read from the XML.
+        ``step`` (the step's name) is the files' stem.  Returns the result and the relaxed
+        structure read from the XML.
         """
         check_step_pseudopotentials(pseudo_files, spin_orbit=False)
         directory.mkdir(parents=True, exist_ok=True)
         names = link_pseudopotentials(directory, pseudo_files)
-        job = PwJob("vc-relax" if variable_cell else "relax", atoms, preset, names, "./pseudo", False,
+        job = PwJob(relax_calculation(variable_cell), atoms, preset, names, "./pseudo", False,
                     kmesh=kmesh, cell_dofree="2Dxy" if variable_cell else None, restart=restart,
                     max_seconds=max_seconds)
         nk = kmesh[0] * kmesh[1] * kmesh[2]
@@ -537,7 +538,7 @@ class EspressoCalculator:
     def _relaxed_atoms(xml: PwXmlOutput) -> Atoms:
         return Atoms(xml.symbols, positions=xml.positions_angstrom, cell=xml.cell_angstrom, pbc=True)
 
-    def finished_relax(self, directory: Path, step: str = "relax") -> tuple[PwStepResult, Atoms] | None:
+    def finished_relax(self, directory: Path, step: str) -> tuple[PwStepResult, Atoms] | None:
         """The relaxation already finished in ``directory`` (read from its files, nothing runs), or
         None when there is none: no output, a run stopped at max_seconds, an error, or BFGS not
         converged.  A resumed step uses it to skip what was done before the interruption."""

@@ -28,7 +28,7 @@ OUTDIR = "./out"
 class PwJob:
     """Everything pw.x needs for one run, independent of file layout."""
 
-    calculation: str  # "scf" | "bands" | "nscf"
+    calculation: str  # "scf" | "bands" | "nscf" | relax_calculation(...)
     atoms: Atoms
     preset: Preset
     pseudo_files: Mapping[str, str]  # element -> file name inside pseudo_dir
@@ -43,6 +43,12 @@ class PwJob:
     restart: bool = False  # restart_mode='restart' from a checkpoint (after max_seconds)
     cell_dofree: str | None = None  # vc-relax only: '2Dxy' for monolayers
     stress: bool = True  # tstress for scf/relax (off for phonon supercells: PAW stress is costly)
+
+
+def relax_calculation(variable_cell: bool) -> str:
+    """pw.x's ``calculation`` of a relaxation: ``'vc-relax'`` moves the cell too (with
+    ``cell_dofree``), ``'relax'`` only the positions."""
+    return "vc-relax" if variable_cell else "relax"
 
 
 def _unsafe_character(text: str) -> str | None:

@@ -5,9 +5,10 @@ an isotropic (Pulay) stress to it; the slab's σ_zz, which must vanish, shows it
 (:mod:`tmdflow.analysis.slab_stress`).  When |σ_zz| exceeds the preset's ``relax_stress_zz_thr``
 the relaxation is repeated from its own result at ``ecutwfc + relax_cutoff_step`` (ecutrho keeps
 its ratio), at most ``relax_cutoff_raises`` times -- a restart handler in the aiida sense,
-recorded as a :class:`Correction`.  Rung 0 runs in ``relax/``, rung n in ``relax-<ecutwfc>Ry/``,
-so every relaxation's files stay for inspection.  A step resumed after max_seconds reuses the
-rungs that finished and resumes the one that was interrupted.  The result lists every rung
+recorded as a :class:`Correction`.  Rung 0 runs in ``<step>/`` (``relax/``), rung n in
+``<step>-<ecutwfc>Ry/`` (``step``: the job's step name), so every relaxation's files stay for
+inspection.  A step resumed after max_seconds reuses the rungs that finished and resumes the one
+that was interrupted.  The result lists every rung
 (cut-offs, a, σ_zz^b, pw.x CPU and wall time), so the step's cost is that of all its relaxations.
 """
 
@@ -17,7 +18,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 from ase import Atoms
@@ -27,10 +28,20 @@ from ...errors import CalculationFailed, PulayStressTooLarge
 from ...presets import Preset
 from ...store.documents import Correction
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .adapter import EspressoCalculator, PwStepResult
-
 HANDLER = "slab_pulay_stress"
+
+
+class Relaxer(Protocol):
+    """What the ladder asks of the pw.x adapter (tmdflow.calculators.espresso.adapter.EspressoCalculator):
+    one relaxation in a directory, and one read back from a directory where it finished.  The
+    results are the adapter's PwStepResult (``xml``, ``run``, ``pw_cpu_seconds``, ``interrupted``)."""
+
+    def pw_relax(self, atoms: Atoms, preset: Preset, directory: Path, pseudo_files: Mapping[str, Path],
+                 kmesh: tuple[int, int, int], variable_cell: bool, step: str,
+                 progress: Callable[[str], None] | None = None, restart: bool = False,
+                 max_seconds: float | None = None) -> tuple[Any, Atoms]: ...
+
+    def finished_relax(self, directory: Path, step: str) -> tuple[Any, Atoms] | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ class RelaxRung:
 class MonolayerRelaxation:
     """The relax step's answer: the last (passing) relaxation, its structure and check, and every rung."""
 
-    result: "PwStepResult"
+    result: Any  # the adapter's PwStepResult of the last rung
     atoms: Atoms
     check: SlabStress
     rungs: tuple[RelaxRung, ...]
@@ -94,17 +105,18 @@ def cutoff_ladder(preset: Preset) -> list[tuple[float, float]]:
     return ladder
 
 
-def rung_directory(root: Path, rung: int, ecutwfc: float, step: str = "relax") -> Path:
+def rung_directory(root: Path, rung: int, ecutwfc: float, step: str) -> Path:
     """``<step>/`` for the first rung, ``<step>-<ecutwfc>Ry/`` for the raised ones (``step``: the
     relaxation's step name, which also names its files)."""
     return Path(root) / (step if rung == 0 else f"{step}-{ecutwfc:g}Ry")
 
 
-def relax_monolayer(calc: "EspressoCalculator", atoms: Atoms, preset: Preset, root: Path,
+def relax_monolayer(calc: Relaxer, atoms: Atoms, preset: Preset, root: Path,
                     pseudo_files: Mapping[str, Path], kmesh: tuple[int, int, int], corrections: list[Correction],
                     restart: bool = False, max_seconds: float | None = None,
-                    progress: Callable[[str], None] | None = None, step: str = "relax") -> MonolayerRelaxation:
-    """Relax a monolayer (a and d) until its stress passes the slab check; returns the last
+                    progress: Callable[[str], None] | None = None, *, step: str) -> MonolayerRelaxation:
+    """Relax monolayer ``atoms`` for step ``step`` (its name names the rungs' directories under
+    ``root`` and their files) until its stress passes the slab check; returns the last
     relaxation, its structure and its check, and the record of every rung.  Raises :class:`PulayStressTooLarge` when the last
     rung still fails (its files stay; the error names the cut-offs to try)."""
     ladder = cutoff_ladder(preset)

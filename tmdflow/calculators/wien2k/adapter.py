@@ -34,6 +34,7 @@ from ...presets import Preset
 from ...settings import Settings
 from ...structures import spacegroup_number
 from ...units import RYDBERG_EV
+from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn
 from .inputs import (
@@ -77,7 +78,7 @@ class Wien2kCalculator:
     uses_pseudopotentials = False  # all-electron
     #: the figure steps (bands_sr, soc_map, figures) need <sigma_z> and projections: QE only
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
-    capabilities = frozenset({"relax", "scf", "bands"})
+    capabilities = BUILTIN_CALCULATORS["wien2k"].capabilities
 
     def __init__(self, profile: Wien2kProfile) -> None:
         self.profile = profile
@@ -273,7 +274,8 @@ class Wien2kCalculator:
         wien2k_scan_step), a from an equation-of-state fit of E(a), then a final force
         minimisation at the fitted a.  The relaxed structure is ``result.relaxed_atoms``."""
         atoms, preset, formula, kmesh, progress = job.atoms, job.preset, job.formula, job.kmesh, job.progress
-        expected_spacegroup, directory, step = job.expected_spacegroup, job.directory or job.layout.relax, job.step
+        step, expected_spacegroup = job.step, job.expected_spacegroup
+        directory = job.directory or job.layout.step_directory(step)
         result = Wien2kStepResult(step, directory, "", self.profile.version())
         if not job.variable_cell:
             relaxed, scf = self._minimise(atoms, preset, directory / formula, kmesh, expected_spacegroup, result,
