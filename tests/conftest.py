@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-QE67 = FIXTURES / "qe-6.7"
+from tests.helpers import FIXTURES, QE67  # noqa: F401  (shared paths: tests/helpers.py)
 
 
 @pytest.fixture(scope="session")

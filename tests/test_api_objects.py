@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.helpers import FIXTURES, ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = FIXTURES
 LEGACY = FIXTURES / "legacy_store" / "store.json"
 WORKFLOW = """name: objects
 calculator: espresso
@@ -35,7 +36,7 @@ steps: [scf_sr, scf_soc, bands_soc, analysis, bands_sr]
 def _env(root: Path, store: Path) -> dict:
     return {**os.environ, "TMDFLOW_DB_URI": f"embedded:{store}", "TMDFLOW_WORK_DIR": str(root / "runs"),
             "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1)), "TMDFLOW_CONFIG": os.devnull,
-            "PYTHONPATH": str(Path(__file__).parent.parent)}
+            "PYTHONPATH": str(ROOT)}
 
 
 def _tmdflow(env, *args, rc=0):

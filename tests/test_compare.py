@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import os
-from pathlib import Path
 
 import bson.json_util
 import pytest
@@ -20,8 +19,9 @@ from tmdflow.compare import (
 )
 from tmdflow.errors import InputError
 from tmdflow.store.documents import ConvergenceDoc, MaterialDocument, TaskDocument
+from tests.helpers import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "compare_store" / "documents.json"
+FIXTURE = FIXTURES / "compare_store" / "documents.json"
 
 
 @pytest.fixture(scope="module")

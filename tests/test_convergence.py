@@ -2,7 +2,6 @@
 two-point run (pw.x) to check the wiring into the pipeline."""
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -10,6 +9,7 @@ from tmdflow.analysis.splitting import SplittingResult
 from tmdflow.convergence import converge
 from tmdflow.errors import InputError
 from tmdflow.presets import load_preset
+from tests.helpers import ROOT
 
 
 def _result(dvb, dcb=3.0, dge=60.0):
@@ -58,7 +58,6 @@ def test_convergence_workflow_stores_error_bars_that_table1_shows(tmp_path, pseu
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     import bson.json_util
 
@@ -67,7 +66,7 @@ def test_convergence_workflow_stores_error_bars_that_table1_shows(tmp_path, pseu
         "convergence: {tolerance_mev: 2.0, ladders: {vacuum: [10.0, 12.0]}}\n")
     env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{tmp_path / 'store.json'}", "TMDFLOW_WORK_DIR": str(tmp_path),
            "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1)),
-           "PYTHONPATH": str(Path(__file__).parent.parent)}
+           "PYTHONPATH": str(ROOT)}
 
     def tmdflow(*args):
         proc = subprocess.run([sys.executable, "-m", "tmdflow.cli", *args], env=env, capture_output=True, text=True)
@@ -289,7 +288,7 @@ def test_elk_studies_cover_only_elk_results_with_the_same_radius():
 def test_elk_convergence_workflow_file():
     from tmdflow.workflow_spec import load_workflow
 
-    spec = load_workflow(Path(__file__).parent.parent / "workflows" / "elk-convergence.yaml")
+    spec = load_workflow(ROOT / "workflows" / "elk-convergence.yaml")
     assert spec.kind == "convergence" and spec.calculator == "elk"
     assert list(spec.convergence.ladders) == ["elk_rgkmax", "elk_nempty", "elk_lmaxapw", "kmesh", "vacuum"]
 

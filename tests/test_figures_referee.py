@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.qe
 
@@ -43,7 +44,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("referee")
     env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{root / 'store.json'}", "TMDFLOW_WORK_DIR": str(root / "runs"),
            "TMDFLOW_NPROCS": str(min(2, os.cpu_count() or 1)), "TMDFLOW_CONFIG": os.devnull,
-           "TMDFLOW_PSEUDO_DIR": str(load_settings().pseudo_dir), "PYTHONPATH": str(Path(__file__).parent.parent)}
+           "TMDFLOW_PSEUDO_DIR": str(load_settings().pseudo_dir), "PYTHONPATH": str(ROOT)}
     (root / "wf.yaml").write_text(WORKFLOW)
     _tmdflow(env, "submit", str(root / "wf.yaml"))
     _tmdflow(env, "launch")

@@ -15,8 +15,8 @@ from tmdflow.presets import load_preset
 from tmdflow.steps import StepRequest, resolve_identity
 from tmdflow.store.documents import MaterialDocument
 from tmdflow.analysis.table1 import render, table1_rows
+from tests.helpers import FIXTURES, cli_env, run_tmdflow
 
-from .test_submit_extend import _env, _tmdflow
 
 KEY = re.compile(r"MoS2-monolayer-test-[0-9a-f]{10}")
 
@@ -86,51 +86,51 @@ WF = ("name: {name}\ncalculator: wien2k\npreset: test\nmaterials: [MoS2]\nstruct
 def test_two_workflows_with_other_overrides_keep_their_own_results(tmp_path):
     """The measured case, with the fake WIEN2k for cheap steps: two workflows, the second with
     kmesh 6, each gets its own documents and run directory; query and table1 tell them apart."""
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     (tmp_path / "a.yaml").write_text(WF.format(name="plain", extra=""))
     (tmp_path / "b.yaml").write_text(WF.format(name="quick_k6", extra="overrides: {kmesh: 6}\n"))
-    _tmdflow(env, "submit", str(tmp_path / "a.yaml"))
-    _tmdflow(env, "submit", str(tmp_path / "b.yaml"))
-    assert "already submitted" in _tmdflow(env, "submit", str(tmp_path / "a.yaml")).stdout  # idempotent
-    _tmdflow(env, "launch")
-    docs = json.loads(_tmdflow(env, "query", "--fields", "material_id,overrides,workflow", "--json").stdout)
+    run_tmdflow(env, "submit", str(tmp_path / "a.yaml"))
+    run_tmdflow(env, "submit", str(tmp_path / "b.yaml"))
+    assert "already submitted" in run_tmdflow(env, "submit", str(tmp_path / "a.yaml")).stdout  # idempotent
+    run_tmdflow(env, "launch")
+    docs = json.loads(run_tmdflow(env, "query", "--fields", "material_id,overrides,workflow", "--json").stdout)
     assert len(docs) == 2 and len({d["material_id"] for d in docs}) == 2
     assert sorted((d["workflow"], d["overrides"]) for d in docs) == [("plain", "-"), ("quick_k6", "kmesh=6")]
     dirs = sorted(p.name for p in (tmp_path / "runs").glob("MoS2-bulk-test-wien2k-*"))
     assert sorted(d["material_id"] for d in docs) == dirs  # one run directory each
-    table = _tmdflow(env, "table1", "--format", "csv").stdout.splitlines()
+    table = run_tmdflow(env, "table1", "--format", "csv").stdout.splitlines()
     settings_col = [row.split(",")[1] for row in table[1:]]
     assert sorted(settings_col) == ["test", "test (kmesh=6)"]
-    status = _tmdflow(env, "status").stdout
+    status = run_tmdflow(env, "status").stdout
     assert "overrides: kmesh=6" in status
 
 
-LEGACY = __import__("pathlib").Path(__file__).parent / "fixtures" / "legacy_store"
+LEGACY = FIXTURES / "legacy_store"
 
 
 def test_a_store_written_before_identities_still_opens_and_is_never_overwritten(tmp_path):
     """tests/fixtures/legacy_store: a real store of the code before identities (README there)."""
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     shutil.copy(LEGACY / "store.json", tmp_path / "store.json")
     (tmp_path / "store.json").chmod(0o600)
-    docs = json.loads(_tmdflow(env, "query", "--fields", "material_id,overrides,workflow", "--json").stdout)
+    docs = json.loads(run_tmdflow(env, "query", "--fields", "material_id,overrides,workflow", "--json").stdout)
     assert docs == [{"material_id": "MoS2-bulk-test-wien2k", "overrides": "(legacy)", "workflow": "(legacy)"}]
     legacy = MaterialDocument.model_validate(_legacy_fields(tmp_path))
     assert legacy.identity is None and is_legacy_id(legacy.material_id) and legacy.settings_label == "test (legacy)"
-    assert "test (legacy)" in _tmdflow(env, "table1").stdout
-    assert "READY" not in _tmdflow(env, "status").stdout  # the old workflow: completed, as it was
+    assert "test (legacy)" in run_tmdflow(env, "table1").stdout
+    assert "READY" not in run_tmdflow(env, "status").stdout  # the old workflow: completed, as it was
     # the same workflow file again: a new submission (the old key had no settings hash) whose
     # results go to their own id; the legacy document stays as it was
-    _tmdflow(env, "submit", str(LEGACY / "workflow.yaml"))
-    _tmdflow(env, "launch")
-    after = json.loads(_tmdflow(env, "query", "--fields", "material_id,splitting,workflow", "--json").stdout)
+    run_tmdflow(env, "submit", str(LEGACY / "workflow.yaml"))
+    run_tmdflow(env, "launch")
+    after = json.loads(run_tmdflow(env, "query", "--fields", "material_id,splitting,workflow", "--json").stdout)
     ids = sorted(d["material_id"] for d in after)
     assert ids[0] == "MoS2-bulk-test-wien2k" and re.fullmatch(r"MoS2-bulk-test-wien2k-[0-9a-f]{10}", ids[1])
     old, new = sorted(after, key=lambda d: d["material_id"])
     assert old["workflow"] == "(legacy)" and new["workflow"] == "legacy"
     assert old["splitting"] == new["splitting"]  # the same inputs: the same numbers
     report = tmp_path / "r.md"
-    _tmdflow(env, "report", "--format", "markdown", "-o", str(report))
+    run_tmdflow(env, "report", "--format", "markdown", "-o", str(report))
     text = report.read_text()
     assert "MoS2 bulk (test (legacy), wien2k)" in text and "MoS2 bulk (test, wien2k, workflow legacy)" in text
 

@@ -20,8 +20,8 @@ from tmdflow.restarts import (
     MAX_SCF_CORRECTIONS, SCF_HANDLERS, STEP_HANDLERS, Action, Attempt, decide, run_with_handlers,
 )
 from tmdflow.structures import build_monolayer
+from tests.helpers import QE67
 
-from .conftest import QE67
 
 UNCONVERGED = (QE67 / "mos2_test_scf_unconverged", "scf_soc", 2)  # pw.x exit status 2
 CONVERGED = (QE67 / "mos2_quick_soc", "scf_soc", 0)

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 from tmdflow.presets import load_preset
 from tmdflow.run_report import MaterialSection, _provenance_rows, _settings_rows
 from tmdflow.store.documents import TaskDocument
+from tests.helpers import material_doc
 
-from .test_store import _material
 
 T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
@@ -22,7 +22,7 @@ def test_settings_that_changed_while_a_study_was_resumed_are_listed_per_step():
     new = dataclasses.asdict(load_preset("quick"))
     old = {k: v for k, v in new.items() if k != "diago_david_ndim"}  # written before the key existed
     old["map_points"] = 24
-    section = MaterialSection(_material(), None, [_task("bands_soc", 2, new), _task("relax", 0, old),
+    section = MaterialSection(material_doc(), None, [_task("bands_soc", 2, new), _task("relax", 0, old),
                                                   _task("scf_soc", 1, old)])
     rows = dict(_settings_rows(section))
     assert rows["ecutwfc"] == "45.0"  # the same for every step: one value
@@ -33,7 +33,7 @@ def test_settings_that_changed_while_a_study_was_resumed_are_listed_per_step():
 
 def test_unconverged_eigenvalues_of_a_bands_run_appear_in_the_provenance():
     preset = dataclasses.asdict(load_preset("quick"))
-    section = MaterialSection(_material(), None, [_task("scf_soc", 0, preset, unconverged_eigenvalues=None,
+    section = MaterialSection(material_doc(), None, [_task("scf_soc", 0, preset, unconverged_eigenvalues=None,
                                                         pw_cpu_seconds=61.4),
                                                   _task("bands_soc", 1, preset, unconverged_eigenvalues=2),
                                                   _task("soc_map", 2, preset, pw_cpu_seconds=30.2,
@@ -54,7 +54,7 @@ def test_the_slab_stress_check_and_its_cutoff_raise_appear_in_the_provenance():
                                                      "sigma_zz_basis": -0.43, "threshold": 0.5})
     relax.corrections = [Correction(handler="slab_pulay_stress", reason="sigma_zz -2.93 kbar at 60/480 Ry",
                                     changes={"relax_ecutwfc": 80.0, "relax_ecutrho": 640.0}, attempt=1)]
-    (row,) = _provenance_rows(MaterialSection(_material(), None, [relax]))
+    (row,) = _provenance_rows(MaterialSection(material_doc(), None, [relax]))
     assert row[-1] == ("slab_pulay_stress: {'relax_ecutwfc': 80.0, 'relax_ecutrho': 640.0}; "
                        "slab sigma_zz -0.43 kbar without residual forces (sigma_xx +0.41)")
 
@@ -69,7 +69,7 @@ def test_every_relaxation_of_the_cutoff_ladder_appears_with_its_cost():
              RelaxRung(Path("relax-80Ry"), 80.0, 640.0, 3.18263, -0.05, True, 478.9, 517.9, reused=True)]
     relax = _task("relax", 0, dataclasses.asdict(load_preset("paper")), pw_cpu_seconds=1239.1,
                   relax_rungs=[r.as_output() for r in rungs])
-    (row,) = _provenance_rows(MaterialSection(_material(), None, [relax]))
+    (row,) = _provenance_rows(MaterialSection(material_doc(), None, [relax]))
     assert row[4] == "1239"
     assert row[-1] == ("relaxations: 60/480 Ry a 3.1817 A sigma_zz -0.77 kbar (760 s CPU), "
                        "80/640 Ry a 3.1826 A sigma_zz -0.05 kbar (479 s CPU, reused)")
@@ -78,7 +78,7 @@ def test_every_relaxation_of_the_cutoff_ladder_appears_with_its_cost():
 def test_a_step_resumed_after_max_seconds_says_so_beside_its_cpu_time():
     # the scf_soc step of the max_seconds test: one interrupted run and its resumption
     preset = dataclasses.asdict(load_preset("test"))
-    rows = _provenance_rows(MaterialSection(_material(), None, [
+    rows = _provenance_rows(MaterialSection(material_doc(), None, [
         _task("scf_soc", 0, preset, pw_cpu_seconds=21.7, pw_runs_interrupted=1),
         _task("bands_soc", 1, preset, pw_cpu_seconds=5.0, pw_runs_interrupted=0)]))
     notes = {row[0]: row[-1] for row in rows}

@@ -23,6 +23,7 @@ from tmdflow.presets import PRESET_KEYS, available_presets, bounds_table, load_p
 from tmdflow.settings import load_settings
 from tmdflow.structures import build_monolayer
 from tmdflow.workflow_spec import load_workflow
+from tests.helpers import ROOT
 
 # -- the table: one row per measured case (issue 21 section 4/5) --------------------------------
 # (id, kind, argument, expected exit code, fragments the message must contain)
@@ -258,11 +259,10 @@ def test_no_string_reaches_a_pw_input_unchecked():
 
 
 def test_the_user_guide_lists_every_bound_as_declared():
-    from pathlib import Path
 
     from tmdflow.structures import GEOMETRY_BOUNDS
 
-    guide = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text()
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
     for key, typ, allowed, _ in bounds_table():
         if key != "name":
             assert f"| `{key}` | {typ} | {allowed.replace(' <= ', ' ≤ ')} |" in guide, key
