@@ -59,7 +59,7 @@ def main() -> None:
             d = float(abs(z[1:] - z[0]).mean())
             print(f"{formula:6} {ecut:5g} {a:7.4f} {d:7.4f} {c.sigma_xx_kbar:+7.2f} {c.sigma_zz_kbar:+7.2f}"
                   f" {c.residual_force_kbar:+7.2f} {c.sigma_zz_basis_kbar:+7.2f} {c.in_plane_without_pulay_kbar:+8.2f}"
-                  f" {out.task.outputs['pw_cpu_seconds'] or 0:7.0f}", flush=True)
+                  f" {out.task.outputs.pw_cpu_seconds or 0:7.0f}", flush=True)
 
 
 if __name__ == "__main__":

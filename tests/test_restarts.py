@@ -113,7 +113,7 @@ def test_a_real_run_stopped_at_max_seconds_is_resumed_from_its_checkpoint(tmp_pa
     directory = tmp_path / "relax"
     result, _ = run_with_handlers(
         lambda attempt: _pw(calc, "relax")(_mos2(), attempt.preset, directory, _pseudos(pseudo_dir, 1), (3, 3, 1),
-                                   variable_cell=True, restart=attempt.restart, max_seconds=60),
+                                   variable_cell=True, step="relax", restart=attempt.restart, max_seconds=60),
         STEP_HANDLERS, load_preset("test"), corrections)
     (fix,) = corrections
     assert fix.handler == "walltime_reached" and fix.changes == {"restart_mode": "restart"} and fix.attempt == 1
@@ -141,7 +141,7 @@ def test_a_run_stopped_before_its_first_iteration_is_given_up_on(tmp_path):
         run_with_handlers(
             lambda attempt: _pw(calc, "relax")(_mos2(), attempt.preset, tmp_path / "relax",
                                        _pseudos(load_settings().pseudo_dir, 1), (3, 3, 1), variable_cell=True,
-                                       restart=attempt.restart, max_seconds=1),
+                                       step="relax", restart=attempt.restart, max_seconds=1),
             STEP_HANDLERS, load_preset("test"), corrections)
     assert err.value.exit_code == 34 and corrections == [] and len(profile.inputs) == 1
 

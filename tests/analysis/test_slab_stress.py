@@ -64,18 +64,18 @@ def test_the_virial_of_residual_forces_is_removed_from_sigma_zz():
 
 def test_a_finished_relaxation_is_read_back_without_running(tmp_path):
     calc = EspressoCalculator(EspressoProfile(pw_command="/nonexistent/pw.x"))  # nothing may run
-    done = calc.finished_relax(SE3D_RELAX)
+    done = calc.finished_relax(SE3D_RELAX, "relax")
     assert done is not None
     result, atoms = done
     assert result.xml.relax_converged and "vc-relax" in result.input_text
     assert np.linalg.norm(atoms.cell[0]) == pytest.approx(3.3098, abs=1e-4)  # docs/physics.md
     assert result.run.wall_seconds > 0
     # an interrupted or failed run is not "finished": the step must run (or resume) it
-    assert calc.finished_relax(tmp_path) is None
+    assert calc.finished_relax(tmp_path, "relax") is None
     partial = tmp_path / "partial"
     shutil.copytree(SE3D_RELAX, partial)
     (partial / "relax.out").write_text((SE3D_RELAX / "relax.out").read_text().replace("JOB DONE", ""))
-    assert calc.finished_relax(partial) is None
+    assert calc.finished_relax(partial, "relax") is None
     assert calc.finished_relax(QE67 / "mos2_test_scf_unconverged", step="scf_soc") is None
 
 
@@ -85,8 +85,8 @@ def test_the_cutoff_ladder_keeps_the_dual_and_names_its_directories(tmp_path):
     assert cutoff_ladder(paper) == [(60.0, 480.0), (80.0, 640.0), (100.0, 800.0)]
     assert cutoff_ladder(load_preset("quick", {"relax_cutoff_raises": 0})) == [(45.0, 360.0)]
     assert raised_cutoffs(45.0, 360.0, 15.0) == (60.0, 480.0)
-    assert rung_directory(tmp_path, 0, 60.0) == tmp_path / "relax"
-    assert rung_directory(tmp_path, 1, 80.0) == tmp_path / "relax-80Ry"
+    assert rung_directory(tmp_path, 0, 60.0, "relax") == tmp_path / "relax"
+    assert rung_directory(tmp_path, 1, 80.0, "relax") == tmp_path / "relax-80Ry"
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -120,7 +120,7 @@ def test_a_resumed_relax_step_reuses_the_finished_relaxation_and_applies_the_che
     corrections = []
     # tolerant enough: the finished relaxation is the answer, nothing runs (pw.x does not exist here)
     relaxation = relax_monolayer(_no_pw(), Atoms(), load_preset("paper", {"relax_stress_zz_thr": 3.0}), root,
-                                 {}, (16, 16, 1), corrections, restart=True)
+                                 {}, (16, 16, 1), corrections, restart=True, step="relax")
     result, atoms, check = relaxation.result, relaxation.atoms, relaxation.check
     assert check.passed and corrections == [] and result.directory == root / "relax"
     assert np.linalg.norm(atoms.cell[0]) == pytest.approx(3.3098, abs=1e-4)
@@ -134,13 +134,14 @@ def test_a_resumed_relax_step_reuses_the_finished_relaxation_and_applies_the_che
     # no raise allowed: the check fails with the cut-offs to try next
     with pytest.raises(PulayStressTooLarge, match=r"-2\.87 kbar at 60/480 Ry") as err:
         relax_monolayer(_no_pw(), Atoms(), load_preset("paper", {"relax_cutoff_raises": 0}), root, {}, (16, 16, 1),
-                        [], restart=True)
+                        [], restart=True, step="relax")
     assert "relax_ecutwfc: 80, relax_ecutrho: 640" in str(err.value) and err.value.exit_code == 33
     # one raise allowed: the correction is recorded, then the next rung must run (pw.x is missing)
     corrections = []
     files = {el: pseudo_dir / "pslibrary-paw" / f"{el}.rel1.UPF" for el in ("W", "Se")}
     with pytest.raises(ExecutableNotFound):
-        relax_monolayer(_no_pw(), Atoms(), load_preset("paper"), root, files, (16, 16, 1), corrections, restart=True)
+        relax_monolayer(_no_pw(), Atoms(), load_preset("paper"), root, files, (16, 16, 1), corrections, restart=True,
+                        step="relax")
     (c,) = corrections
     assert c.handler == "slab_pulay_stress" and c.changes == {"relax_ecutwfc": 80.0, "relax_ecutrho": 640.0}
     # the next rung was set up from the finished relaxation's structure, at the raised cut-offs
@@ -160,4 +161,4 @@ def test_a_resume_refuses_a_ladder_whose_earlier_rung_did_not_finish(tmp_path):
     (root / "relax").mkdir(parents=True)  # started, never finished
     (root / "relax-80Ry").mkdir()
     with pytest.raises(CalculationFailed, match="relax-80Ry.*did not finish"):
-        relax_monolayer(_no_pw(), Atoms(), load_preset("paper"), root, {}, (16, 16, 1), [], restart=True)
+        relax_monolayer(_no_pw(), Atoms(), load_preset("paper"), root, {}, (16, 16, 1), [], restart=True, step="relax")

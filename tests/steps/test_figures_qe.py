@@ -53,8 +53,8 @@ def test_postprocessing_runs_are_timed_in_their_tasks(mos2_figures):
     out = mos2_figures["out"]
     for step in ("bands_soc", "soc_map", "bands_sr"):
         outputs = out[step].task.outputs
-        assert 0 < outputs["postprocessing_cpu_seconds"] < out[step].task.wall_seconds, step
-    assert out["scf_soc"].task.outputs["postprocessing_cpu_seconds"] is None
+        assert 0 < outputs.postprocessing_cpu_seconds < out[step].task.wall_seconds, step
+    assert out["scf_soc"].task.outputs.postprocessing_cpu_seconds is None
     nprocs = mos2_figures["settings"].nprocs  # bands.x was started on all MPI processes, not serially
     launched = (mos2_figures["root"] / "soc" / "spin_texture.out").read_text()
     assert re.search(rf"running on\s+{nprocs} processors", launched)
@@ -140,7 +140,7 @@ def test_bulk_is_indirect_and_spin_degenerate(tmp_path, pseudo_dir):
     assert s.spin_degenerate and not s.direct_gap_at_k
     assert s.vbm_location == "Gamma"
     # a Kramers pair's <sigma> is arbitrary: no bands.x run for bulk, no spin on the path
-    assert out["bands_soc"].task.outputs["postprocessing_cpu_seconds"] is None
+    assert out["bands_soc"].task.outputs.postprocessing_cpu_seconds is None
     assert s.vb_k_sigma_z is None and s.k_sigma_inplane_max is None
     from tmdflow.calculators import get_calculator
 

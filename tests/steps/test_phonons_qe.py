@@ -45,7 +45,7 @@ def test_mos2_is_dynamically_stable_with_the_known_gamma_frequencies(mos2_phonon
 
 def test_completed_displacements_are_not_rerun(mos2_phonons):
     first, again = mos2_phonons
-    assert again.task.outputs["reused_displacements"] == first.task.outputs["n_displacements"]
+    assert again.task.outputs.reused_displacements == first.task.outputs.n_displacements
     assert again.phonons.result["frequencies_thz"] == first.phonons.result["frequencies_thz"]
 
 
@@ -56,8 +56,8 @@ def test_phonon_task_records_code_host_pseudopotentials_and_cpu(mos2_phonons):
         assert t.code_version.startswith("6.") and t.host
         assert set(t.pseudopotentials) == {"Mo", "S"}
         assert all(p.file.endswith(".rel1.UPF") and len(p.sha256) == 64 for p in t.pseudopotentials.values())
-        assert t.outputs["pw_cpu_seconds"] > 0
-    assert again.task.outputs["pw_cpu_seconds"] == first.task.outputs["pw_cpu_seconds"]
+        assert t.outputs.pw_cpu_seconds > 0
+    assert again.task.outputs.pw_cpu_seconds == first.task.outputs.pw_cpu_seconds
     assert again.task.wall_seconds == 0  # nothing ran the second time
 
 

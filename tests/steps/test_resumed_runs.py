@@ -33,7 +33,7 @@ def test_the_fixture_is_an_interrupted_run_followed_by_its_resumption():
 
 
 def test_a_resumed_relaxation_costs_the_cpu_time_of_all_its_runs():
-    result, _ = _no_pw().finished_relax(RESUMED)
+    result, _ = _no_pw().finished_relax(RESUMED, "relax")
     (first,) = result.interrupted
     assert first.walltime_exceeded
     resumed_only = parse_pw_stdout(RESUMED / "relax.out").cpu_seconds
@@ -50,7 +50,7 @@ def test_a_relax_step_resumed_on_a_finished_ladder_rung_counts_its_interrupted_r
 
     shutil.copytree(RESUMED, tmp_path / "relax")
     relaxation = relax_monolayer(_no_pw(), Atoms(), load_preset("test", {"relax_stress_zz_thr": 5.0}), tmp_path,
-                                 {}, (3, 3, 1), [], restart=True)
+                                 {}, (3, 3, 1), [], restart=True, step="relax")
     (rung,) = relaxation.rungs
     assert rung.reused and relaxation.pw_cpu_seconds == pytest.approx(29.87 + 174.85, abs=1e-6)
     assert rung.interrupted_runs == relaxation.interrupted_runs == 1

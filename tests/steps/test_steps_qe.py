@@ -53,26 +53,26 @@ def test_monolayer_relaxation_keeps_d3h_relaxes_in_its_own_vacuum_and_raises_the
     assert correction.handler == "slab_pulay_stress" and correction.attempt == 1
     assert correction.changes == {"relax_ecutwfc": 70.0, "relax_ecutrho": 560.0}
     assert out.task.corrections == out.corrections
-    after = out.task.outputs["slab_stress_kbar"]
-    assert abs(after["sigma_zz_basis"]) <= 0.5 < abs(before.sigma_zz_basis_kbar) and after["threshold"] == 0.5
-    assert after["sigma_zz"] == pytest.approx(10 * final.stress_gpa[2, 2])
+    after = out.task.outputs.slab_stress_kbar
+    assert abs(after.sigma_zz_basis) <= 0.5 < abs(before.sigma_zz_basis_kbar) and after.threshold == 0.5
+    assert after.sigma_zz == pytest.approx(10 * final.stress_gpa[2, 2])
     # the basis-set stress shrinks with the cut-off (measured: -1.00 kbar at 50 Ry, -0.30 at 70 Ry)
-    assert abs(after["sigma_zz_basis"]) < 0.5 * abs(before.sigma_zz_basis_kbar)
-    assert out.task.outputs["relax_converged"] is True
-    assert out.task.outputs["max_force_ev_per_angstrom"] < FORCE_CRITERION
+    assert abs(after.sigma_zz_basis) < 0.5 * abs(before.sigma_zz_basis_kbar)
+    assert out.task.outputs.relax_converged is True
+    assert out.task.outputs.max_force_ev_per_angstrom < FORCE_CRITERION
     pw_input = out.task.inputs["pw_input"]
     assert "ecutwfc = 70" in pw_input and "ecutrho = 560" in pw_input and "cell_dofree = '2Dxy'" in pw_input
     assert out.task.directory == str(final_xml.parent)
     # the step's cost is both relaxations', and each rung is recorded as it ran
-    first_rung, final_rung = out.task.outputs["relax_rungs"]
-    assert (first_rung["ecutwfc"], first_rung["passed"], final_rung["ecutwfc"], final_rung["passed"]) == (
+    first_rung, final_rung = out.task.outputs.relax_rungs
+    assert (first_rung.ecutwfc, first_rung.passed, final_rung.ecutwfc, final_rung.passed) == (
         50.0, False, 70.0, True)
-    assert first_rung["sigma_zz_basis_kbar"] == pytest.approx(before.sigma_zz_basis_kbar)
-    assert final_rung["a_angstrom"] == pytest.approx(a, abs=1e-9) and not final_rung["reused"]
-    assert out.task.outputs["pw_cpu_seconds"] == pytest.approx(first_rung["pw_cpu_seconds"]
-                                                               + final_rung["pw_cpu_seconds"])
-    assert out.task.wall_seconds == pytest.approx(first_rung["wall_seconds"] + final_rung["wall_seconds"])
-    assert min(first_rung["pw_cpu_seconds"], final_rung["pw_cpu_seconds"]) > 0
+    assert first_rung.sigma_zz_basis_kbar == pytest.approx(before.sigma_zz_basis_kbar)
+    assert final_rung.a_angstrom == pytest.approx(a, abs=1e-9) and not final_rung.reused
+    assert out.task.outputs.pw_cpu_seconds == pytest.approx(first_rung.pw_cpu_seconds
+                                                            + final_rung.pw_cpu_seconds)
+    assert out.task.wall_seconds == pytest.approx(first_rung.wall_seconds + final_rung.wall_seconds)
+    assert min(first_rung.pw_cpu_seconds, final_rung.pw_cpu_seconds) > 0
 
 
 def test_bulk_relaxation_moves_only_z(qe_settings):
@@ -97,14 +97,14 @@ def test_scf_stopped_at_max_seconds_resumes_from_its_checkpoint(qe_settings):
         run_step(req, qe_settings, qe_settings.work_dir)
     resumed = run_step(StepRequest("t", "MoS2", "monolayer", preset, "scf_soc", restart=True), qe_settings,
                        qe_settings.work_dir)
-    assert resumed.task.outputs["converged"] is True
+    assert resumed.task.outputs.converged is True
     assert "restart_mode = 'restart'" in resumed.task.inputs["pw_input"]
     # the interrupted run's output is kept beside the resumed one, and the step costs both runs
     (interrupted,) = qe_settings.work_dir.glob("**/scf_soc.out.1")
     first, last = parse_pw_stdout(interrupted), parse_pw_stdout(interrupted.parent / "scf_soc.out")
     assert first.walltime_exceeded and last.job_done and not last.walltime_exceeded
-    assert resumed.task.outputs["pw_runs_interrupted"] == 1
-    assert resumed.task.outputs["pw_cpu_seconds"] == pytest.approx(first.cpu_seconds + last.cpu_seconds)
+    assert resumed.task.outputs.pw_runs_interrupted == 1
+    assert resumed.task.outputs.pw_cpu_seconds == pytest.approx(first.cpu_seconds + last.cpu_seconds)
 
 
 def test_a_step_that_cannot_start_within_max_seconds_is_not_resumed(qe_settings):

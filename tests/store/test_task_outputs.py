@@ -92,9 +92,12 @@ def test_the_task_documents_of_real_stores_read_back_unchanged(store):
         assert set(raw["outputs"]) <= set(TaskOutputs.model_fields)  # no key of today's stores is untyped
 
 
-def test_the_dict_form_still_reads_and_writes_during_the_transition():
+def test_outputs_are_attributes_not_a_dict():
     task = _task({"converged": True})
-    task.outputs["pw_cpu_seconds"] = 12.0
-    assert task.outputs["pw_cpu_seconds"] == task.outputs.pw_cpu_seconds == 12.0
-    with pytest.raises(KeyError):
-        task.outputs["n_scf_steps"]  # not written: as a dict would say
+    task.outputs.pw_cpu_seconds = 12.0
+    assert task.outputs.pw_cpu_seconds == 12.0 and task.outputs.n_scf_steps is None  # not written: None
+    assert task.outputs.written() == {"converged": True, "pw_cpu_seconds": 12.0}  # stored: what was written
+    with pytest.raises(TypeError):
+        task.outputs["pw_cpu_seconds"]  # the transition's dict form is gone
+    with pytest.raises(TypeError):
+        task.outputs["n_scf_steps"] = 3

@@ -22,9 +22,8 @@ and a step that adds to a task afterwards assigns attributes (validated on assig
 
     task.outputs.scratch_freed_bytes = freed
 
-Transition only: ``outputs["key"]`` reads and ``outputs["key"] = value`` writes still work (the
-steps and some tests used the dict form); new code uses attributes, and the two methods go once
-no caller uses them.
+Readers use attributes (``task.outputs.pw_cpu_seconds``; a field never written reads None); there
+is no dict access (``outputs["key"]``).
 """
 
 from __future__ import annotations
@@ -158,14 +157,6 @@ class PhononOutputs(StoredModel):
 class TaskOutputs(CommonOutputs, PwOutputs, RelaxLadderOutputs, Wien2kOutputs, ElkOutputs, PhononOutputs):
     """The outputs of one task: the common numbers and each code's and step's own (all optional;
     stored flat, only the fields set; unknown keys kept).  See the module docstring."""
-
-    def __getitem__(self, key: str) -> Any:  # transition only (module docstring)
-        if key in self.model_fields_set or key in (self.__pydantic_extra__ or {}):
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def __setitem__(self, key: str, value: Any) -> None:  # transition only (module docstring)
-        setattr(self, key, value)
 
     def written(self) -> dict[str, Any]:
         """The stored form: the keys a writer set (and unknown keys), JSON-compatible values."""

@@ -63,7 +63,7 @@ class RelaxRung:
     interrupted_runs: int = 0
 
     def as_output(self) -> dict:
-        """The form stored in the relax task (``outputs["relax_rungs"]``)."""
+        """The form stored in the relax task (``outputs.relax_rungs``)."""
         return {"directory": str(self.directory), "ecutwfc": self.ecutwfc, "ecutrho": self.ecutrho,
                 "a_angstrom": self.a_angstrom, "sigma_zz_basis_kbar": self.sigma_zz_basis_kbar,
                 "passed": self.passed, "pw_cpu_seconds": self.pw_cpu_seconds, "wall_seconds": self.wall_seconds,
