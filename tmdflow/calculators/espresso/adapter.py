@@ -165,17 +165,6 @@ def _a_and_d(atoms: Atoms) -> tuple[float, float]:
     return float(np.linalg.norm(atoms.cell[0])), float(np.mean(np.abs(z[1:] - z[0])))
 
 
-def _clock(output: Path, program: str) -> float | None:
-    clock = parse_program_clock(output, program) if output.is_file() else None
-    return clock.cpu_seconds if clock else None
-
-
-def _a_and_d(atoms: Atoms) -> tuple[float, float]:
-    """A monolayer's lattice constant and metal-chalcogen height (Angstrom)."""
-    z = atoms.positions[:, 2]
-    return float(np.linalg.norm(atoms.cell[0])), float(np.mean(np.abs(z[1:] - z[0])))
-
-
 def valence_electrons(atoms: Atoms, pseudo_files: Mapping[str, Path]) -> float:
     zval = {el: read_upf_header(path).z_valence for el, path in pseudo_files.items()}
     return float(sum(zval[s] for s in atoms.get_chemical_symbols()))
