@@ -35,15 +35,14 @@ import numpy as np
 from ase import Atoms
 
 from ...bands import BandData
-from ...kpoints import splitting_kpoints_exact
 from ...errors import (
     CalculationFailed, ElkCrashed, ElkInputRejected, InputError, OutputParseError, ScfNotConverged,
     StructureSymmetryError,
 )
 from ...presets import Preset
-from ...settings import Settings
 from ...structures import build_monolayer, monolayer_height
 from ...units import BOHR_ANGSTROM, HARTREE_EV
+from ..all_electron import AllElectronCalculator
 from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn, RunRecord
@@ -97,48 +96,21 @@ def _grid_for(kpoints: list[tuple[Fraction, Fraction, Fraction]]) -> int:
     return n
 
 
-class ElkCalculator:
+class ElkCalculator(AllElectronCalculator[ElkProfile]):
     name = "elk"
-    uses_pseudopotentials = False  # all-electron
+    profile_type = ElkProfile
     #: relax: task 2 (forces) and an E(a) scan for a monolayer's a (docs/elk.md, "Relaxation");
     #: bands_sr/soc_map/figures are Quantum ESPRESSO's
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
     capabilities = BUILTIN_CALCULATORS["elk"].capabilities
-
-    def __init__(self, profile: ElkProfile) -> None:
-        self.profile = profile
+    #: a retry of an unconverged SCF runs more loops (Elk adapts its own mixing parameter
+    #: between loops; tmdflow sets none)
+    scf_loops_key = "elk_maxscl"
+    case_folder = "elk"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ElkCalculator":
-        return cls(ElkProfile.from_settings(settings))
-
-    def check_executables(self, spin_texture: bool = False, projections: bool = False) -> None:
-        self.profile.check()
-
-    @staticmethod
-    def input_file_digests(formula: str, preset: Preset) -> dict[str, list[str]]:
-        return {}  # all-electron: no pseudopotential files in the result's identity
-
-    @staticmethod
-    def splitting_kpoints(atoms: Atoms, path_points: int) -> tuple[list, list[str]]:
-        """The spin-orbit bands' k list as exact fractions (tmdflow.kpoints.splitting_kpoints_exact)."""
-        return splitting_kpoints_exact(path_points)
-
-    @staticmethod
-    def scf_retry_changes(preset: Preset) -> dict | None:
-        """What a retry of an SCF that did not converge changes: more loops (Elk adapts its own
-        mixing parameter between loops; tmdflow sets none), up to the preset's bound; None when
-        there is no room left."""
-        loops = min(preset.elk_maxscl * 2, 1000)
-        return {"elk_maxscl": loops} if loops > preset.elk_maxscl else None
-
-    @staticmethod
-    def case_directory(root: Path, formula: str) -> Path:
-        return Path(root) / "elk" / formula
-
-    @staticmethod
-    def bands_directory(root: Path, formula: str) -> Path:
-        return Path(root) / "elk" / formula / "bands"
+    def bands_directory(cls, root: Path, formula: str) -> Path:
+        return cls.case_directory(root, formula) / "bands"
 
     # -- running and checking ----------------------------------------------------------------
     def _parameters(self, preset: Preset, tasks: tuple[int, ...], kmesh: tuple[int, int, int], spin_orbit: bool,
@@ -229,7 +201,7 @@ class ElkCalculator:
         coupling (task 1 from the STATE.OUT of the first SCF of ``job.continues_from`` that ran,
         else task 0)."""
         step, preset = job.step, job.preset
-        case_dir = Path(job.directory) if job.directory else self.case_directory(job.layout.root, job.formula)
+        case_dir = self.job_case_directory(job)
         case_dir.mkdir(parents=True, exist_ok=True)
         result = ElkStepResult(step, case_dir, "", "Elk")
         tasks = (0,)
@@ -313,7 +285,7 @@ class ElkCalculator:
         <S_z> of the four states around the gap at K and K' (task 16).  The eigenvector files
         are deleted at the end (``scratch_freed_bytes``)."""
         preset, step, kpoints, labels, progress = job.preset, job.step, list(job.kpoints), list(job.labels), job.progress
-        case_dir = Path(job.directory) if job.directory else self.case_directory(job.layout.root, job.formula)
+        case_dir = self.job_case_directory(job)
         source = next((case_dir / s for s in job.potential_from if (case_dir / s / "STATE.OUT").is_file()), None)
         if source is None:
             raise InputError(f"no converged Elk ground state in {case_dir} "

@@ -21,19 +21,17 @@ from __future__ import annotations
 import shutil
 import warnings
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from ...bands import BandData
-from ...kpoints import splitting_kpoints_exact
 from ...errors import CalculationFailed, InputError, ScfNotConverged, StructureSymmetryError
 from ...presets import Preset
-from ...settings import Settings
 from ...structures import spacegroup_number
 from ...units import RYDBERG_EV
+from ..all_electron import AllElectronCalculator
 from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn
@@ -73,49 +71,22 @@ def _has_inversion(atoms: Atoms) -> bool:
     return any(np.array_equal(r, -np.eye(3, dtype=int)) for r in sym["rotations"])
 
 
-class Wien2kCalculator:
+class Wien2kCalculator(AllElectronCalculator[Wien2kProfile]):
     name = "wien2k"
-    uses_pseudopotentials = False  # all-electron
+    profile_type = Wien2kProfile
     #: the figure steps (bands_sr, soc_map, figures) need <sigma_z> and projections: QE only
     #: what this code can run (tmdflow.steps.registry derives the steps it supports)
     capabilities = BUILTIN_CALCULATORS["wien2k"].capabilities
-
-    def __init__(self, profile: Wien2kProfile) -> None:
-        self.profile = profile
+    #: a retry of an unconverged SCF runs more iterations (run_lapw -i; the mixing lives in
+    #: case.inm, which tmdflow leaves to WIEN2k's init)
+    scf_loops_key = "wien2k_max_iterations"
+    #: cases in <root>/lapw/<formula>: WIEN2k takes the case name from the directory name
+    case_folder = "lapw"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Wien2kCalculator":
-        return cls(Wien2kProfile.from_settings(settings))
-
-    def check_executables(self, spin_texture: bool = False, projections: bool = False) -> None:
-        self.profile.check()
-
-    @staticmethod
-    def input_file_digests(formula: str, preset: Preset) -> dict[str, list[str]]:
-        return {}  # all-electron: no pseudopotential files in the result's identity
-
-    @staticmethod
-    def splitting_kpoints(atoms: Atoms, path_points: int) -> tuple[list, list[str]]:
-        """The spin-orbit bands' k list as exact fractions (tmdflow.kpoints.splitting_kpoints_exact)."""
-        return splitting_kpoints_exact(path_points)
-
-    @staticmethod
-    def scf_retry_changes(preset: Preset) -> dict | None:
-        """What a retry of an SCF that did not converge changes: more iterations (run_lapw -i),
-        up to the preset's bound (the mixing lives in case.inm, which tmdflow leaves to WIEN2k's
-        init); None when there is no room left."""
-        iterations = min(preset.wien2k_max_iterations * 2, 1000)
-        return {"wien2k_max_iterations": iterations} if iterations > preset.wien2k_max_iterations else None
-
-    @staticmethod
-    def case_directory(root: Path, formula: str) -> Path:
-        """``<root>/lapw/<formula>``: WIEN2k takes the case name from the directory name."""
-        return Path(root) / "lapw" / formula
-
-    bands_directory = case_directory
-
-    def _case(self, job) -> Path:
-        return Path(job.directory) if job.directory else self.case_directory(job.layout.root, job.formula)
+    def bands_directory(cls, root: Path, formula: str) -> Path:
+        """The case directory: the bands run in the converged case."""
+        return cls.case_directory(root, formula)
 
     # -- running and checking ----------------------------------------------------------------
     def _run(self, args: list[str], case_dir: Path, log: str, result: Wien2kStepResult,
@@ -230,7 +201,7 @@ class Wien2kCalculator:
         """Scalar-relativistic SCF (preparing the case), or the spin-orbit SCF continuing from the
         converged case of an SCF in ``job.continues_from``."""
         step, preset, progress = job.step, job.preset, job.progress
-        case_dir = self._case(job)
+        case_dir = self.job_case_directory(job)
         result = Wien2kStepResult(step, case_dir, "", self.profile.version())
         conv = ["-ec", f"{preset.wien2k_ec:g}", "-cc", f"{preset.wien2k_cc:g}", "-i", str(preset.wien2k_max_iterations)]
         if not job.spin_orbit:
@@ -335,7 +306,7 @@ class Wien2kCalculator:
         converged potential of the case (an SCF of ``job.potential_from`` must have run); kept as
         ``<step>.energy`` and ``<step>.energyso``.  The eigenvector files are deleted at the end."""
         preset, step, progress, kpoints, labels = job.preset, job.step, job.progress, list(job.kpoints), list(job.labels)
-        case_dir = self._case(job)
+        case_dir = self.job_case_directory(job)
         case = case_dir.name
         if not any((case_dir / s).is_dir() for s in job.potential_from):
             raise InputError(f"no converged SCF in {case_dir} ({' or '.join(f'{s}/' for s in job.potential_from)} "
