@@ -6,10 +6,17 @@ Worker-specific values (pw.x command, MPI launcher, process count, pseudopotenti
 max_seconds) come from the FireWorker's ``env['tmdflow']`` (``_fw_env`` in the spec), never from
 the workflow; the database never does (FireWorks stores that env in every launch): a task uses
 its launcher's database, or its machine's own settings (:func:`task_settings`).
+
+A chain's preset is pinned when it is submitted: every Firetask carries the fully resolved preset
+(``preset_values``) and, for a step, the chain's settings hash (``settings_hash``); a step builds
+its preset from those values, not from the preset files, and refuses to run when they give another
+identity under the code that runs it (:func:`pinned_preset`, :func:`pinned_identity_check`).
+Firetasks stored before presets were pinned have neither and read the preset files as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import socket
@@ -25,9 +32,9 @@ from fireworks.core.firework import FiretaskBase
 from fireworks.core.rocket_launcher import launch_rocket
 
 from .errors import InputError, TmdflowError
-from .presets import load_preset
+from .presets import PRESET_KEYS, Preset, load_preset
 from .settings import Settings, load_settings
-from .identity import readable_prefix, settings_hash, structure_source
+from .identity import preset_values, readable_prefix, settings_hash, structure_source
 from .restarts import STEP_HANDLERS, Action, Attempt, correction, decide
 from .steps import StepRequest, identity_record, resolve_identity, run_step
 from .steps import registry as step_registry
@@ -45,20 +52,32 @@ class TmdflowStepTask(FiretaskBase):
     # explicit module path: FireWorks imports it when deserialising (no USER_PACKAGES needed)
     _fw_name = "{{tmdflow.fireworks.TmdflowStepTask}}"
     required_params = ["workflow", "formula", "dimensionality", "preset", "overrides", "step", "calculator"]
-    optional_params = ["restart", "geometry", "source"]
+    # preset_values / settings_hash: the preset pinned at submit (absent: submitted before pinning)
+    optional_params = ["restart", "geometry", "source", "preset_values", "settings_hash"]
 
-    def run_task(self, fw_spec):
-        settings, max_seconds = task_settings(fw_spec)
+    def step_request(self, fw_spec, max_seconds: float | None = None) -> StepRequest:
+        """The step's request: its params, the parent's hand-off in ``fw_spec`` and the preset
+        pinned at submit, checked against the chain's settings hash before anything runs (an
+        :class:`InputError` when the pinned values give another identity under this code)."""
         handoff = fw_spec.get(HANDOFF) or {}
         request = StepRequest(
             workflow=self["workflow"], formula=self["formula"], dimensionality=self["dimensionality"],
-            preset=load_preset(self["preset"], self["overrides"]), step=self["step"],
+            preset=pinned_preset(self["preset"], self["overrides"], self.get("preset_values")), step=self["step"],
             calculator=self["calculator"],
             structure=StructureDoc.model_validate(handoff["structure"]) if handoff.get("structure") else None,
             relaxed=bool(handoff.get("relaxed", False)), restart=bool(self.get("restart", False)),
             max_seconds=max_seconds, geometry=self.get("geometry"), source=self.get("source"),
             overrides=dict(self["overrides"] or {}),
         )
+        if self.get("preset_values") is not None:
+            pinned_identity_check(f"{request.formula}-{request.dimensionality} step {request.step}",
+                                  self["preset_values"], request.preset, request.calculator,
+                                  self.get("settings_hash"), request.settings_digest)
+        return request
+
+    def run_task(self, fw_spec):
+        settings, max_seconds = task_settings(fw_spec)
+        request = self.step_request(fw_spec, max_seconds)  # a changed pinned identity stops here
         request = resolve_identity(request, settings)  # its id names the failed task below too
         store = ResultsStore(connect(settings).db)
         try:
@@ -105,15 +124,19 @@ class TmdflowConvergenceTask(FiretaskBase):
 
     _fw_name = "{{tmdflow.fireworks.TmdflowConvergenceTask}}"
     required_params = ["formula", "preset", "overrides", "ladders", "tolerance_mev"]
-    optional_params = ["calculator"]  # espresso when absent (studies submitted before Elk's)
+    # calculator: espresso when absent (studies submitted before Elk's); preset_values: the preset
+    # pinned at submit (absent: submitted before pinning)
+    optional_params = ["calculator", "preset_values"]
 
     def run_task(self, fw_spec):
         from .convergence import converge, convergence_id, run_pipeline
         from .store.documents import ConvergenceDoc
 
         settings, _ = task_settings(fw_spec)
-        preset = load_preset(self["preset"], self["overrides"])
         calculator = self.get("calculator", "espresso")
+        preset = pinned_preset(self["preset"], self["overrides"], self.get("preset_values"))
+        if self.get("preset_values") is not None:
+            pinned_identity_check(f"{self['formula']} convergence study", self["preset_values"], preset, calculator)
         tag = f"{self['formula']}-{preset.name}" + ("" if calculator == "espresso" else f"-{calculator}")
         root = Path(settings.work_dir) / "convergence" / tag
         result = converge(self["formula"], preset, dict(self["ladders"]),
@@ -129,6 +152,86 @@ class TmdflowConvergenceTask(FiretaskBase):
                                      for p in result.points])
         ResultsStore(connect(settings).db).put_convergence(doc)
         return FWAction(stored_data={"convergence_id": doc.convergence_id, "converged": result.converged})
+
+
+#: what the error of a chain whose pinned preset no longer holds tells the user to do
+_RESUBMIT = ("resubmit the workflow ('tmdflow submit <file>'): a new chain pinned to this tmdflow's presets, run "
+             "from its first step (this chain's finished results stay); check first whether the keys named matter "
+             "for your results.  'tmdflow rerun' keeps the pinned values: it runs the step only under the tmdflow "
+             "version that submitted the chain")
+
+
+def pinned_params(preset: Preset, calculator: str, source: dict | None = None) -> dict:
+    """The Firetask params that pin a chain's preset at submit: every resolved value
+    (``preset_values``, JSON-able) and, for a step (``source`` given), the chain's settings hash."""
+    params: dict = {"preset_values": dataclasses.asdict(preset)}
+    if source is not None:
+        params["settings_hash"] = settings_hash(calculator, preset, source)
+    return params
+
+
+def pinned_preset(name: str, overrides: dict | None, values: dict | None) -> Preset:
+    """The preset a submitted task runs with: the values pinned at submit, whatever the preset
+    files say now (``values`` None: a task stored before presets were pinned reads the files, as
+    it always did).  A key this tmdflow has and the pinned values lack (the code gained it since)
+    takes the named preset's value of today, a key it no longer has is dropped: whether either
+    changes the result is :func:`pinned_identity_check`'s to say.  Pinned values this code's
+    Preset refuses are an :class:`InputError` before anything runs."""
+    if values is None:
+        return load_preset(name, overrides)
+    kept = {k: v for k, v in values.items() if k in PRESET_KEYS}
+    kept["name"] = name
+    new = [k for k in PRESET_KEYS if k not in kept]
+    if new:
+        try:
+            today = dataclasses.asdict(load_preset(name, overrides))
+        except InputError as exc:
+            raise InputError(f"the preset '{name}' pinned when the workflow was submitted lacks {new}, keys of this "
+                             f"tmdflow, and the preset files cannot give them today: {exc.problem}",
+                             _RESUBMIT) from None
+        kept.update({k: today[k] for k in new})
+    try:
+        return Preset(**kept)
+    except InputError as exc:
+        error = InputError(f"the preset '{name}' pinned when the workflow was submitted is not valid under this "
+                           f"tmdflow: {exc.problem}", _RESUBMIT)
+        error.keys = list(getattr(exc, "keys", []))
+        raise error from None
+
+
+def pinned_differences(values: dict, preset: Preset, calculator: str) -> dict[str, str]:
+    """key -> how the pinned ``values`` and the ``preset`` built from them differ, among the keys
+    that change ``calculator``'s numbers (tmdflow.identity.preset_values)."""
+    submitted, now = preset_values(dict(values), calculator), preset_values(preset, calculator)
+    out = {}
+    for key in sorted(set(submitted) | set(now)):
+        if key not in submitted:
+            out[key] = f"{key} (not in the submitted preset; now {now[key]!r})"
+        elif key not in now:
+            out[key] = f"{key} (submitted {submitted[key]!r}; no longer a preset key)"
+        elif submitted[key] != now[key]:
+            out[key] = f"{key} (submitted {submitted[key]!r}, now {now[key]!r})"
+    return out
+
+
+def pinned_identity_check(label: str, values: dict, preset: Preset, calculator: str,
+                          submitted_hash: str | None = None, current_hash: str | None = None) -> None:
+    """Refuse to run ``label`` when the preset built from its pinned ``values`` is not the one
+    submitted: a key that changes the calculator's numbers differs (the code changed a key's
+    meaning, gained or lost one), or the chain's settings hash does (``submitted_hash`` vs
+    ``current_hash``, for steps).  An :class:`InputError` naming the keys, raised before any
+    calculation, so no step runs under an identity its chain was not submitted with."""
+    differences = pinned_differences(values, preset, calculator)
+    hash_changed = submitted_hash is not None and current_hash != submitted_hash
+    if not differences and not hash_changed:
+        return
+    what = "; ".join(differences.values()) or ("no preset key differs: the identity's definition did "
+                                               "(tmdflow.identity)")
+    hashes = f" (settings hash {submitted_hash[:10]} -> {current_hash[:10]})" if hash_changed else ""
+    error = InputError(f"{label}: the preset '{preset.name}' pinned when the workflow was submitted gives another "
+                       f"identity under this tmdflow{hashes}: {what}; nothing was run", _RESUBMIT)
+    error.keys = list(differences)
+    raise error
 
 
 RANK_STRIDE = 100  # > the number of steps: a workflow's rank outweighs every step order
@@ -211,7 +314,8 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
         for formula in spec.materials:
             task = TmdflowConvergenceTask(formula=formula, preset=preset.name, overrides=dict(spec.overrides),
                                           ladders=dict(spec.convergence.ladders),
-                                          tolerance_mev=spec.convergence.tolerance_mev, calculator=spec.calculator)
+                                          tolerance_mev=spec.convergence.tolerance_mev, calculator=spec.calculator,
+                                          **pinned_params(preset, spec.calculator))
             key = workflow_key(spec, formula, "monolayer", preset)
             workflows.append(Workflow([Firework(task, name=f"{formula}-monolayer-convergence")], name=key,
                                       metadata={"tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
@@ -224,9 +328,10 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
             for step in spec.calculator_steps():
                 if dim not in step_registry.spec(step).dimensionalities:  # e.g. soc_map, phonons: monolayers
                     continue
+                source = chain_source(spec, formula, dim)
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
                                        overrides=dict(spec.overrides), step=step, calculator=spec.calculator,
-                                       source=chain_source(spec, formula, dim))
+                                       source=source, **pinned_params(preset, spec.calculator, source))
                 if spec.geometry(formula, dim):
                     task["geometry"] = spec.geometry(formula, dim)  # from the user's structure file
                 parents = fireworks[-1:] or None
