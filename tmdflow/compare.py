@@ -24,15 +24,12 @@ Plain functions over material documents; the store is read only by :func:`compar
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from .analysis.table1 import Column
+from .analysis.table_render import FORMATS, Column, render_table, shown_text, tex_escape
 from .analysis.vocabulary import gap_type_of, latex_location
 from .convergence import QUANTITIES, error_bars_apply
 from .data import load_yaml
@@ -44,7 +41,6 @@ ALL_ELECTRON = ("elk", "wien2k")
 #: QE's spin_orbit_mode -> how spin-orbit coupling enters
 QE_SPIN_ORBIT = {"scf": "fully relativistic, self-consistent", "second_variational": "second-variational"}
 CODE_NAMES = {"espresso": "QE", "elk": "Elk", "wien2k": "WIEN2k"}
-FORMATS = ("markdown", "csv", "json", "latex")
 
 
 @dataclass(frozen=True)
@@ -264,20 +260,7 @@ def _get(row: ComparisonRow, key: str):
 
 
 def _shown(row: ComparisonRow, col: Column) -> str:
-    v = _get(row, col.key)
-    if v is None:
-        return "-"
-    if col.fmt == "s":
-        return str(v)
-    v = float(v)
-    return format(0.0 if abs(v) < 1e-9 else v, col.fmt)
-
-
-def _rounded(row: ComparisonRow, col: Column):
-    v = _get(row, col.key)
-    if v is None or col.fmt == "s":
-        return v
-    return round(float(v), int(col.fmt.lstrip("+").lstrip(".").rstrip("f"))) + 0.0
+    return shown_text(_get(row, col.key), col)
 
 
 def legend(rows: Sequence[ComparisonRow], measured: Iterable[MeasuredErrorBars] = MEASURED_ERROR_BARS) -> list[str]:
@@ -298,32 +281,13 @@ def legend(rows: Sequence[ComparisonRow], measured: Iterable[MeasuredErrorBars] 
 def render_comparison(rows: Sequence[ComparisonRow], fmt: str = "markdown") -> str:
     """Markdown (with the error-bar legend below), CSV and JSON (names with units, values rounded
     as shown, ``error_bar_source`` per row), or a LaTeX tabular."""
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(c.header for c in COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-        lines += ["| " + " | ".join(_shown(r, c) for c in COLUMNS) + " |" for r in rows]
-        notes = legend(rows)
-        return "\n".join(lines + ([""] + ["Error bars (±): " + notes[0]] + [f"  {n}" for n in notes[1:]]
-                                  if notes else [])) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow([c.name for c in COLUMNS])
-        for r in rows:
-            w.writerow(["" if _rounded(r, c) is None else _rounded(r, c) for c in COLUMNS])
-        return buf.getvalue()
-    if fmt == "json":
-        return json.dumps([{c.name: _rounded(r, c) for c in COLUMNS} for r in rows], indent=2) + "\n"
-    if fmt == "latex":
-        lines = [r"\begin{tabular}{lll" + "r" * (len(COLUMNS) - 5) + "ll}", r"\hline",
-                 " & ".join(c.latex for c in COLUMNS) + r" \\", r"\hline"]
-        lines += [" & ".join(_latex_cell(r, c) for c in COLUMNS) + r" \\" for r in rows]
-        lines += [r"\hline", r"\end{tabular}"]
-        return "\n".join(lines) + "\n"
-    raise InputError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    text = render_table(rows, COLUMNS, fmt, _get, _latex_cell, "lll" + "r" * (len(COLUMNS) - 5) + "ll")
+    notes = legend(rows) if fmt == "markdown" else []
+    if notes:
+        text += "\n".join(["", "Error bars (±): " + notes[0], *(f"  {n}" for n in notes[1:])]) + "\n"
+    return text
 
 
 def _latex_cell(row: ComparisonRow, col: Column) -> str:
@@ -333,9 +297,9 @@ def _latex_cell(row: ComparisonRow, col: Column) -> str:
     if col.key == "formula":
         return re.sub(r"(\d+)", r"$_{\1}$", text)
     if col.key == "gap_type":
-        return latex_location("".join(_TEX.get(ch, ch) for ch in text))
+        return latex_location(tex_escape(text))
     if col.fmt == "s":
-        return "".join(_TEX.get(ch, ch) for ch in text).replace("Γ", r"$\Gamma$").replace("′", "'")
+        return tex_escape(text).replace("Γ", r"$\Gamma$").replace("′", "'")
     return f"${text}$"
 
 

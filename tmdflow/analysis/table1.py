@@ -6,25 +6,13 @@ Formats: Markdown, CSV, JSON, LaTeX (:func:`render`).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-from dataclasses import dataclass
 from typing import Iterable
 
 from ..data import load_yaml
 from ..store.documents import MaterialDocument
+from .table_render import Column, render_table, shown_text, tex_escape
 from .vocabulary import gap_type_of, latex_location
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str  # row dict key
-    header: str  # Markdown / HTML heading
-    fmt: str  # format of the shown value; also the rounding of CSV and JSON values
-    name: str  # CSV / JSON name: what it is, with its unit
-    latex: str  # LaTeX heading (math in $...$)
 
 
 _A, _MEV = r"(\AA)", "(meV)"
@@ -57,7 +45,6 @@ COLUMNS = [
     Column("bk_gap", "bulk gap (eV)", ".3f", "bulk_gap_ev", "bulk gap (eV)"),
     Column("bk_edges", "bulk band edges", "s", "bulk_gap_type", "bulk gap type"),
 ]
-FORMATS = ("markdown", "csv", "json", "latex")
 
 
 def _dev(ours, ref):
@@ -118,31 +105,12 @@ def table1_rows(materials: Iterable[MaterialDocument], preset: str | None = None
 
 def cell_text(row: dict, col: Column) -> str:
     """One Table I cell as plain text ("-" where the row has no value)."""
-    v = row.get(col.key)
-    if v is None:
-        return "-"
-    if isinstance(v, float) and abs(v) < 1e-9:
-        v = 0.0  # no "-0.000" from rounding noise
-    return format(v, col.fmt) if col.fmt != "s" else str(v)
-
-
-def _value(row: dict, col: Column):
-    """The value as CSV and JSON give it: rounded to the decimals the table shows (no
-    ``-2.220446049250313e-16``, no ``-0.0``), None when absent."""
-    v = row.get(col.key)
-    if v is None or col.fmt == "s":
-        return v
-    decimals = int(col.fmt.lstrip("+").lstrip(".").rstrip("f"))
-    return round(float(v), decimals) + 0.0  # + 0.0: -0.0 -> 0.0
-
-
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return shown_text(row.get(col.key), col)
 
 
 def _tex_text(text: str) -> str:
     """Plain text for LaTeX: its special characters escaped, non-ASCII spelled in LaTeX."""
-    out = "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+    out = tex_escape(text)
     return out.replace("Å", r"\AA{}").replace("±", r"$\pm$").replace("→", r"$\to$").replace("–", "--")
 
 
@@ -166,24 +134,4 @@ def render(rows: list[dict], fmt: str = "markdown") -> str:
     CSV and JSON name each value with its unit (``delta_vb_k_mev``, ``monolayer_a_angstrom``;
     :data:`COLUMNS`) and round it to the decimals the table shows; missing values are empty
     (CSV) or null (JSON)."""
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(c.header for c in COLUMNS) + " |",
-                 "|" + "|".join("---" for _ in COLUMNS) + "|"]
-        lines += ["| " + " | ".join(cell_text(r, c) for c in COLUMNS) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow([c.name for c in COLUMNS])
-        for r in rows:
-            w.writerow(["" if _value(r, c) is None else _value(r, c) for c in COLUMNS])
-        return buf.getvalue()
-    if fmt == "json":
-        return json.dumps([{c.name: _value(r, c) for c in COLUMNS} for r in rows], indent=2) + "\n"
-    if fmt == "latex":
-        lines = [r"\begin{tabular}{ll" + "r" * (len(COLUMNS) - 2) + "}", r"\hline",
-                 " & ".join(c.latex for c in COLUMNS) + r" \\", r"\hline"]
-        lines += [" & ".join(_tex_cell(r, c) for c in COLUMNS) + r" \\" for r in rows]
-        lines += [r"\hline", r"\end{tabular}"]
-        return "\n".join(lines) + "\n"
-    raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    return render_table(rows, COLUMNS, fmt, dict.get, _tex_cell, "ll" + "r" * (len(COLUMNS) - 2))
