@@ -23,6 +23,8 @@ from tmdflow.presets import load_preset
 from tmdflow.settings import load_settings
 from tmdflow.steps import initial_structure, select_pseudopotentials, table1_entry
 
+from sweep import print_sweep
+
 
 def relax_once(formula: str, preset_name: str, vacuum: float) -> dict:
     settings = load_settings()
@@ -47,12 +49,11 @@ def main() -> None:
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--vacuum", type=float, nargs="+", default=[15.0, 30.0])
     args = ap.parse_args()
-    rows = [(v, relax_once(args.formula, args.preset, v)) for v in args.vacuum]
-    ref = rows[0][1]
-    print(f"{'vacuum A':>8} {'a A':>9} {'d A':>9} {'da A':>8} {'dd A':>8} {'BFGS':>5} {'CPU min':>8}  directory")
-    for v, r in rows:
-        print(f"{v:8.1f} {r['a']:9.5f} {r['d']:9.5f} {r['a'] - ref['a']:8.5f} {r['d'] - ref['d']:8.5f} "
-              f"{r['bfgs']:5d} {r['cpu_min']:8.2f}  {r['dir']}")
+    print_sweep(
+        args.vacuum, lambda v: relax_once(args.formula, args.preset, v),
+        f"{'vacuum A':>8} {'a A':>9} {'d A':>9} {'da A':>8} {'dd A':>8} {'BFGS':>5} {'CPU min':>8}  directory",
+        lambda v, r, ref: f"{v:8.1f} {r['a']:9.5f} {r['d']:9.5f} {r['a'] - ref['a']:8.5f} {r['d'] - ref['d']:8.5f} "
+                          f"{r['bfgs']:5d} {r['cpu_min']:8.2f}  {r['dir']}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from tmdflow.calculators.espresso.parsers.stdout import parse_pw_stdout
 from tmdflow.calculators.espresso.profile import EspressoProfile
 from tmdflow.settings import load_settings
 
+from sweep import print_sweep
+
 
 def run_once(scf_input: Path, ndim: int, profile: EspressoProfile) -> dict:
     work = Path(tempfile.mkdtemp(prefix="tmdflow-ndim-"))
@@ -50,12 +52,12 @@ def main() -> None:
     ap.add_argument("--ndim", type=int, nargs="+", default=[2, 4])
     args = ap.parse_args()
     profile = EspressoProfile.from_settings(load_settings())
-    rows = [(n, run_once(args.scf_input, n, profile)) for n in args.ndim]
-    ref = rows[0][1]
-    print(f"{'ndim':>5} {'CPU s':>8} {'SCF iter':>8} {'dE_tot meV':>11} {'d level meV':>12} {'CPU ratio':>9}")
-    for n, r in rows:
-        print(f"{n:5d} {r['cpu']:8.1f} {r['iterations']:8d} {13605.693 * (r['energy_ry'] - ref['energy_ry']):11.4f} "
-              f"{1000 * (r['level_ev'] - ref['level_ev']):12.4f} {r['cpu'] / ref['cpu']:9.2f}")
+    print_sweep(
+        args.ndim, lambda n: run_once(args.scf_input, n, profile),
+        f"{'ndim':>5} {'CPU s':>8} {'SCF iter':>8} {'dE_tot meV':>11} {'d level meV':>12} {'CPU ratio':>9}",
+        lambda n, r, ref: f"{n:5d} {r['cpu']:8.1f} {r['iterations']:8d} "
+                          f"{13605.693 * (r['energy_ry'] - ref['energy_ry']):11.4f} "
+                          f"{1000 * (r['level_ev'] - ref['level_ev']):12.4f} {r['cpu'] / ref['cpu']:9.2f}")
 
 
 if __name__ == "__main__":
