@@ -371,7 +371,9 @@ def _extend(lpad, doc: dict, wf: Workflow) -> list[int]:
 
     Only steps after the existing ones may be added (e.g. the figure steps after 'analysis'):
     they are chained after the workflow's last step and receive its hand-off (the relaxed
-    structure) through FireWorks' spec pull, so nothing already computed is rerun."""
+    structure) through FireWorks' spec pull, so nothing already computed is rerun.  The added
+    steps are pinned to the preset as resolved now, which has the workflow's settings hash (it is
+    in the key that matched)."""
     names = {f["name"]: f["fw_id"] for f in lpad.fireworks.find({"fw_id": {"$in": doc["nodes"]}}, {"name": 1, "fw_id": 1})}
     ordered = sorted(wf.fws, key=lambda f: step_registry.index(f.tasks[0]["step"]))
     missing = [f for f in ordered if f.name not in names]
@@ -443,7 +445,8 @@ def rerun(conn: Connection, fw_ids: list[int]) -> list[int]:
     """Reset completed or failed steps, and every step after them, to run again (e.g. the
     analysis after the analysis code improved: it rereads the bands run, nothing before it is
     recomputed).  A step that is running is refused; nothing is reset unless every id is valid.
-    Returns the ids that will run again."""
+    The steps keep the preset pinned at submit (a preset file edited since changes nothing:
+    resubmit the workflow for that).  Returns the ids that will run again."""
     lpad = conn.launchpad
     found = {fw["fw_id"]: fw for fw in lpad.fireworks.find({"fw_id": {"$in": list(fw_ids)}}, {"fw_id": 1, "state": 1, "name": 1})}
     missing = sorted(set(fw_ids) - set(found))

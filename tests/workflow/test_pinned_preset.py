@@ -90,7 +90,7 @@ def test_editing_or_deleting_the_preset_file_after_submit_changes_no_submitted_s
     assert _task(doc).step_request(doc["spec"]).preset == submitted
 
 
-def test_a_chain_runs_with_its_submitted_preset_when_the_file_changes_between_steps(tmp_path, inputs):
+def test_a_chain_and_its_reruns_keep_the_submitted_preset_when_the_file_changes(tmp_path, inputs):
     env, _ = _submit(tmp_path)
     run_tmdflow(env, "launch", "--max-launches", "1")  # the SR SCF only
     _edit_test_preset(inputs)
@@ -105,6 +105,13 @@ def test_a_chain_runs_with_its_submitted_preset_when_the_file_changes_between_st
     pinned = fws["MoS2-bulk-scf_sr"]["spec"]["_tasks"][0]["settings_hash"]
     assert material["identity"]["settings_hash"] == pinned
     assert [p.name for p in (tmp_path / "runs").glob("MoS2-*")] == [material["material_id"]]  # one run directory
+    run_tmdflow(env, "rerun", str(fws["MoS2-bulk-bands_soc"]["fw_id"]))  # a rerun keeps the pinned preset too
+    run_tmdflow(env, "launch")
+    assert {d["state"] for d in stored_fireworks(tmp_path).values()} == {"COMPLETED"}
+    data = bson.json_util.loads((tmp_path / "store.json").read_text())["tmdflow"]
+    assert {doc["task_id"]: doc["inputs"]["preset"]["kmesh"] for _, doc in data["tasks"]["documents"]} == \
+        {t["task_id"]: 3 for t in tasks}
+    assert [p.name for p in (tmp_path / "runs").glob("MoS2-*")] == [material["material_id"]]
 
 
 def _stored_task(tmp_path, name="MoS2-bulk-bands_soc"):
