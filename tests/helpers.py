@@ -19,6 +19,10 @@ FAKE_WIEN2K = TESTS / "fake_wien2k"
 #: a one-structure, one-step workflow file; format with calc= and steps=
 WORKFLOW_TEMPLATE = ("name: ext\ncalculator: {calc}\npreset: test\nmaterials: [MoS2]\nstructures: [bulk]\n"
                      "steps: [{steps}]\n")
+#: the smallest real Quantum ESPRESSO workflow file (MoS2 monolayer, test preset: spin-orbit SCF,
+#: bands, analysis); format with name=
+QE_WORKFLOW_TEMPLATE = ("name: {name}\npreset: test\nmaterials: [MoS2]\nstructures: [monolayer]\n"
+                        "steps: [scf_soc, bands_soc, analysis]\n")
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:

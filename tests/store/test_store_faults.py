@@ -107,29 +107,27 @@ def test_an_unreachable_mongodb_fails_within_the_timeout(tmp_path):
     assert proc.returncode == 2 and "db_timeout_seconds must be a number" in proc.stderr
 
 
-def _mount(fs_dir: Path, options: str) -> None:
+def _tmpfs(fs_dir: Path, options: str):
+    """A fixture's body: a tmpfs mounted with ``options`` at ``fs_dir`` for the test (skipped
+    without root or where mounting fails), unmounted after it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a test filesystem needs root")
     fs_dir.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(fs_dir)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    yield fs_dir
+    subprocess.run(["umount", str(fs_dir)], check=True)
 
 
 @pytest.fixture
 def tiny_fs(tmp_path):
-    fs = tmp_path / "tiny"
-    _mount(fs, "size=256k")
-    yield fs
-    subprocess.run(["umount", str(fs)], check=True)
+    yield from _tmpfs(tmp_path / "tiny", "size=256k")
 
 
 @pytest.fixture
 def readonly_fs(tmp_path):
-    fs = tmp_path / "ro"
-    _mount(fs, "ro,size=64k")
-    yield fs
-    subprocess.run(["umount", str(fs)], check=True)
+    yield from _tmpfs(tmp_path / "ro", "ro,size=64k")
 
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_says_what_to_do(tmp_path, tiny_fs):

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.strict_mongo import check_document, check_update
 from tmdflow.settings import load_settings
 from tmdflow.store.uri import redact, scrub
-from tests.helpers import material_doc
+from tests.helpers import QE_WORKFLOW_TEMPLATE, material_doc
 
 # -- redaction ---------------------------------------------------------------------------------
 
@@ -190,13 +190,7 @@ def test_two_racing_submitters_add_a_workflow_once(strict_mongo, tmp_path):
 
 # -- a real workflow on the strict server -------------------------------------------------------
 
-WORKFLOW = """\
-name: mongo
-preset: test
-materials: [MoS2]
-structures: [monolayer]
-steps: [scf_soc, bands_soc, analysis]
-"""
+WORKFLOW = QE_WORKFLOW_TEMPLATE.format(name="mongo")
 
 
 @pytest.mark.qe

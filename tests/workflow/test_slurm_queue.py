@@ -26,17 +26,11 @@ import bson.json_util
 import pytest
 
 from tmdflow.calculators.espresso.parsers import parse_pw_stdout
-from tests.helpers import ROOT
+from tests.helpers import QE_WORKFLOW_TEMPLATE, ROOT
 
 pytestmark = pytest.mark.qe
 
-WORKFLOW = """\
-name: slurm
-preset: test
-materials: [MoS2]
-structures: [monolayer]
-steps: [scf_soc, bands_soc, analysis]
-"""
+WORKFLOW = QE_WORKFLOW_TEMPLATE.format(name="slurm")
 
 
 def _qadapter(path: Path, walltime: str, margin: int) -> Path:
