@@ -7,11 +7,15 @@ max_seconds) come from the FireWorker's ``env['tmdflow']`` (``_fw_env`` in the s
 the workflow; the database never does (FireWorks stores that env in every launch): a task uses
 its launcher's database, or its machine's own settings (:func:`task_settings`).
 
-A chain's preset is pinned when it is submitted: every Firetask carries the fully resolved preset
-(``preset_values``) and, for a step, the chain's settings hash (``settings_hash``); a step builds
-its preset from those values, not from the preset files, and refuses to run when they give another
-identity under the code that runs it (:func:`pinned_preset`, :func:`pinned_identity_check`).
-Firetasks stored before presets were pinned have neither and read the preset files as they are.
+A chain's preset is pinned when it is submitted: the fully resolved values are stored once, under
+their content's hash (tmdflow.store.pinned_presets), and every Firetask carries that hash
+(``preset_hash``) and, for a step, the chain's settings hash (``settings_hash``); a step loads the
+values by hash and builds its preset from them, not from the preset files, and refuses to run when
+the document is missing or altered, or when the values give another identity under the code that
+runs it (:func:`pinned_values_of`, :func:`pinned_preset`, :func:`pinned_identity_check`).
+Firetasks submitted while the values travelled whole in each of them (``preset_values``, 2026-12-01)
+use those; Firetasks stored before presets were pinned have neither and read the preset files as
+they are.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .steps import StepRequest, identity_record, resolve_identity, run_step
 from .steps import registry as step_registry
 from .store.connection import Connection, connect
 from .store.documents import StructureDoc, TaskDocument
+from .store.pinned_presets import load_pinned, pin_preset, preset_hash
 from .store.results import ResultsStore
 from .workflow_spec import WorkflowSpec
 
@@ -52,34 +57,38 @@ class TmdflowStepTask(FiretaskBase):
     # explicit module path: FireWorks imports it when deserialising (no USER_PACKAGES needed)
     _fw_name = "{{tmdflow.fireworks.TmdflowStepTask}}"
     required_params = ["workflow", "formula", "dimensionality", "preset", "overrides", "step", "calculator"]
-    # preset_values / settings_hash: the preset pinned at submit (absent: submitted before pinning)
-    optional_params = ["restart", "geometry", "source", "preset_values", "settings_hash"]
+    # preset_hash / settings_hash: the preset pinned at submit (pinned_params; preset_values instead of
+    # preset_hash: submitted while the values travelled in every task; neither: submitted before pinning)
+    optional_params = ["restart", "geometry", "source", "preset_hash", "preset_values", "settings_hash"]
 
-    def step_request(self, fw_spec, max_seconds: float | None = None) -> StepRequest:
+    def step_request(self, fw_spec, db, max_seconds: float | None = None) -> StepRequest:
         """The step's request: its params, the parent's hand-off in ``fw_spec`` and the preset
-        pinned at submit, checked against the chain's settings hash before anything runs (an
-        :class:`InputError` when the pinned values give another identity under this code)."""
+        pinned at submit (loaded from ``db``, the store's database, by its hash), checked against
+        the chain's settings hash before anything runs (an :class:`InputError` when the pinned
+        preset is not in the store or gives another identity under this code)."""
+        label = f"{self['formula']}-{self['dimensionality']} step {self['step']}"
+        values = pinned_values_of(self, db, label)
         handoff = fw_spec.get(HANDOFF) or {}
         request = StepRequest(
             workflow=self["workflow"], formula=self["formula"], dimensionality=self["dimensionality"],
-            preset=pinned_preset(self["preset"], self["overrides"], self.get("preset_values")), step=self["step"],
+            preset=pinned_preset(self["preset"], self["overrides"], values), step=self["step"],
             calculator=self["calculator"],
             structure=StructureDoc.model_validate(handoff["structure"]) if handoff.get("structure") else None,
             relaxed=bool(handoff.get("relaxed", False)), restart=bool(self.get("restart", False)),
             max_seconds=max_seconds, geometry=self.get("geometry"), source=self.get("source"),
             overrides=dict(self["overrides"] or {}),
         )
-        if self.get("preset_values") is not None:
-            pinned_identity_check(f"{request.formula}-{request.dimensionality} step {request.step}",
-                                  self["preset_values"], request.preset, request.calculator,
+        if values is not None:
+            pinned_identity_check(label, values, request.preset, request.calculator,
                                   self.get("settings_hash"), request.settings_digest)
         return request
 
     def run_task(self, fw_spec):
         settings, max_seconds = task_settings(fw_spec)
-        request = self.step_request(fw_spec, max_seconds)  # a changed pinned identity stops here
+        db = connect(settings).db
+        request = self.step_request(fw_spec, db, max_seconds)  # a missing or changed pinned preset stops here
         request = resolve_identity(request, settings)  # its id names the failed task below too
-        store = ResultsStore(connect(settings).db)
+        store = ResultsStore(db)
         try:
             outcome = run_step(request, settings, settings.work_dir)
         except TmdflowError as exc:
@@ -124,19 +133,22 @@ class TmdflowConvergenceTask(FiretaskBase):
 
     _fw_name = "{{tmdflow.fireworks.TmdflowConvergenceTask}}"
     required_params = ["formula", "preset", "overrides", "ladders", "tolerance_mev"]
-    # calculator: espresso when absent (studies submitted before Elk's); preset_values: the preset
-    # pinned at submit (absent: submitted before pinning)
-    optional_params = ["calculator", "preset_values"]
+    # calculator: espresso when absent (studies submitted before Elk's); preset_hash: the preset
+    # pinned at submit (preset_values, or neither: as for TmdflowStepTask)
+    optional_params = ["calculator", "preset_hash", "preset_values"]
 
     def run_task(self, fw_spec):
         from .convergence import converge, convergence_id, run_pipeline
         from .store.documents import ConvergenceDoc
 
         settings, _ = task_settings(fw_spec)
+        db = connect(settings).db
         calculator = self.get("calculator", "espresso")
-        preset = pinned_preset(self["preset"], self["overrides"], self.get("preset_values"))
-        if self.get("preset_values") is not None:
-            pinned_identity_check(f"{self['formula']} convergence study", self["preset_values"], preset, calculator)
+        label = f"{self['formula']} convergence study"
+        values = pinned_values_of(self, db, label)  # before any pw.x run
+        preset = pinned_preset(self["preset"], self["overrides"], values)
+        if values is not None:
+            pinned_identity_check(label, values, preset, calculator)
         tag = f"{self['formula']}-{preset.name}" + ("" if calculator == "espresso" else f"-{calculator}")
         root = Path(settings.work_dir) / "convergence" / tag
         result = converge(self["formula"], preset, dict(self["ladders"]),
@@ -150,7 +162,7 @@ class TmdflowConvergenceTask(FiretaskBase):
                              error_bars_mev=result.error_bars_mev, values_mev=result.values_mev,
                              points=[{"settings": p.settings, "values": p.values, "wall_seconds": p.wall_seconds}
                                      for p in result.points])
-        ResultsStore(connect(settings).db).put_convergence(doc)
+        ResultsStore(db).put_convergence(doc)
         return FWAction(stored_data={"convergence_id": doc.convergence_id, "converged": result.converged})
 
 
@@ -161,13 +173,27 @@ _RESUBMIT = ("resubmit the workflow ('tmdflow submit <file>'): a new chain pinne
              "version that submitted the chain")
 
 
-def pinned_params(preset: Preset, calculator: str, source: dict | None = None) -> dict:
-    """The Firetask params that pin a chain's preset at submit: every resolved value
-    (``preset_values``, JSON-able) and, for a step (``source`` given), the chain's settings hash."""
-    params: dict = {"preset_values": dataclasses.asdict(preset)}
-    if source is not None:
-        params["settings_hash"] = settings_hash(calculator, preset, source)
+def pinned_params(preset_digest: str, settings_digest: str | None = None) -> dict:
+    """The Firetask params that pin a chain's preset at submit: the hash its resolved values are
+    stored under (``preset_hash``, tmdflow.store.pinned_presets.preset_hash; :func:`submit` stores
+    them) and, for a step, the chain's settings hash."""
+    params: dict = {"preset_hash": preset_digest}
+    if settings_digest is not None:
+        params["settings_hash"] = settings_digest
     return params
+
+
+def pinned_values_of(task: FiretaskBase, db, label: str) -> dict | None:
+    """The resolved preset values a submitted ``task`` is pinned to: loaded from ``db`` by its
+    ``preset_hash``, the ``preset_values`` it carries whole (submitted before the values were
+    stored once), or None (submitted before pinning: the preset files are read).  A pinned
+    preset missing from the store, or altered there, is an :class:`InputError` before any work."""
+    if task.get("preset_hash") is not None:
+        try:
+            return load_pinned(db, task["preset_hash"])
+        except InputError as exc:
+            raise InputError(f"{label}: {exc.problem}", exc.remedy) from None
+    return task.get("preset_values")
 
 
 def pinned_preset(name: str, overrides: dict | None, values: dict | None) -> Preset:
@@ -299,23 +325,31 @@ def workflow_settings_hashes(spec: WorkflowSpec, preset_name: str | None = None)
             for formula in spec.materials for dim in spec.structures}
 
 
-def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset) -> str:
+def workflow_key(spec: WorkflowSpec, formula: str, dimensionality: str, preset, digest: str | None = None) -> str:
     """``<workflow>:<formula>-<dim>-<preset>[-<calculator>]@<settings hash>``: a resubmitted file
-    is recognised, and a changed override, calculator or structure is a new workflow."""
-    digest = settings_hash(spec.calculator, preset, chain_source(spec, formula, dimensionality))
+    is recognised, and a changed override, calculator or structure is a new workflow (``digest``:
+    the chain's settings hash when known)."""
+    digest = digest or settings_hash(spec.calculator, preset, chain_source(spec, formula, dimensionality))
     return f"{spec.name}:{readable_prefix(formula, dimensionality, preset.name, spec.calculator)}@{digest[:10]}"
 
 
 def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[Workflow]:
-    """One FireWorks Workflow per material x structure, steps chained in order."""
-    preset = spec.load_preset(preset_name)
+    """One FireWorks Workflow per material x structure, steps chained in order, pinned to the
+    preset as it resolves now (:func:`workflows_for`)."""
+    return workflows_for(spec, spec.load_preset(preset_name))
+
+
+def workflows_for(spec: WorkflowSpec, preset: Preset) -> list[Workflow]:
+    """The Workflows of ``spec`` pinned to ``preset`` (its hash in every Firetask: the values
+    themselves must be stored with :func:`tmdflow.store.pinned_presets.pin_preset`)."""
     workflows = []
+    preset_digest = preset_hash(dataclasses.asdict(preset))  # one preset, one hash for every Firetask
     if spec.kind == "convergence":
         for formula in spec.materials:
             task = TmdflowConvergenceTask(formula=formula, preset=preset.name, overrides=dict(spec.overrides),
                                           ladders=dict(spec.convergence.ladders),
                                           tolerance_mev=spec.convergence.tolerance_mev, calculator=spec.calculator,
-                                          **pinned_params(preset, spec.calculator))
+                                          **pinned_params(preset_digest))
             key = workflow_key(spec, formula, "monolayer", preset)
             workflows.append(Workflow([Firework(task, name=f"{formula}-monolayer-convergence")], name=key,
                                       metadata={"tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
@@ -325,19 +359,20 @@ def build_workflows(spec: WorkflowSpec, preset_name: str | None = None) -> list[
     for formula in spec.materials:
         for dim in spec.structures:
             fireworks: list[Firework] = []
+            source = chain_source(spec, formula, dim)  # one chain, one structure source and settings hash
+            digest = settings_hash(spec.calculator, preset, source)
             for step in spec.calculator_steps():
                 if dim not in step_registry.spec(step).dimensionalities:  # e.g. soc_map, phonons: monolayers
                     continue
-                source = chain_source(spec, formula, dim)
                 task = TmdflowStepTask(workflow=spec.name, formula=formula, dimensionality=dim, preset=preset.name,
                                        overrides=dict(spec.overrides), step=step, calculator=spec.calculator,
-                                       source=source, **pinned_params(preset, spec.calculator, source))
+                                       source=source, **pinned_params(preset_digest, digest))
                 if spec.geometry(formula, dim):
                     task["geometry"] = spec.geometry(formula, dim)  # from the user's structure file
                 parents = fireworks[-1:] or None
                 fireworks.append(Firework(task, name=f"{formula}-{dim}-{step}", parents=parents,
                                           spec={"_priority": step_priority(step)}))
-            key = workflow_key(spec, formula, dim, preset)
+            key = workflow_key(spec, formula, dim, preset, digest)
             workflows.append(Workflow(fireworks, name=key, metadata={
                 "tmdflow_key": key, "tmdflow_workflow": spec.name, "formula": formula,
                 "dimensionality": dim, "preset": preset.name, "overrides": dict(spec.overrides)}))
@@ -401,10 +436,14 @@ def submit(conn: Connection, spec: WorkflowSpec, preset_name: str | None = None,
     or extended when the spec has steps it lacks (e.g. figures added later to a finished study).
 
     One query finds the existing keys and one bulk insert adds the rest (1000 workflows in
-    seconds, docs/performance.md).
+    seconds, docs/performance.md).  The preset is stored first, once, under the hash every
+    Firetask carries (tmdflow.store.pinned_presets), also when every key is already submitted:
+    a submission restores a pinned preset lost from the store.
     """
     lpad = conn.launchpad
-    workflows = build_workflows(spec, preset_name)
+    preset = spec.load_preset(preset_name)
+    workflows = workflows_for(spec, preset)
+    pin_preset(conn.db, dataclasses.asdict(preset))
     keys = [wf.metadata["tmdflow_key"] for wf in workflows]
     existing = {
         doc["metadata"]["tmdflow_key"]: doc

@@ -45,7 +45,9 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
-def _sha256(value: Any) -> str:
+def content_hash(value: Any) -> str:
+    """SHA-256 of the canonical JSON of ``value``: the hashes below, and the key of a document
+    stored under its content (the presets pinned at submit, tmdflow.store.pinned_presets)."""
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
@@ -105,15 +107,15 @@ def given_structure_source(structure: Mapping[str, Any]) -> dict[str, Any]:
 
 def settings_hash(calculator: str, preset: Any, source: Mapping[str, Any]) -> str:
     """SHA-256 of what a submission fixes: calculator, resolved preset, structure source."""
-    return _sha256({"version": IDENTITY_VERSION, "calculator": calculator, "preset": preset_values(preset, calculator),
-                    "structure": dict(source)})
+    return content_hash({"version": IDENTITY_VERSION, "calculator": calculator,
+                         "preset": preset_values(preset, calculator), "structure": dict(source)})
 
 
 def result_hash(settings_digest: str, pseudopotentials: Mapping[str, list[str]]) -> str:
     """SHA-256 of a result's inputs: the settings hash and the pseudopotential files' SHA-256
     (element -> sorted hashes of every file the chain uses; empty for all-electron codes)."""
-    return _sha256({"version": IDENTITY_VERSION, "settings": settings_digest,
-                    "pseudopotentials": {el: sorted(v) for el, v in pseudopotentials.items()}})
+    return content_hash({"version": IDENTITY_VERSION, "settings": settings_digest,
+                         "pseudopotentials": {el: sorted(v) for el, v in pseudopotentials.items()}})
 
 
 def readable_prefix(formula: str, dimensionality: str, preset_name: str, calculator: str) -> str:
