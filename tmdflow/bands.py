@@ -65,6 +65,15 @@ class BandData:
         return replace(self, sigma_z=np.asarray(sigma_z, float),
                        sigma_inplane=None if sigma_inplane is None else np.asarray(sigma_inplane, float))
 
+    def take(self, mask) -> "BandData":
+        """The k-points selected by a boolean mask or index array, with their labels and spins."""
+        idx = np.arange(len(self.kpoints_crystal))[mask]
+        pick = (lambda a: None if a is None else np.asarray(a)[idx])
+        return replace(self, kpoints_crystal=np.asarray(self.kpoints_crystal)[idx],
+                       eigenvalues=np.asarray(self.eigenvalues)[idx], sigma_z=pick(self.sigma_z),
+                       sigma_inplane=pick(self.sigma_inplane),
+                       labels=tuple(self.labels[i] for i in idx if i < len(self.labels)) if self.labels else ())
+
     @staticmethod
     def merge(*parts: "BandData") -> "BandData":
         """Concatenate k lists of runs on the same cell with the same electron count."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis.bzinterp import MapInterpolation
 from .analysis.bzmap import SplittingMap, bz_hexagon, signed_pair_splitting
 from .analysis.checks import path_segment
 from .bands import BandData
@@ -188,18 +189,30 @@ def _title(info: "FigureInfo | str", what: str) -> str:
     return info.line(what) if isinstance(info, FigureInfo) else str(info)
 
 
-def fig3_map(m: SplittingMap, out: Path, info: "FigureInfo | str") -> list[Path]:
+def _map_note(m: "MapInterpolation") -> str:
+    """What the drawn map is: computed grid, interpolated grid and the measured error."""
+    drawn = f"drawn on a {m.fine_points}×{m.fine_points} Fourier interpolation of the spin-resolved bands"
+    if m.errors is None:
+        return f"{drawn} (not validated: the map has no check points)"
+    return f"{drawn}; vs {m.errors.summary()}"
+
+
+def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo | str") -> list[Path]:
+    """Fig. 3 from a map (tmdflow.analysis.bzinterp.map_for_figure): colours and iso-energy
+    lines drawn from the interpolated fine grid, the CSV holds the directly computed points only."""
     plt = pyplot()
     import matplotlib.tri as mtri
 
-    tri = mtri.Triangulation(m.k_cartesian[:, 0], m.k_cartesian[:, 1])
-    hexagon = bz_hexagon(m.reciprocal_cell)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained")
+    direct, drawn = (m.direct, m.fine) if isinstance(m, MapInterpolation) else (m, m)
+    note = f"\n{_map_note(m)}" if isinstance(m, MapInterpolation) else ""
+    tri = mtri.Triangulation(drawn.k_cartesian[:, 0], drawn.k_cartesian[:, 1])
+    hexagon = bz_hexagon(drawn.reciprocal_cell)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8), layout="constrained")
     fig.suptitle("E(↑) − E(↓) of the band pairs (at K: UVB ±Δ$_\\mathrm{VB}$(K), LCB ∓Δ$_\\mathrm{CB}$(K), "
-                 f"upper sign for ↑ at the top of the valence band)\n{_title(info, 'map')}",
+                 f"upper sign for ↑ at the top of the valence band)\n{_title(info, 'map')}{note}",
                  fontsize=8)
-    for ax, data, name in ((axes[0], m.delta_uvb_mev, "uppermost valence pair (UVB)"),
-                           (axes[1], m.delta_lcb_mev, "lowermost conduction pair (LCB)")):
+    for ax, data, name in ((axes[0], drawn.delta_uvb_mev, "uppermost valence pair (UVB)"),
+                           (axes[1], drawn.delta_lcb_mev, "lowermost conduction pair (LCB)")):
         lim = max(float(np.abs(data).max()), 1e-6)
         cs = ax.tricontourf(tri, data, levels=np.linspace(-lim, lim, 41), cmap="RdBu_r")
         ax.plot(hexagon[:, 0], hexagon[:, 1], color="k", lw=1.0)
@@ -209,23 +222,27 @@ def fig3_map(m: SplittingMap, out: Path, info: "FigureInfo | str") -> list[Path]
         fig.colorbar(cs, ax=ax, shrink=0.8, label="E(↑) − E(↓) (meV)", format="%.0f")
     axes[0].set_ylabel("k$_y$ (1/Å)")
     files = save_figure(fig, out, "fig3_splitting_map")
-    fig, ax = plt.subplots(figsize=(4.8, 4.6), layout="constrained")
-    interp_s = mtri.LinearTriInterpolator(tri, m.uvb_sigma_z)
+    fig, ax = plt.subplots(figsize=(4.8, 4.9), layout="constrained")
+    from scipy.spatial import cKDTree
+
+    nearest = cKDTree(drawn.k_cartesian)  # the spin of a line point: its nearest map point's
     for be in BINDING_ENERGIES_EV:
-        cs = ax.tricontour(tri, m.uvb_energy_ev, levels=[-be], colors="none")
+        cs = ax.tricontour(tri, drawn.uvb_energy_ev, levels=[-be], colors="none")
         for seg in (p for coll in cs.allsegs for p in coll):
             if len(seg) < 2:
                 continue
-            s = np.asarray(interp_s(seg[:, 0], seg[:, 1]).filled(0.0))
-            colors = np.where(s >= 0, "tab:red", "tab:blue")
-            for i in range(len(seg) - 1):
-                ax.plot(seg[i:i + 2, 0], seg[i:i + 2, 1], color=colors[i], lw=1.2)
+            up = drawn.uvb_sigma_z[nearest.query(seg)[1]] >= 0
+            # one line per run of equal spin (not one per segment): smooth curves in the SVG
+            cuts = np.nonzero(np.diff(up.astype(int)))[0] + 1
+            for part in np.split(np.arange(len(seg)), cuts):
+                piece = seg[part[0]:min(part[-1] + 2, len(seg))]
+                ax.plot(piece[:, 0], piece[:, 1], color="tab:red" if up[part[0]] else "tab:blue", lw=1.2)
     ax.plot(hexagon[:, 0], hexagon[:, 1], color="k", lw=1.0)
     ax.plot([], [], color="tab:red", label="⟨σz⟩ > 0 (↑)")
     ax.plot([], [], color="tab:blue", label="⟨σz⟩ < 0 (↓)")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_aspect("equal")
-    ax.set_title(f"UVB iso-energy lines at −0.2, −0.5, −0.8 eV\n{_title(info, 'map')}", fontsize=7)
+    ax.set_title(f"UVB iso-energy lines at −0.2, −0.5, −0.8 eV\n{_title(info, 'map')}{note}", fontsize=6)
     ax.set_xlabel("k$_x$ (1/Å)")
     ax.set_ylabel("k$_y$ (1/Å)")
     files += save_figure(fig, out, "fig3_contours")
@@ -233,7 +250,8 @@ def fig3_map(m: SplittingMap, out: Path, info: "FigureInfo | str") -> list[Path]
                             ["kx_inv_angstrom", "ky_inv_angstrom", "uvb_e_minus_vbm_ev", "uvb_sigma_z",
                              "uvb_e_up_minus_e_down_mev", "lcb_e_up_minus_e_down_mev"],
                             ([f"{a:.6f}" for a in row] for row in np.column_stack(
-                                [m.k_cartesian, m.uvb_energy_ev, m.uvb_sigma_z, m.delta_uvb_mev, m.delta_lcb_mev]))))
+                                [direct.k_cartesian, direct.uvb_energy_ev, direct.uvb_sigma_z, direct.delta_uvb_mev,
+                                 direct.delta_lcb_mev]))))
     return files
 
 

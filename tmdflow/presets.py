@@ -185,7 +185,7 @@ class Preset:
     # splitting map (soc_map step): N x N grid of the zone, irreducible wedge computed
     map_points: int = _bound(ge=3, le=60, multiple_of=3,
                              why="N x N grid of the soc_map step; a multiple of 3 so that K lies on the grid; 60 is "
-                                 "331 wedge points (18: 37)", fix="use e.g. map_points: 18 (paper) or 6 (tests)")
+                                 "331 wedge points (36: 127)", fix="use e.g. map_points: 36 (paper) or 6 (tests)")
     # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
     wien2k_rmt: float = _bound(ge=1.0, le=3.5, unit="bohr", why="muffin-tin radius; M-X bonds (~4.5 bohr) allow "
                                                                 "at most ~2.3 each")

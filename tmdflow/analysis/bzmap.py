@@ -26,9 +26,35 @@ def wedge_points(n: int) -> np.ndarray:
     """Crystal coordinates (m, 3) of the grid points of the irreducible wedge Gamma-M-K."""
     if n < 3 or n % 3:
         raise InputError(f"map_points must be a multiple of 3 (>= 3) so that K lies on the grid, got {n}",
-                         "use e.g. map_points: 24 (paper) or 6 (tests)")
+                         "use e.g. map_points: 36 (paper) or 6 (tests)")
     pts = [(i / n, j / n, 0.0) for j in range(n + 1) for i in range(j, n + 1) if 2 * i + j <= n]
     return np.array(pts)
+
+
+def check_points(n: int, count: int = 8) -> np.ndarray:
+    """Crystal coordinates (count, 3) of points *between* the wedge grid's points, computed
+    directly beside the map to measure the interpolation of Fig. 3 (tmdflow.analysis.bzinterp):
+    centroids of the grid's triangles inside the wedge -- the points farthest from every grid
+    point -- spread evenly over it (all of them when there are fewer than ``count``).  They lie
+    on the 3N x 3N grid, never on the N x N one, so one run holds both (:func:`on_wedge_grid`)."""
+    wedge_points(n)  # the same validation of n
+    inside = []
+    for j in range(n):
+        for i in range(j, n):
+            for du, dv in ((1 / 3, 1 / 3), (2 / 3, 2 / 3)):
+                u, v = (i + du) / n, (j + dv) / n
+                if v < u - 1e-12 and 2 * u + v < 1 - 1e-12:
+                    inside.append((u, v, 0.0))
+    pts = np.array(inside)
+    if len(pts) <= count:
+        return pts
+    return pts[np.round(np.linspace(0, len(pts) - 1, count)).astype(int)]
+
+
+def on_wedge_grid(kpoints_crystal: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the k-points that are points (i/N, j/N) of the map's grid (not check points)."""
+    k = np.asarray(kpoints_crystal)[:, :2] * n
+    return np.all(np.abs(k - np.round(k)) < 1e-4, axis=1)
 
 
 @dataclass(frozen=True)

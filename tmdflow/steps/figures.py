@@ -5,9 +5,11 @@ producers of spin_orbit_bands, scalar_bands, band_map; the adapter reads them)."
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from ..analysis.bzmap import unfold
+from ..analysis.bzinterp import map_for_figure
 from ..analysis.checks import check_bulk, check_monolayer
 from ..figures import FigureInfo, fig2_bands, fig3_map, fig4_gamma_k, gamma_k_profile
 from ..identity import describe_overrides
@@ -42,13 +44,18 @@ def make_figures(req: StepRequest, calc, layout: RunLayout) -> FiguresDoc:
     info = FigureInfo.of(f"{req.formula} {req.dimensionality}", label, req.preset)
     files = fig2_bands(soc, sr, out, info)
     profile = {}
+    stored_checks = checks.to_dict()
     if req.dimensionality == "monolayer":
         if map_bands is not None:
-            files += fig3_map(unfold(map_bands), out, info)
+            drawn = map_for_figure(map_bands, req.preset.map_points)
+            files += fig3_map(drawn, out, info)
+            stored_checks["map_interpolation"] = {
+                "points": drawn.points, "fine_points": drawn.fine_points,
+                **({} if drawn.errors is None else dataclasses.asdict(drawn.errors))}
         profile = gamma_k_profile(soc, sr, weights)
         files += fig4_gamma_k(profile, out, info)
     return FiguresDoc(material_id=req.material_id, directory=str(out), files=[str(f) for f in files],
-                      checks=checks.to_dict(),
+                      checks=stored_checks,
                       gamma_k_profile={k: [float(x) for x in np.asarray(v)] for k, v in profile.items()})
 
 

@@ -1,10 +1,13 @@
 """soc_map: spin-orbit bands and <sigma_z> on the irreducible wedge Gamma-M-K of an N x N grid
 of the zone (from the spin-orbit SCF density) -> Fig. 3 (monolayers; a bulk 2H is
-Kramers-degenerate everywhere, Delta(k) = 0, so nothing runs for it)."""
+Kramers-degenerate everywhere, Delta(k) = 0, so nothing runs for it).  A few check points
+between the grid's points run with it: the figures step measures its interpolation on them."""
 
 from __future__ import annotations
 
-from ..analysis.bzmap import wedge_points
+import numpy as np
+
+from ..analysis.bzmap import check_points, wedge_points
 from ..store.documents import BandStructureDoc
 from .context import StepContext, StepOutcome, task_document
 from .registry import StepSpec
@@ -15,12 +18,17 @@ def run(ctx: StepContext) -> StepOutcome:
     if req.dimensionality == "bulk":  # inversion + time reversal: every level a Kramers pair
         return ctx.outcome()
     calc.check_executables(spin_texture=True, projections=False)
-    result = calc.bands(ctx.bands_job(True, wedge_points(req.preset.map_points), densities=SPEC.needs,
+    result = calc.bands(ctx.bands_job(True, map_kpoints(req.preset.map_points), densities=SPEC.needs,
                                       spin_texture="sigma_z"))
     task = task_document(req, result, atoms)
     doc = BandStructureDoc.from_bands(f"{req.material_id}-{req.step}", "soc_map", result.bands, None,
                                       fermi_energy_ev=task.outputs.fermi_energy_ev)
     return ctx.outcome(task=task, bandstructure=doc)
+
+
+def map_kpoints(n: int) -> np.ndarray:
+    """The wedge of the n x n grid, then the check points between its points."""
+    return np.vstack([wedge_points(n), check_points(n)])
 
 
 SPEC = StepSpec("soc_map", 6, run, "spin-orbit band map of the zone (Fig. 3)", requires=frozenset({"band_map"}),

@@ -1,0 +1,136 @@
+"""Fig. 3's Fourier interpolation of the spin-resolved map (tmdflow.analysis.bzinterp), on a real
+36 x 36 map of WS2 with 40 points between its grid points computed directly by pw.x + bands.x
+(tests/fixtures/qe-6.7/ws2_test_map36, README there).
+
+Tolerances: the interpolation's errors are measured numbers (docs/performance.md): at the 36 grid
+the top valence band is off by <= 0.4 meV and its Delta by <= 0.8 meV within 0.9 eV of the VBM
+(Fig. 3's contour window); the test allows 1 meV, the issue's criterion.  At the 18 grid the same
+comparison gives 3.8 - 13 meV: the reason the paper preset computes 36."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import QE67
+from tmdflow.analysis.bzinterp import (FourierBand, full_grid, interpolate, interpolation_errors, map_for_figure,
+                                       split_map, spin_pairs)
+from tmdflow.analysis.bzmap import check_points, on_wedge_grid, wedge_points
+from tmdflow.bands import BandData
+from tmdflow.calculators.espresso.parsers.bandsx import parse_bandsx_sigma_z
+from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
+from tmdflow.errors import AnalysisError
+
+MAP36 = QE67 / "ws2_test_map36"
+
+
+def _read(step: str) -> BandData:
+    b = parse_pw_xml(MAP36 / f"{step}.xml").bands
+    bands = BandData(b.kpoints_crystal, b.eigenvalues, b.n_electrons, b.spinor, b.reciprocal_cell)
+    return bands.with_sigma_z(parse_bandsx_sigma_z(MAP36 / f"{step}_sigma.dat", bands.eigenvalues))
+
+
+@pytest.fixture(scope="module")
+def map36():
+    return _read("soc_map")
+
+
+@pytest.fixture(scope="module")
+def checks36():
+    return _read("checks")
+
+
+def _distinct_points(m) -> int:
+    """Points of a map modulo the reciprocal lattice."""
+    crystal = np.linalg.solve(m.reciprocal_cell[:2, :2].T, m.k_cartesian.T).T
+    return len(np.unique(np.round(crystal % 1.0, 5) % 1.0, axis=0))
+
+
+def test_fixture_is_the_wedge_and_its_check_points(map36, checks36):
+    assert np.allclose(map36.kpoints_crystal, wedge_points(36), atol=1e-8)
+    assert np.allclose(checks36.kpoints_crystal, check_points(36, 40), atol=1e-8)
+    assert not on_wedge_grid(checks36.kpoints_crystal, 36).any()  # all between grid points
+
+
+def test_fourier_series_of_a_band_limited_function_is_exact():
+    """A function with Fourier components inside the 12 x 12 supercell is reproduced everywhere."""
+    a = 3.18
+    cell = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 20.0]])
+    recip = 2 * np.pi * np.linalg.inv(cell).T
+
+    def f(k):
+        u, v = k[:, 0], k[:, 1]
+        return (np.cos(2 * np.pi * u) + np.cos(2 * np.pi * v) + np.cos(2 * np.pi * (u + v))
+                + 0.3 * np.cos(2 * np.pi * (2 * u - v)) + 0.1 * np.sin(2 * np.pi * (u + 2 * v)))
+
+    grid = np.array([[f(np.array([[i / 12, j / 12]]))[0] for j in range(12)] for i in range(12)])
+    k = np.random.default_rng(1).random((40, 2))
+    assert np.abs(FourierBand(grid, recip)(k) - f(k)).max() < 1e-12
+
+
+def test_series_passes_through_every_computed_point(map36):
+    fit = interpolate(map36)
+    got = fit.at(map36.kpoints_crystal)
+    ref = spin_pairs(map36)
+    for name in ("uvb", "lcb"):
+        # 1 micro-eV: the XML's precision, and wedge-edge points that the symmetry maps onto each other
+        assert np.abs(got.up[name] - ref.up[name]).max() < 1e-6
+        assert np.abs(got.down[name] - ref.down[name]).max() < 1e-6
+
+
+def test_unfolded_grid_obeys_time_reversal(map36):
+    """E_up(k) = E_down(-k): the whole grid follows from the wedge with spins swapped by k -> -k."""
+    n, up, down = full_grid(map36)
+    assert n == 36
+    minus = (-np.arange(n)) % n
+    for name in ("uvb", "lcb"):
+        assert np.allclose(up[name], down[name][np.ix_(minus, minus)], atol=1e-12)
+
+
+def test_interpolation_from_the_36_grid_is_within_1_mev(map36, checks36):
+    e = interpolation_errors(interpolate(map36), checks36)
+    assert e.n_points == 40 and e.window_ev == 0.9
+    assert e.max_uvb_window_mev < 1.0  # measured 0.36
+    assert e.max_delta_uvb_window_mev < 1.0  # measured 0.78
+    assert e.max_delta_lcb_polarised_mev < 1.0  # measured 0.55
+    # where the lowest conduction pair is spin-mixed near Gamma (|<sigma_z>| 0.1-0.6, a crossing
+    # with c3) its "Delta" is not smooth: 10.6 meV there, which the summary does not hide
+    assert e.max_delta_mev["lcb"] > 1.0
+    assert "40 direct check points" in e.summary()
+
+
+def test_the_18_grid_is_not_enough(map36):
+    """Fit on the 18 x 18 sub-grid, compare with the 36 grid's other points: misses 1 meV."""
+    on18 = on_wedge_grid(map36.kpoints_crystal, 18)
+    e = interpolation_errors(interpolate(map36.take(on18)), map36.take(~on18))
+    assert e.max_uvb_window_mev > 2.0  # measured 13.0 within 0.9 eV
+
+
+def test_map_for_figure_splits_grid_and_checks(map36, checks36):
+    both = BandData.merge(map36, checks36)
+    drawn = map_for_figure(both, 36)
+    assert drawn.points == 36 and drawn.fine_points == 144
+    assert drawn.errors is not None and drawn.errors.n_points == 40
+    assert _distinct_points(drawn.direct) == 36 * 36  # the whole zone (the hexagon's edge points twice)
+    assert _distinct_points(drawn.fine) == 144 * 144
+    # K (1/3, 1/3): Delta_UVB there equals the direct map's, the energy zero is the VBM
+    k = np.argmin(np.abs(drawn.fine.uvb_energy_ev))
+    assert abs(abs(drawn.fine.delta_uvb_mev[k]) - np.abs(drawn.direct.delta_uvb_mev).max()) < 1e-6
+    old = map_for_figure(map36, 36)  # a map made before check points existed: drawn, not validated
+    assert old.errors is None
+    with pytest.raises(AnalysisError, match="of the 61 points of the 24 x 24"):
+        split_map(map36, 24)
+
+
+def test_fig3_states_the_interpolation_and_keeps_direct_points_in_the_csv(map36, checks36, tmp_path):
+    import csv
+
+    from tmdflow.figures import fig3_map
+
+    drawn = map_for_figure(BandData.merge(map36, checks36), 36)
+    files = fig3_map(drawn, tmp_path, "WS2 monolayer · settings test")
+    assert {Path(f).name for f in files} >= {"fig3_contours.png", "fig3_splitting_map.svg", "fig3_map.csv"}
+    svg = (tmp_path / "fig3_contours.svg").read_text()
+    assert "144×144 Fourier interpolation" in svg and "40 direct check points" in svg
+    with open(tmp_path / "fig3_map.csv") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == len(drawn.direct.k_cartesian)

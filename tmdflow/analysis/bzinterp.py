@@ -1,0 +1,265 @@
+"""Fourier interpolation of the spin-orbit map: smooth Fig. 3 from the wedge a run computed.
+
+The map step computes the bands on the grid points (i/N, j/N) of the irreducible wedge
+(:mod:`tmdflow.analysis.bzmap`).  Iso-energy lines drawn through an N x N grid are polygons at
+the paper preset's N = 18, and a direct 36 x 36 map costs ~14 min of pw.x per monolayer here
+(docs/performance.md).  This module interpolates instead, and only quantities that are smooth
+functions of k:
+
+* the pair members **by spin**, E_up(k) and E_down(k) (the member with <sigma_z> > 0 and the one
+  with <sigma_z> < 0), not the energy-ordered v1, v2: the energy-ordered bands have a kink on
+  every Gamma-M line, where the pair crosses, and no Fourier series (or spline) follows a kink;
+* on the full periodic N x N grid, unfolded from the wedge by the layer's symmetry (time reversal
+  and the Gamma-M mirrors swap up and down, C3 and the Gamma-K mirrors keep them);
+* as a Fourier series E(k) = sum_R c(R) exp(2 pi i k.R) over the lattice vectors R of the N x N
+  supercell's Wigner-Seitz cell (each R that sits on the cell's boundary shared equally among its
+  images): the same real-space form as a Wannier interpolation of one isolated band, without its
+  gauge problem because a single band's energy is gauge-free.  The series passes through every
+  computed point exactly.
+
+The uppermost valence band is then max(E_up, E_down) of the valence pair, with the spin of the
+larger, and Delta(k) = E_up - E_down of each pair (docs/physics.md, "Delta(k) away from K").
+Where this is accurate is measured, not assumed: :func:`interpolation_errors` compares the
+interpolation with directly computed points (docs/performance.md records the numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bands import BandData
+from ..errors import AnalysisError
+from .bzmap import SplittingMap, k_operations, on_wedge_grid, unfold, wedge_points
+
+PAIRS = {"uvb": -2, "lcb": 0}  # lower band of each pair, relative to the number of occupied bands
+
+
+@dataclass(frozen=True)
+class SpinPairs:
+    """E_up and E_down (eV, VBM = 0) of the valence and conduction pairs at k-points (crystal)."""
+
+    kpoints_crystal: np.ndarray  # (m, 2)
+    up: dict[str, np.ndarray]  # pair name -> (m,)
+    down: dict[str, np.ndarray]
+
+
+def spin_pairs(bands: BandData, vbm_ev: float | None = None) -> SpinPairs:
+    """Split each pair of a spin-orbit run with <sigma_z> into its up and down member; energies
+    relative to ``vbm_ev`` (absolute eV; default: the run's own highest valence level)."""
+    if bands.sigma_z is None or not bands.spinor:
+        raise AnalysisError("the map needs a spin-orbit run with <sigma_z>", "run the soc_map step (bands.x)")
+    nocc = bands.n_occupied
+    e, sz = np.asarray(bands.eigenvalues), np.asarray(bands.sigma_z)
+    vbm = float(e[:, nocc - 1].max()) if vbm_ev is None else float(vbm_ev)
+    up, down = {}, {}
+    for name, offset in PAIRS.items():
+        lo = nocc + offset
+        first_is_up = sz[:, lo] >= sz[:, lo + 1]
+        up[name] = np.where(first_is_up, e[:, lo], e[:, lo + 1]) - vbm
+        down[name] = np.where(first_is_up, e[:, lo + 1], e[:, lo]) - vbm
+    return SpinPairs(np.asarray(bands.kpoints_crystal)[:, :2], up, down)
+
+
+def grid_size(kpoints_crystal: np.ndarray) -> int:
+    """The N of a wedge run on the points (i/N, j/N)."""
+    k = np.asarray(kpoints_crystal)[:, :2]
+    for n in range(3, 241, 3):
+        if np.allclose(k * n, np.round(k * n), atol=1e-4):
+            return n
+    raise AnalysisError("the map's k-points are not the points (i/N, j/N) of a wedge grid",
+                        "interpolate only a map made by the soc_map step")
+
+
+def _crystal_operations(reciprocal_cell: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """The 12 operations of :func:`bzmap.k_operations` as integer matrices on crystal (u, v)."""
+    b = np.asarray(reciprocal_cell)[:2, :2]
+    ops = []
+    for op in k_operations(reciprocal_cell):
+        # k_cart = u @ b; k'_cart = k_cart @ M.T  ->  u' = u @ (b @ M.T @ inv(b))
+        m = b @ op.matrix.T @ np.linalg.inv(b)
+        ops.append((np.round(m).astype(int), op.sigma_sign))
+    return ops
+
+
+def full_grid(bands: BandData) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """E_up, E_down of both pairs on the whole N x N grid, indexed [i, j] for k = (i/N, j/N)."""
+    n = grid_size(bands.kpoints_crystal)
+    pairs = spin_pairs(bands)
+    idx = np.round(pairs.kpoints_crystal * n).astype(int)
+    up = {name: np.full((n, n), np.nan) for name in PAIRS}
+    down = {name: np.full((n, n), np.nan) for name in PAIRS}
+    for matrix, sign in _crystal_operations(bands.reciprocal_cell):
+        ij = (idx @ matrix) % n
+        for name in PAIRS:
+            same, other = (pairs.up[name], pairs.down[name]) if sign > 0 else (pairs.down[name], pairs.up[name])
+            up[name][ij[:, 0], ij[:, 1]] = same
+            down[name][ij[:, 0], ij[:, 1]] = other
+    if any(np.isnan(a).any() for a in (*up.values(), *down.values())):
+        raise AnalysisError(f"the wedge does not cover the {n} x {n} grid under the layer's symmetry",
+                            "interpolate only a monolayer map made by the soc_map step")
+    return n, up, down
+
+
+class FourierBand:
+    """One band on an N x N grid as a Fourier series over the Wigner-Seitz lattice vectors."""
+
+    def __init__(self, grid: np.ndarray, reciprocal_cell: np.ndarray):
+        n = grid.shape[0]
+        coeff = np.fft.fft2(grid) / n**2  # c[p, q] for R = (p, q) modulo N
+        b = np.asarray(reciprocal_cell)[:2, :2]
+        a = 2 * np.pi * np.linalg.inv(b).T  # rows a1, a2 (1/Angstrom -> Angstrom)
+        shifts = np.array([(m1, m2) for m1 in range(-2, 3) for m2 in range(-2, 3)])
+        vectors, weights = [], []
+        for p in range(n):
+            for q in range(n):
+                images = np.array([p, q]) + n * shifts
+                length = np.linalg.norm(images @ a, axis=1)
+                nearest = images[length < length.min() * (1 + 1e-8) + 1e-9]
+                for r in nearest:
+                    vectors.append(r)
+                    weights.append(coeff[p, q] / len(nearest))
+        self.vectors = np.array(vectors, float)
+        self.weights = np.array(weights)
+
+    def __call__(self, kpoints_crystal: np.ndarray) -> np.ndarray:
+        phase = np.exp(2j * np.pi * (np.asarray(kpoints_crystal)[:, :2] @ self.vectors.T))
+        return np.real(phase @ self.weights)
+
+
+@dataclass(frozen=True)
+class InterpolatedPairs:
+    """The four spin-resolved bands as Fourier series, from a map of N x N."""
+
+    n: int
+    up: dict[str, FourierBand]
+    down: dict[str, FourierBand]
+    reciprocal_cell: np.ndarray
+    vbm_ev: float  # the energy zero: the map's highest valence level (absolute, eV)
+
+    def at(self, kpoints_crystal: np.ndarray) -> SpinPairs:
+        k = np.asarray(kpoints_crystal)[:, :2]
+        return SpinPairs(k, {name: f(k) for name, f in self.up.items()},
+                         {name: f(k) for name, f in self.down.items()})
+
+
+def interpolate(bands: BandData) -> InterpolatedPairs:
+    """Fourier series of the four spin-resolved bands from a map on the points of one wedge grid."""
+    n, up, down = full_grid(bands)
+    cell = np.asarray(bands.reciprocal_cell)
+    vbm = float(np.asarray(bands.eigenvalues)[:, bands.n_occupied - 1].max())
+    return InterpolatedPairs(n, {k: FourierBand(v, cell) for k, v in up.items()},
+                             {k: FourierBand(v, cell) for k, v in down.items()}, cell, vbm)
+
+
+def splitting_map(pairs: SpinPairs, reciprocal_cell: np.ndarray) -> SplittingMap:
+    """The unfolded :class:`SplittingMap` from spin-resolved pairs on wedge points: the UVB is
+    the higher member of the valence pair (its spin the sign of <sigma_z>, +-1), Delta = up - down."""
+    b = np.asarray(reciprocal_cell)[:2, :2]
+    kc = pairs.kpoints_crystal @ b
+    uv, dv = pairs.up["uvb"], pairs.down["uvb"]
+    top = np.maximum(uv, dv)
+    spin = np.where(uv >= dv, 1.0, -1.0)
+    d_v = (uv - dv) * 1000.0
+    d_c = (pairs.up["lcb"] - pairs.down["lcb"]) * 1000.0
+    out_k, out_e, out_s, out_dv, out_dc = [], [], [], [], []
+    for op in k_operations(reciprocal_cell):
+        out_k.append(kc @ op.matrix.T)
+        out_e.append(top)
+        out_s.append(op.sigma_sign * spin)
+        out_dv.append(op.sigma_sign * d_v)
+        out_dc.append(op.sigma_sign * d_c)
+    k = np.vstack(out_k)
+    # the images that fall on the wedge's edges twice (to 1e-4 / Angstrom, far below the grid step)
+    _, keep = np.unique(np.round(k * 1e4).astype(np.int64), axis=0, return_index=True)
+    keep = np.sort(keep)
+    return SplittingMap(k[keep], np.concatenate(out_e)[keep], np.concatenate(out_s)[keep],
+                        np.concatenate(out_dv)[keep], np.concatenate(out_dc)[keep], np.asarray(reciprocal_cell))
+
+
+def interpolated_map(bands: BandData, points: int) -> SplittingMap:
+    """Fig. 3's map on the wedge of a ``points`` x ``points`` grid, interpolated from ``bands``."""
+    fit = interpolate(bands)
+    return splitting_map(fit.at(wedge_points(points)), fit.reciprocal_cell)
+
+
+#: the energy window of Fig. 3's iso-energy lines (drawn at 0.2, 0.5, 0.8 eV below the VBM)
+CONTOUR_WINDOW_EV = 0.9
+#: a pair's Delta is a spin splitting where both members are spin-polarised (as in analysis.checks)
+POLARISED_SIGMA_Z = 0.8
+
+
+@dataclass(frozen=True)
+class InterpolationErrors:
+    """|interpolated - direct| in meV at points computed directly (the map run's check points)."""
+
+    n_points: int
+    window_ev: float  # the contour window: direct UVB within this of the VBM
+    max_uvb_window_mev: float  # the energy-ordered top valence band, in the window (the drawn lines)
+    max_delta_uvb_window_mev: float  # Delta of the valence pair, in the window
+    max_delta_lcb_polarised_mev: float | None  # Delta of the conduction pair where both |<sigma_z>| >= 0.8
+    max_uvb_mev: float  # anywhere
+    max_delta_mev: dict[str, float]  # anywhere, per pair
+    rms_uvb_mev: float
+
+    def summary(self) -> str:
+        lcb = ("" if self.max_delta_lcb_polarised_mev is None
+               else f", LCB Δ ≤ {self.max_delta_lcb_polarised_mev:.1f} where spin-polarised")
+        return (f"{self.n_points} direct check points: UVB ≤ {self.max_uvb_window_mev:.1f} meV and its Δ ≤ "
+                f"{self.max_delta_uvb_window_mev:.1f} meV within {self.window_ev:g} eV of the VBM{lcb}")
+
+
+def interpolation_errors(fit: InterpolatedPairs, direct: BandData,
+                         window_ev: float = CONTOUR_WINDOW_EV) -> InterpolationErrors:
+    """Compare the interpolation with points computed directly in the same run as the map (so
+    both share its energy zero, ``fit.vbm_ev``): the map step's check points (:func:`split_map`)."""
+    ref = spin_pairs(direct, fit.vbm_ev)
+    got = fit.at(ref.kpoints_crystal)
+    top_ref = np.maximum(ref.up["uvb"], ref.down["uvb"])
+    err_top = np.abs(np.maximum(got.up["uvb"], got.down["uvb"]) - top_ref) * 1000.0
+    err_delta = {name: np.abs((got.up[name] - got.down[name]) - (ref.up[name] - ref.down[name])) * 1000.0
+                 for name in PAIRS}
+    window = top_ref > -window_ev
+    nocc = direct.n_occupied
+    polarised = np.all(np.abs(np.asarray(direct.sigma_z)[:, nocc:nocc + 2]) >= POLARISED_SIGMA_Z, axis=1)
+    worst = (lambda a, m: float(a[m].max()) if m.any() else 0.0)
+    return InterpolationErrors(
+        len(top_ref), window_ev, worst(err_top, window), worst(err_delta["uvb"], window),
+        worst(err_delta["lcb"], polarised) if polarised.any() else None, float(err_top.max()),
+        {name: float(v.max()) for name, v in err_delta.items()}, float(np.sqrt(np.mean(err_top**2))))
+
+
+def split_map(bands: BandData, n: int) -> tuple[BandData, BandData | None]:
+    """The map run's grid points and its check points (None when it has none: maps made before
+    the check points existed)."""
+    on_grid = on_wedge_grid(bands.kpoints_crystal, n)
+    if on_grid.sum() != len(wedge_points(n)):
+        raise AnalysisError(f"the map has {on_grid.sum()} of the {len(wedge_points(n))} points of the {n} x {n} wedge grid",
+                            "pass the map_points it was run with (its task document's preset)")
+    return bands.take(on_grid), (bands.take(~on_grid) if (~on_grid).any() else None)
+
+
+@dataclass(frozen=True)
+class MapInterpolation:
+    """Fig. 3's map: the direct points, the interpolated fine map and its measured error."""
+
+    direct: SplittingMap  # the computed grid, unfolded
+    fine: SplittingMap  # the Fourier interpolation on a ``fine_points`` x ``fine_points`` grid
+    points: int
+    fine_points: int
+    errors: InterpolationErrors | None  # at the run's check points; None: not validated (old map)
+
+
+#: the drawn map's grid: FINE_FACTOR x the computed one, at most FINE_MAX
+FINE_FACTOR, FINE_MAX = 4, 144
+
+
+def map_for_figure(bands: BandData, n: int) -> MapInterpolation:
+    """Split a soc_map run, interpolate its grid to a fine one, measure the error at its checks."""
+    grid, checks = split_map(bands, n)
+    fit = interpolate(grid)
+    fine_n = min(FINE_FACTOR * n, max(FINE_MAX, n))
+    fine = splitting_map(fit.at(wedge_points(fine_n)), fit.reciprocal_cell)
+    return MapInterpolation(unfold(grid), fine, n, fine_n,
+                            interpolation_errors(fit, checks) if checks is not None else None)
