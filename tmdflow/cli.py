@@ -299,7 +299,7 @@ def _settings_or_fail():
 @main.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--preset", "preset_name", help="replace the workflow's preset")
-@click.option("--calculator", help="replace the workflow's calculator (espresso, wien2k)")
+@click.option("--calculator", help="replace the workflow's calculator (espresso, wien2k, elk)")
 @click.option("--materials", help="replace the workflow's materials, e.g. MoTe2,WTe2,CrS2")
 @click.option("--force", is_flag=True, help="add again even if this workflow was submitted before")
 def submit(workflow, preset_name, calculator, materials, force):
@@ -483,7 +483,7 @@ def query_fields() -> list[str]:
 @click.option("--formula", help="an MX2 formula, e.g. WSe2")
 @click.option("--dim", "dimensionality", type=click.Choice(["monolayer", "bulk"]))
 @click.option("--preset", "preset_name")
-@click.option("--calculator", help="only results of this code (espresso, wien2k)")
+@click.option("--calculator", help="only results of this code (espresso, wien2k, elk)")
 @click.option("--fields", default="formula,dimensionality,preset,overrides,workflow,calculator,splitting.delta_vb_k_mev,"
               "splitting.delta_cb_k_mev,splitting.delta_e_gamma_k_mev,splitting.gap_ev,table1.a_angstrom,"
               "table1.d_angstrom", show_default=True,
@@ -570,7 +570,7 @@ def query(formula, dimensionality, preset_name, calculator, fields, as_json, as_
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "latex"]), default="markdown",
               show_default=True, help="csv/json: names with units, values rounded as the table shows them")
 @click.option("--preset", "preset_name", help="only results of this preset")
-@click.option("--calculator", help="only results of this code (espresso, wien2k)")
+@click.option("--calculator", help="only results of this code (espresso, wien2k, elk)")
 @click.option("--compare", "compare_codes", metavar="CODES",
               help="e.g. espresso,elk: the monolayers' Delta_VB(K), Delta_CB(K), dE(Gamma-K) and gap of each "
                    "method of these codes side by side with the paper, each with its error bar and its source")
@@ -609,7 +609,7 @@ def structure(result_id, output):
 
 @main.command()
 @click.option("--preset", "preset_name", help="only results of this preset")
-@click.option("--calculator", help="only results of this code (espresso, wien2k)")
+@click.option("--calculator", help="only results of this code (espresso, wien2k, elk)")
 @click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("tmdflow-report.html"), show_default=True)
 def report(preset_name, calculator, fmt, output):
