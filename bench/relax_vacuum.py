@@ -4,8 +4,11 @@
 
 For each vacuum: the scalar-relativistic vc-relax tmdflow runs in its relax step (cell_dofree
 '2Dxy', forces < 0.5 mRy/bohr) from the starting geometry of inputs/materials.yaml, in a
-fresh directory.  Printed: relaxed a and d, BFGS steps, pw.x CPU time, and the differences from
-the first vacuum.  Used to choose the preset's ``relax_vacuum`` (docs/performance.md).
+fresh directory: one pw.x relaxation (EspressoCalculator.pw_relax, a rung of the relax step's
+cut-off ladder) at the preset's ecutwfc/ecutrho, without the slab-stress check and raises.
+Printed: relaxed a and d, BFGS steps, pw.x CPU time, and the differences from the first
+vacuum.  Used to choose the preset's ``relax_vacuum`` (docs/performance.md).  Smallest run (one
+relaxation): ``relax_vacuum.py MoS2 --preset test --vacuum 10``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from tmdflow.calculators import get_calculator
+from tmdflow.calculators.espresso.adapter import EspressoCalculator
 from tmdflow.calculators.espresso.parsers.stdout import parse_pw_stdout
 from tmdflow.materials import get_material
 from tmdflow.presets import load_preset
@@ -33,9 +36,10 @@ def relax_once(formula: str, preset_name: str, vacuum: float) -> dict:
     pseudos = select_pseudopotentials(material, preset, settings, rels=(1,))
     scalar = {el: pseudos.for_element(el, spin_orbit=False).path for el in material.elements}
     atoms = initial_structure(formula, "monolayer", preset)
-    calc = get_calculator("espresso", settings)
+    calc = EspressoCalculator.from_settings(settings)
     work = Path(tempfile.mkdtemp(prefix=f"tmdflow-relax-{vacuum:g}-"))
-    result, relaxed = calc.relax(atoms, preset, work, scalar, (preset.kmesh, preset.kmesh, 1), variable_cell=True)
+    _, relaxed = calc.pw_relax(atoms, preset, work, scalar, (preset.kmesh, preset.kmesh, 1), variable_cell=True,
+                               step="relax")
     text = (work / "relax.out").read_text()
     entry = table1_entry(relaxed, "monolayer", True)
     steps = re.search(r"bfgs converged in\s+(\d+) scf cycles and\s+(\d+) bfgs steps", text)
