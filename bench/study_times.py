@@ -26,8 +26,17 @@ from tmdflow.store.connection import connect
 from tmdflow.store.documents import TaskDocument
 from tmdflow.store.results import ResultsStore
 
+#: the program each step ran after pw.x and its output in the task's directory (the QE adapter's
+#: file names), for tasks stored before ``postprocessing_cpu_seconds`` was recorded
+POSTPROCESSING_OUTPUTS = {
+    "bands_soc": ("BANDS", Path(EspressoCalculator.SPIN_TEXTURE).with_suffix(".out").name),  # spin_texture.out
+    "soc_map": ("BANDS", "soc_map_sigma.out"),  # the band map's <sigma_z>: <step>_sigma.dat
+    "bands_sr": ("PROJWFC", "projwfc.out"),
+}
+
+
 def cpu_seconds(task: TaskDocument) -> float | None:
-    recorded = (task.outputs or {}).get("pw_cpu_seconds")
+    recorded = task.outputs.pw_cpu_seconds
     if recorded is not None or not task.directory:
         return recorded
     out = Path(task.directory) / f"{task.step}.out"  # the adapter's <step>.in / <step>.out
@@ -35,10 +44,11 @@ def cpu_seconds(task: TaskDocument) -> float | None:
 
 
 def postprocessing_seconds(task: TaskDocument) -> float | None:
-    recorded = (task.outputs or {}).get("postprocessing_cpu_seconds")
-    if recorded is not None or not task.directory:
+    recorded = task.outputs.postprocessing_cpu_seconds
+    if recorded is not None or not task.directory or task.step not in POSTPROCESSING_OUTPUTS:
         return recorded
-    return EspressoCalculator.postprocessing_cpu_seconds(Path(task.directory), task.step)
+    program, output = POSTPROCESSING_OUTPUTS[task.step]
+    return EspressoCalculator.postprocessing_cpu_seconds(Path(task.directory) / output, program)
 
 
 def main() -> None:
