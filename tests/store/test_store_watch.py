@@ -14,7 +14,7 @@ from pathlib import Path
 
 import bson.json_util
 import pytest
-from tests.helpers import ROOT
+from tests.helpers import QE_WORKFLOW_TEMPLATE, ROOT
 
 ROOT = ROOT
 
@@ -110,8 +110,7 @@ def test_a_reader_of_a_missing_store_creates_nothing(tmp_path):
 def test_tmdflow_lpad_runs_fireworks_lpad_on_the_store_and_checkpoints(tmp_path):
     store = tmp_path / "store.json"
     env = _env(store, tmp_path)
-    (tmp_path / "wf.yaml").write_text("name: lp\npreset: test\nmaterials: [MoS2]\nstructures: [monolayer]\n"
-                                      "steps: [scf_soc, bands_soc, analysis]\n")
+    (tmp_path / "wf.yaml").write_text(QE_WORKFLOW_TEMPLATE.format(name="lp"))
     assert _tmdflow(["submit", str(tmp_path / "wf.yaml")], env).returncode == 0
     out = _tmdflow(["lpad", "get_fws", "-d", "count"], env)
     assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr

@@ -14,7 +14,7 @@ from tmdflow.calculators.espresso.profile import RunRecord
 from tmdflow.errors import MaxSecondsTooShort, WalltimeReached
 from tmdflow.presets import load_preset
 from tmdflow.steps import StepRequest, run_step
-from tests.helpers import ROOT
+from tests.helpers import QE_WORKFLOW_TEMPLATE, ROOT
 
 
 @pytest.fixture
@@ -63,8 +63,7 @@ def test_launch_with_a_budget_too_short_to_start_pw_x_exits_34(tmp_path, pseudo_
     import subprocess
     import sys
 
-    (tmp_path / "wf.yaml").write_text("name: ms\npreset: test\nmaterials: [MoS2]\nstructures: [monolayer]\n"
-                                      "steps: [scf_soc, bands_soc, analysis]\n")
+    (tmp_path / "wf.yaml").write_text(QE_WORKFLOW_TEMPLATE.format(name="ms"))
     env = {**os.environ, "TMDFLOW_DB_URI": f"embedded:{tmp_path / 'store.json'}", "TMDFLOW_WORK_DIR": str(tmp_path / "runs"),
            "TMDFLOW_PSEUDO_DIR": str(pseudo_dir), "TMDFLOW_NPROCS": "1", "PYTHONPATH": str(ROOT)}
     cli = [sys.executable, "-m", "tmdflow.cli"]

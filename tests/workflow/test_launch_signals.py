@@ -20,12 +20,12 @@ import pytest
 
 from tmdflow import processes
 from tmdflow.errors import RunInProgress
-from tests.helpers import FAKE_WIEN2K, ROOT
+from tests.helpers import FAKE_WIEN2K, QE_WORKFLOW_TEMPLATE, ROOT
 
 ROOT = ROOT
 FAKE = FAKE_WIEN2K
 NPROCS = min(2, os.cpu_count() or 1)
-WORKFLOW = "name: sig\npreset: test\nmaterials: [MoS2]\nstructures: [monolayer]\nsteps: [scf_soc, bands_soc, analysis]\n"
+WORKFLOW = QE_WORKFLOW_TEMPLATE.format(name="sig")
 
 
 def _store(path: Path) -> dict:
