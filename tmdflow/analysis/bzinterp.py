@@ -31,7 +31,7 @@ import numpy as np
 
 from ..bands import BandData
 from ..errors import AnalysisError
-from .bzmap import SplittingMap, k_operations, on_wedge_grid, unfold, wedge_points
+from .bzmap import SplittingMap, k_operations, on_wedge_grid, unfold, unfold_wedge, wedge_points
 
 PAIRS = {"uvb": -2, "lcb": 0}  # lower band of each pair, relative to the number of occupied bands
 
@@ -156,26 +156,10 @@ def interpolate(bands: BandData) -> InterpolatedPairs:
 def splitting_map(pairs: SpinPairs, reciprocal_cell: np.ndarray) -> SplittingMap:
     """The unfolded :class:`SplittingMap` from spin-resolved pairs on wedge points: the UVB is
     the higher member of the valence pair (its spin the sign of <sigma_z>, +-1), Delta = up - down."""
-    b = np.asarray(reciprocal_cell)[:2, :2]
-    kc = pairs.kpoints_crystal @ b
     uv, dv = pairs.up["uvb"], pairs.down["uvb"]
-    top = np.maximum(uv, dv)
-    spin = np.where(uv >= dv, 1.0, -1.0)
-    d_v = (uv - dv) * 1000.0
-    d_c = (pairs.up["lcb"] - pairs.down["lcb"]) * 1000.0
-    out_k, out_e, out_s, out_dv, out_dc = [], [], [], [], []
-    for op in k_operations(reciprocal_cell):
-        out_k.append(kc @ op.matrix.T)
-        out_e.append(top)
-        out_s.append(op.sigma_sign * spin)
-        out_dv.append(op.sigma_sign * d_v)
-        out_dc.append(op.sigma_sign * d_c)
-    k = np.vstack(out_k)
-    # the images that fall on the wedge's edges twice (to 1e-4 / Angstrom, far below the grid step)
-    _, keep = np.unique(np.round(k * 1e4).astype(np.int64), axis=0, return_index=True)
-    keep = np.sort(keep)
-    return SplittingMap(k[keep], np.concatenate(out_e)[keep], np.concatenate(out_s)[keep],
-                        np.concatenate(out_dv)[keep], np.concatenate(out_dc)[keep], np.asarray(reciprocal_cell))
+    return unfold_wedge(pairs.kpoints_crystal @ np.asarray(reciprocal_cell)[:2, :2], np.maximum(uv, dv),
+                        np.where(uv >= dv, 1.0, -1.0), (uv - dv) * 1000.0,
+                        (pairs.up["lcb"] - pairs.down["lcb"]) * 1000.0, reciprocal_cell)
 
 
 def interpolated_map(bands: BandData, points: int) -> SplittingMap:

@@ -111,23 +111,25 @@ def unfold(bands: BandData) -> SplittingMap:
     nocc = bands.n_occupied
     e, sz = np.asarray(bands.eigenvalues), np.asarray(bands.sigma_z)
     vbm = float(e[:, nocc - 1].max())
-    kc = bands.kpoints_cartesian[:, :2]
-    d_v = signed_pair_splitting(e, sz, nocc - 2)
-    d_c = signed_pair_splitting(e, sz, nocc)
-    out_k, out_e, out_s, out_dv, out_dc = [], [], [], [], []
-    for op in k_operations(bands.reciprocal_cell):
-        out_k.append(kc @ op.matrix.T)
-        out_e.append(e[:, nocc - 1] - vbm)
-        out_s.append(op.sigma_sign * sz[:, nocc - 1])
-        out_dv.append(op.sigma_sign * d_v)
-        out_dc.append(op.sigma_sign * d_c)
-    k = np.vstack(out_k)
-    # drop the duplicates that the operations produce on the wedge edges
-    _, keep = np.unique(np.round(k, 6), axis=0, return_index=True)
+    return unfold_wedge(bands.kpoints_cartesian[:, :2], e[:, nocc - 1] - vbm, sz[:, nocc - 1],
+                        signed_pair_splitting(e, sz, nocc - 2), signed_pair_splitting(e, sz, nocc),
+                        bands.reciprocal_cell)
+
+
+def unfold_wedge(k_cartesian: np.ndarray, uvb_energy_ev: np.ndarray, uvb_sigma_z: np.ndarray,
+                 delta_uvb_mev: np.ndarray, delta_lcb_mev: np.ndarray, reciprocal_cell: np.ndarray) -> SplittingMap:
+    """Wedge values -> the whole zone by the 12 operations (<sigma_z> and Delta change sign with
+    the operations that reverse spin); each point once."""
+    ops = k_operations(reciprocal_cell)
+    k = np.vstack([k_cartesian @ op.matrix.T for op in ops])
+    signs = np.concatenate([np.full(len(k_cartesian), op.sigma_sign) for op in ops])
+    tile = (lambda a: np.tile(np.asarray(a), len(ops)))
+    # the images that fall on the wedge's edges twice (to 1e-4 / Angstrom, far below a grid step)
+    _, keep = np.unique(np.round(k * 1e4).astype(np.int64), axis=0, return_index=True)
     keep = np.sort(keep)
-    return SplittingMap(k[keep], np.concatenate(out_e)[keep], np.concatenate(out_s)[keep],
-                        np.concatenate(out_dv)[keep], np.concatenate(out_dc)[keep],
-                        np.asarray(bands.reciprocal_cell))
+    return SplittingMap(k[keep], tile(uvb_energy_ev)[keep], (signs * tile(uvb_sigma_z))[keep],
+                        (signs * tile(delta_uvb_mev))[keep], (signs * tile(delta_lcb_mev))[keep],
+                        np.asarray(reciprocal_cell))
 
 
 def on_gamma_m_edge(kpoints_crystal: np.ndarray) -> np.ndarray:
