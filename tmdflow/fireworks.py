@@ -13,9 +13,7 @@ their content's hash (tmdflow.store.pinned_presets), and every Firetask carries 
 values by hash and builds its preset from them, not from the preset files, and refuses to run when
 the document is missing or altered, or when the values give another identity under the code that
 runs it (:func:`pinned_values_of`, :func:`pinned_preset`, :func:`pinned_identity_check`).
-Firetasks submitted while the values travelled whole in each of them (``preset_values``, 2026-12-01)
-use those; Firetasks stored before presets were pinned have neither and read the preset files as
-they are.
+Firetasks stored before presets were pinned carry no hash and read the preset files as they are.
 """
 
 from __future__ import annotations
@@ -57,9 +55,9 @@ class TmdflowStepTask(FiretaskBase):
     # explicit module path: FireWorks imports it when deserialising (no USER_PACKAGES needed)
     _fw_name = "{{tmdflow.fireworks.TmdflowStepTask}}"
     required_params = ["workflow", "formula", "dimensionality", "preset", "overrides", "step", "calculator"]
-    # preset_hash / settings_hash: the preset pinned at submit (pinned_params; preset_values instead of
-    # preset_hash: submitted while the values travelled in every task; neither: submitted before pinning)
-    optional_params = ["restart", "geometry", "source", "preset_hash", "preset_values", "settings_hash"]
+    # preset_hash / settings_hash: the preset pinned at submit (pinned_params; neither: submitted
+    # before pinning)
+    optional_params = ["restart", "geometry", "source", "preset_hash", "settings_hash"]
 
     def step_request(self, fw_spec, db, max_seconds: float | None = None) -> StepRequest:
         """The step's request: its params, the parent's hand-off in ``fw_spec`` and the preset
@@ -134,8 +132,8 @@ class TmdflowConvergenceTask(FiretaskBase):
     _fw_name = "{{tmdflow.fireworks.TmdflowConvergenceTask}}"
     required_params = ["formula", "preset", "overrides", "ladders", "tolerance_mev"]
     # calculator: espresso when absent (studies submitted before Elk's); preset_hash: the preset
-    # pinned at submit (preset_values, or neither: as for TmdflowStepTask)
-    optional_params = ["calculator", "preset_hash", "preset_values"]
+    # pinned at submit (or none: as for TmdflowStepTask)
+    optional_params = ["calculator", "preset_hash"]
 
     def run_task(self, fw_spec):
         from .convergence import converge, convergence_id, run_pipeline
@@ -185,15 +183,14 @@ def pinned_params(preset_digest: str, settings_digest: str | None = None) -> dic
 
 def pinned_values_of(task: FiretaskBase, db, label: str) -> dict | None:
     """The resolved preset values a submitted ``task`` is pinned to: loaded from ``db`` by its
-    ``preset_hash``, the ``preset_values`` it carries whole (submitted before the values were
-    stored once), or None (submitted before pinning: the preset files are read).  A pinned
+    ``preset_hash``, or None (submitted before pinning: the preset files are read).  A pinned
     preset missing from the store, or altered there, is an :class:`InputError` before any work."""
     if task.get("preset_hash") is not None:
         try:
             return load_pinned(db, task["preset_hash"])
         except InputError as exc:
             raise InputError(f"{label}: {exc.problem}", exc.remedy) from None
-    return task.get("preset_values")
+    return None
 
 
 def pinned_preset(name: str, overrides: dict | None, values: dict | None) -> Preset:

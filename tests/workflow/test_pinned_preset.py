@@ -27,10 +27,7 @@ from tmdflow.store.pinned_presets import PINNED_PRESETS, load_pinned, pin_preset
 from tmdflow.workflow_spec import WorkflowSpec
 
 CHAIN = "scf_sr, scf_soc, bands_soc, analysis"
-PINS = ("preset_hash", "preset_values", "settings_hash")
-#: how a task carries its pinned preset: the hash of the values stored once (this tmdflow), or the
-#: values themselves (submitted by the tmdflow of 2026-12-01, 425605a); both are checked alike
-FORMS = ("preset_hash", "preset_values")
+PINS = ("preset_hash", "settings_hash")
 
 
 @pytest.fixture
@@ -83,11 +80,9 @@ def _edit_stored_tasks(tmp_path, edit):
             conn.launchpad.fireworks.update_one({"fw_id": doc["fw_id"]}, {"$set": {"spec._tasks": [params]}})
 
 
-def _repin(task, db, values, form="preset_hash"):
-    """Pin ``task`` to ``values`` as a submission of that ``form`` would have (FORMS)."""
-    for key in FORMS:
-        task.pop(key, None)
-    task[form] = pin_preset(db, values) if form == "preset_hash" else values
+def _repin(task, db, values):
+    """Pin ``task`` to ``values`` as a submission of them would have."""
+    task["preset_hash"] = pin_preset(db, values)
 
 
 def test_submitted_steps_carry_the_resolved_preset_and_the_chain_hash(tmp_path, inputs):
@@ -103,7 +98,7 @@ def test_submitted_steps_carry_the_resolved_preset_and_the_chain_hash(tmp_path, 
     for doc in fws.values():
         params = doc["spec"]["_tasks"][0]
         assert params["preset_hash"] == pinned["_id"]
-        assert not set(pinned["values"]) & set(params) and "preset_values" not in params  # not repeated
+        assert not set(pinned["values"]) & set(params)  # not repeated
         assert params["settings_hash"] == identity.settings_hash("wien2k", submitted, params["source"])
         hashes.add(params["settings_hash"])
     (digest,) = hashes  # one chain, one identity
@@ -208,24 +203,22 @@ def _stored_task(tmp_path, name="MoS2-bulk-bands_soc"):
 
 
 @contextmanager
-def _as_submitted(tmp_path, edit, calc="wien2k", form="preset_hash"):
+def _as_submitted(tmp_path, edit, calc="wien2k"):
     """The stored bands_soc task as another tmdflow would have submitted it: its pinned values
-    changed by ``edit(values)``, pinned in the ``form`` of FORMS, with the settings hash they made
-    then; yields (task, fw_spec, db)."""
+    changed by ``edit(values)``, with the settings hash they made then; yields (task, fw_spec, db)."""
     task, spec = _stored_task(tmp_path)
     with _store(tmp_path) as conn:
         values = load_pinned(conn.db, task["preset_hash"])
         edit(values)
-        _repin(task, conn.db, values, form)
+        _repin(task, conn.db, values)
         task["settings_hash"] = identity.settings_hash(calc, values, task["source"])
         yield task, spec, conn.db
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_a_key_the_code_gained_since_submit_stops_the_step_naming_it(tmp_path, inputs, form):
+def test_a_key_the_code_gained_since_submit_stops_the_step_naming_it(tmp_path, inputs):
     _submit(tmp_path)
     # as submitted by a tmdflow without wien2k_rkmax: its values and the hash they made then
-    with _as_submitted(tmp_path, lambda values: values.pop("wien2k_rkmax"), form=form) as (task, spec, db):
+    with _as_submitted(tmp_path, lambda values: values.pop("wien2k_rkmax")) as (task, spec, db):
         with pytest.raises(InputError) as err:
             task.step_request(spec, db)
     exc = err.value
@@ -237,14 +230,13 @@ def test_a_key_the_code_gained_since_submit_stops_the_step_naming_it(tmp_path, i
     assert "resubmit the workflow" in exc.remedy and "tmdflow rerun" in exc.remedy
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_a_key_the_code_no_longer_has_stops_the_step_naming_it(tmp_path, inputs, form):
+def test_a_key_the_code_no_longer_has_stops_the_step_naming_it(tmp_path, inputs):
     _submit(tmp_path)
 
     def with_old_knob(values):
         values["wien2k_old_knob"] = 3  # a key of this code, gone from today's Preset
 
-    with _as_submitted(tmp_path, with_old_knob, form=form) as (task, spec, db):
+    with _as_submitted(tmp_path, with_old_knob) as (task, spec, db):
         with pytest.raises(InputError, match=r"wien2k_old_knob \(submitted 3; no longer a preset key\)") as err:
             task.step_request(spec, db)
     assert err.value.keys == ["wien2k_old_knob"]
@@ -260,25 +252,23 @@ def test_a_changed_definition_of_the_identity_stops_the_step(tmp_path, inputs, m
     assert f"settings hash {task['settings_hash'][:10]} -> " in err.value.problem
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_pinned_values_this_code_refuses_stop_the_step(tmp_path, inputs, form):
+def test_pinned_values_this_code_refuses_stop_the_step(tmp_path, inputs):
     _submit(tmp_path)
 
     def mesh_zero(values):
         values["kmesh"] = 0  # e.g. a bound tightened since the submission
 
-    with _as_submitted(tmp_path, mesh_zero, form=form) as (task, spec, db):
+    with _as_submitted(tmp_path, mesh_zero) as (task, spec, db):
         with pytest.raises(InputError, match="the preset 'test' pinned when the workflow was submitted is not valid "
                                              "under this tmdflow: kmesh = 0 is outside") as err:
             task.step_request(spec, db)
     assert err.value.exit_code == 2 and err.value.keys == ["kmesh"] and "resubmit" in err.value.remedy
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_a_key_of_another_code_gained_since_submit_changes_nothing(tmp_path, inputs, form):
+def test_a_key_of_another_code_gained_since_submit_changes_nothing(tmp_path, inputs):
     _submit(tmp_path, calc="espresso", steps="scf_soc, bands_soc, analysis")
     # the incident's key: Elk's, not read by pw.x runs
-    with _as_submitted(tmp_path, lambda values: values.pop("elk_epsforce"), "espresso", form) as (task, spec, db):
+    with _as_submitted(tmp_path, lambda values: values.pop("elk_epsforce"), "espresso") as (task, spec, db):
         request = task.step_request(spec, db)
     assert request.settings_digest == task["settings_hash"]  # the same identity: the step runs
     assert request.preset.elk_epsforce == load_preset("test").elk_epsforce  # today's value, for completeness
@@ -324,30 +314,6 @@ def test_a_step_stored_before_pinning_reads_the_preset_files_as_it_did(tmp_path,
     _edit_test_preset(inputs, "kmesh: 4", "kmesh: 3")
     run_tmdflow(env, "launch")  # an old-style chain runs as it always did
     assert {d["state"] for d in stored_fireworks(tmp_path).values()} == {"COMPLETED"}
-
-
-def test_a_step_that_carries_its_whole_preset_runs_with_it(tmp_path, inputs):
-    """As the tmdflow of 2026-12-01 (425605a) submitted: the values in every task, none stored."""
-    env, _ = _submit(tmp_path)
-    submitted = load_preset("test")
-
-    def whole_values(params, db):
-        params["preset_values"] = load_pinned(db, params.pop("preset_hash"))
-
-    _edit_stored_tasks(tmp_path, whole_values)
-    with _store(tmp_path) as conn:
-        conn.db[PINNED_PRESETS].drop()  # such tasks never read it
-    _edit_test_preset(inputs)
-    fws = stored_fireworks(tmp_path)
-    doc = fws["MoS2-bulk-scf_soc"]
-    assert "preset_hash" not in doc["spec"]["_tasks"][0]
-    assert doc["spec"]["_tasks"][0]["preset_values"] == dataclasses.asdict(submitted)
-    with _store(tmp_path) as conn:
-        assert _task(doc).step_request(doc["spec"], conn.db).preset == submitted  # not the edited file
-    run_tmdflow(env, "launch")
-    assert {d["state"] for d in stored_fireworks(tmp_path).values()} == {"COMPLETED"}
-    data = bson.json_util.loads((tmp_path / "store.json").read_text())["tmdflow"]
-    assert {doc["inputs"]["preset"]["kmesh"] for _, doc in data["tasks"]["documents"]} == {3}
 
 
 def test_a_convergence_study_is_pinned_and_checked_before_it_runs(tmp_path, inputs, monkeypatch):
