@@ -90,3 +90,39 @@ def test_a_good_restore_keeps_what_it_replaced(store):
     assert "legacy:MoS2-bulk-test-wien2k" in status and "later:" not in status
     # the restored store works for writing commands (id counter, indexes)
     assert "added" in run_tmdflow(store["env"], "submit", str(store["dir"] / "wf.yaml")).stdout
+
+
+def _pinned_backup(store) -> dict:
+    """A backup of the legacy store after one submission: it holds that submission's pinned preset."""
+    (store["dir"] / "wf.yaml").write_text((LEGACY / "workflow.yaml").read_text().replace("legacy", "later"))
+    run_tmdflow(store["env"], "submit", str(store["dir"] / "wf.yaml"))
+    good = _backup_dict(store)
+    assert len(good["pinned_presets"]) == 1
+    return good
+
+
+@pytest.mark.parametrize("case", ["altered", "missing"])
+def test_a_backup_whose_pinned_preset_would_not_load_changes_nothing(store, case):
+    good = _pinned_backup(store)
+    bad = json.loads(bson.json_util.dumps(good))
+    digest = bad["pinned_presets"][0]["_id"]
+    if case == "altered":
+        bad["pinned_presets"][0]["values"]["kmesh"] += 1  # its content no longer hashes to its key
+        message = f"pinned_presets[0] ({digest[:12]}): holds values whose hash is"
+    else:
+        bad["pinned_presets"] = []
+        message = f"the preset {digest[:12]} pinned by"
+    before = store["file"].read_bytes()
+    (store["dir"] / "bad.json").write_text(bson.json_util.dumps(bad))
+    proc = run_tmdflow(store["env"], "db", "restore", str(store["dir"] / "bad.json"), ok=False)
+    assert proc.returncode == 63 and message in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert store["file"].read_bytes() == before
+
+
+def test_a_backup_with_its_pinned_presets_restores(store):
+    good = _pinned_backup(store)
+    (store["dir"] / "good2.json").write_text(bson.json_util.dumps(good))
+    run_tmdflow(store["env"], "db", "restore", str(store["dir"] / "good2.json"))
+    restored = bson.json_util.loads(store["file"].read_text())["tmdflow"]
+    assert [d for _, d in restored["pinned_presets"]["documents"]] == good["pinned_presets"]  # _id and values

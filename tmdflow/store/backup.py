@@ -7,7 +7,8 @@ Rules (docs/user-guide.md, "Backup and restore"):
   records), and the file is written atomically with mode 0600.
 * A restore reads and validates the **whole** backup first -- its shape, FireWorks' id counter
   against the ids it holds, the workflows' links, every tmdflow document against its schema,
-  unique ids -- and touches the database only when all of it holds.  Then it writes a backup of
+  unique ids, every pinned preset against its hash and every Firework's pinned preset present --
+  and touches the database only when all of it holds.  Then it writes a backup of
   the current content beside the store (``pre-restore-<time>.json``), replaces the content and
   rebuilds the indexes.  A bad backup changes nothing and says what is wrong.
 
@@ -26,9 +27,11 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from ..errors import BackupInvalid, StoreWriteFailed
+from ..identity import content_hash
 from .documents import (
     BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument,
 )
+from .pinned_presets import PINNED_PRESETS
 
 #: FireWorks' collections a LaunchPad cannot work without
 LAUNCHPAD_COLLECTIONS = ("fireworks", "workflows", "launches", "fw_id_assigner")
@@ -133,6 +136,7 @@ def validate_backup(data: Any, source: str = "backup") -> BackupSummary:
     problems += _check_launchpad(data)
     for name, (model, key) in TMDFLOW_COLLECTIONS.items():
         problems += _check_documents(name, data.get(name, []), model, key)
+    problems += _check_pinned_presets(data)
     if problems:
         raise _invalid(source, problems)
     return BackupSummary({name: len(docs) for name, docs in data.items()})
@@ -185,6 +189,33 @@ def _check_documents(name: str, docs: list[dict], model, key: str) -> list[str]:
         if body[key] in seen:
             problems.append(f"{name}: {key} '{body[key]}' appears twice")
         seen.add(body[key])
+    return problems
+
+
+def _check_pinned_presets(data: dict) -> list[str]:
+    """Each pinned preset must still hash to its key, and every Firework's ``preset_hash`` must
+    be in the backup: a restored chain whose preset is missing or altered could not run a step
+    (tmdflow.store.pinned_presets.load_pinned), so such a backup is refused before the restore."""
+    problems, held = [], set()
+    for i, doc in enumerate(data.get(PINNED_PRESETS, [])):
+        key, values = doc.get("_id"), doc.get("values")
+        found = content_hash(values) if isinstance(values, dict) else None
+        if not isinstance(key, str) or found != key:
+            what = f"values whose hash is {found[:12]}" if found else "no preset values"
+            problems.append(f"{PINNED_PRESETS}[{i}] ({str(key)[:12]}): holds {what}, not the ones its key names "
+                            "(altered)")
+        else:
+            held.add(key)
+    users: dict[str, list[str]] = {}
+    for fw in data["fireworks"]:
+        tasks = (fw.get("spec") or {}).get("_tasks") or []
+        for task in tasks if isinstance(tasks, list) else []:
+            digest = task.get("preset_hash") if isinstance(task, dict) else None
+            if isinstance(digest, str) and digest not in held:
+                users.setdefault(digest, []).append(str(fw.get("name", fw.get("fw_id"))))
+    for digest, names in users.items():
+        problems.append(f"the preset {digest[:12]} pinned by {len(names)} Firework(s) ({', '.join(names[:3])}"
+                        f"{', ...' if len(names) > 3 else ''}) is not in '{PINNED_PRESETS}' (or is altered)")
     return problems
 
 
