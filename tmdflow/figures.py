@@ -191,7 +191,7 @@ def _title(info: "FigureInfo | str", what: str) -> str:
 
 def _map_note(m: "MapInterpolation") -> str:
     """What the drawn map is: computed grid, interpolated grid and the measured error."""
-    drawn = f"drawn on a {m.fine_points}×{m.fine_points} Fourier interpolation of the spin-resolved bands"
+    drawn = f"drawn on a {m.fine_points}×{m.fine_points} interpolation of the spin-resolved bands"
     if m.errors is None:
         return f"{drawn} (not validated: the map has no check points)"
     return f"{drawn}; vs {m.errors.summary()}"

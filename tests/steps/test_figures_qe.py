@@ -77,7 +77,7 @@ def test_figure_files_and_data_are_written(mos2_figures):
     assert (interp["points"], interp["fine_points"], interp["n_points"]) == (6, 24, 3)
     assert 0 < interp["max_uvb_window_mev"] < 500 and interp["window_ev"] == 0.9  # 6x6: tens of meV
     svg = (Path(doc.directory) / "fig3_contours.svg").read_text()
-    assert "24×24 Fourier interpolation" in svg and "3 direct check points" in svg
+    assert "24×24 interpolation of the spin-resolved bands" in svg and "3 direct check points" in svg
     prof = doc.gamma_k_profile
     assert prof["fraction"][0] == 0 and prof["fraction"][-1] == pytest.approx(1)
     assert abs(prof["delta_uvb_mev"][0]) < 1e-3  # Gamma: degenerate

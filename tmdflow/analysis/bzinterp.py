@@ -1,21 +1,27 @@
-"""Fourier interpolation of the spin-orbit map: smooth Fig. 3 from the wedge a run computed.
+"""Interpolation of the spin-orbit map: smooth Fig. 3 from the wedge a run computed.
 
 The map step computes the bands on the grid points (i/N, j/N) of the irreducible wedge
 (:mod:`tmdflow.analysis.bzmap`).  Iso-energy lines drawn through an N x N grid are polygons at
-the paper preset's N = 18, and a direct 36 x 36 map costs ~14 min of pw.x per monolayer here
-(docs/performance.md).  This module interpolates instead, and only quantities that are smooth
-functions of k:
+N = 18, and every doubling of N costs ~4x the pw.x time (docs/performance.md).  This module
+interpolates instead, and only quantities that are smooth functions of k:
 
 * the pair members **by spin**, E_up(k) and E_down(k) (the member with <sigma_z> > 0 and the one
   with <sigma_z> < 0), not the energy-ordered v1, v2: the energy-ordered bands have a kink on
-  every Gamma-M line, where the pair crosses, and no Fourier series (or spline) follows a kink;
-* on the full periodic N x N grid, unfolded from the wedge by the layer's symmetry (time reversal
-  and the Gamma-M mirrors swap up and down, C3 and the Gamma-K mirrors keep them);
-* as a Fourier series E(k) = sum_R c(R) exp(2 pi i k.R) over the lattice vectors R of the N x N
-  supercell's Wigner-Seitz cell (each R that sits on the cell's boundary shared equally among its
-  images): the same real-space form as a Wannier interpolation of one isolated band, without its
-  gauge problem because a single band's energy is gauge-free.  The series passes through every
-  computed point exactly.
+  every Gamma-M line, where the pair crosses, and no series (or spline) follows a kink;
+* from the full periodic N x N grid, unfolded from the wedge by the layer's symmetry (time
+  reversal and the Gamma-M mirrors swap up and down, C3 and the Gamma-K mirrors keep them);
+* by the method measured to be accurate for each pair (:data:`PAIR_METHODS`):
+
+  - the valence pair locally, on the K-centred triangle bounded by Gamma-M lines
+    (:class:`TrianglePair`): inside it each member is one band that no Gamma-M mirror image
+    enters;
+  - the conduction pair as a Fourier series E(k) = sum_R c(R) exp(2 pi i k.R) over the lattice
+    vectors R of the N x N supercell's Wigner-Seitz cell (:class:`FourierBand`; each R on the
+    cell's boundary shared equally among its images): the real-space form of a Wannier
+    interpolation of one isolated band, without its gauge problem because a single band's
+    energy is gauge-free.
+
+  Both pass through every computed point exactly.
 
 The uppermost valence band is then max(E_up, E_down) of the valence pair, with the spin of the
 larger, and Delta(k) = E_up - E_down of each pair (docs/physics.md, "Delta(k) away from K").
@@ -128,29 +134,86 @@ class FourierBand:
         return np.real(phase @ self.weights)
 
 
+class TrianglePair:
+    """One pair, E_up and E_down, interpolated locally on the K-centred triangle.
+
+    In crystal coordinates the triangle u, v >= 0, u + v <= 1 (corners Gamma, Gamma', Gamma'';
+    K = (1/3, 1/3) in its centre, the M points at its edges' midpoints) is bounded by Gamma-M
+    lines only, where the pair is degenerate and Delta changes sign.  Inside it the upper member
+    of the valence pair is one spin throughout, a smooth band; continued across an edge it becomes
+    the *other* member seen through the mirror, which for WSe2 anticrosses a lower band of the same
+    spin one grid step off the Gamma-M line near M (measured at the paper preset: E_down at
+    j = 0..3 steps from the line -1.136, -1.215, -1.175, -1.094 eV).  A Fourier series over the
+    whole zone carries that feature into the window of the contours (2.4 meV at the 36 grid, 3.0
+    at 48); an interpolant that only sees the triangle does not.  Here each member is a
+    polyharmonic (r^5) radial-basis interpolant with a cubic polynomial on the ``neighbours``
+    grid points nearest the point asked for (scipy.interpolate.RBFInterpolator): it passes
+    through every grid point and is exact for cubic polynomials.  The other half of the unit
+    cell (u + v > 1, the K' triangle) is k -> -k of this one with the spins swapped (time
+    reversal)."""
+
+    #: grid points each local interpolant uses (about three rings around the point)
+    NEIGHBOURS = 30
+
+    def __init__(self, up_grid: np.ndarray, down_grid: np.ndarray, reciprocal_cell: np.ndarray):
+        from scipy.interpolate import RBFInterpolator
+
+        n = up_grid.shape[0]
+        ij = np.array([(i, j) for i in range(n + 1) for j in range(n + 1 - i)])
+        self._b = np.asarray(reciprocal_cell)[:2, :2]
+        points = (ij / n) @ self._b  # Cartesian: the basis is isotropic there
+        self._members = tuple(
+            RBFInterpolator(points, grid[ij[:, 0] % n, ij[:, 1] % n], neighbors=min(self.NEIGHBOURS, len(ij)),
+                            kernel="quintic", degree=3)
+            for grid in (up_grid, down_grid))
+
+    def __call__(self, kpoints_crystal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.asarray(kpoints_crystal)[:, :2] % 1.0
+        k_prime = k.sum(axis=1) > 1.0 + 1e-12
+        q = np.where(k_prime[:, None], 1.0 - k, k) @ self._b
+        up, down = (member(q) for member in self._members)
+        return np.where(k_prime, down, up), np.where(k_prime, up, down)
+
+
+class FourierPair:
+    """One pair, E_up and E_down, each a :class:`FourierBand` over the whole zone."""
+
+    def __init__(self, up_grid: np.ndarray, down_grid: np.ndarray, reciprocal_cell: np.ndarray):
+        self._members = (FourierBand(up_grid, reciprocal_cell), FourierBand(down_grid, reciprocal_cell))
+
+    def __call__(self, kpoints_crystal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._members[0](kpoints_crystal), self._members[1](kpoints_crystal)
+
+
+#: how each pair is interpolated, chosen by measurement at the check points (docs/performance.md,
+#: "Fig. 3"): the valence pair locally on the K triangle (WSe2 paper preset, 36 grid: UVB 0.09 meV,
+#: its Delta 0.91 meV within 0.9 eV of the VBM, against 2.4 / 2.4 by Fourier), the conduction pair by
+#: Fourier (its Delta where spin-polarised: 0.55 / 0.60 meV against 1.2 / 7.2 locally; where c1, c2
+#: are spin-mixed and meet c3 near Gamma neither method is smooth)
+PAIR_METHODS = {"uvb": TrianglePair, "lcb": FourierPair}
+
+
 @dataclass(frozen=True)
 class InterpolatedPairs:
-    """The four spin-resolved bands as Fourier series, from a map of N x N."""
+    """The four spin-resolved bands interpolated from a map of N x N (:data:`PAIR_METHODS`)."""
 
     n: int
-    up: dict[str, FourierBand]
-    down: dict[str, FourierBand]
+    pairs: dict[str, TrianglePair | FourierPair]
     reciprocal_cell: np.ndarray
     vbm_ev: float  # the energy zero: the map's highest valence level (absolute, eV)
 
     def at(self, kpoints_crystal: np.ndarray) -> SpinPairs:
         k = np.asarray(kpoints_crystal)[:, :2]
-        return SpinPairs(k, {name: f(k) for name, f in self.up.items()},
-                         {name: f(k) for name, f in self.down.items()})
+        values = {name: pair(k) for name, pair in self.pairs.items()}
+        return SpinPairs(k, {name: v[0] for name, v in values.items()}, {name: v[1] for name, v in values.items()})
 
 
 def interpolate(bands: BandData) -> InterpolatedPairs:
-    """Fourier series of the four spin-resolved bands from a map on the points of one wedge grid."""
+    """The four spin-resolved bands interpolated from a map on the points of one wedge grid."""
     n, up, down = full_grid(bands)
     cell = np.asarray(bands.reciprocal_cell)
     vbm = float(np.asarray(bands.eigenvalues)[:, bands.n_occupied - 1].max())
-    return InterpolatedPairs(n, {k: FourierBand(v, cell) for k, v in up.items()},
-                             {k: FourierBand(v, cell) for k, v in down.items()}, cell, vbm)
+    return InterpolatedPairs(n, {name: PAIR_METHODS[name](up[name], down[name], cell) for name in PAIRS}, cell, vbm)
 
 
 def splitting_map(pairs: SpinPairs, reciprocal_cell: np.ndarray) -> SplittingMap:
