@@ -4,8 +4,9 @@ Fig. 2 analogue: bands on Gamma-M-K-Gamma with (solid, optionally coloured by <s
 without (dotted) spin-orbit coupling; one material (figure step) or the four monolayers side by
 side in one energy window (:func:`fig2_panels`, the report).
 Fig. 3 analogue: the spin-resolved splitting E(up) - E(down) of the uppermost valence (UVB) and
-lowermost conduction (LCB) pairs over the zone (first BZ drawn), and UVB iso-energy contours at
-binding energies 0.2 / 0.5 / 0.8 eV coloured by spin.
+lowermost conduction (LCB) pairs over the zone (first BZ drawn; hatched where the interpolated
+Delta is not what the check points validate, tmdflow.analysis.bzinterp.validated_regions), and UVB
+iso-energy contours at binding energies 0.2 / 0.5 / 0.8 eV coloured by spin.
 Fig. 4 analogue: Delta_VB(k) and Delta_CB(k) along Gamma-K in Table I's sign convention
 (docs/physics.md: at K they are the table's numbers), and the orbital characters (M d_z2,
 M d_xy + d_x2-y2, X p_z, X p_x + p_y) of the scalar-relativistic UVB and LCB on the same path.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis.bzinterp import MapInterpolation
+from .analysis.bzinterp import CONTOUR_WINDOW_EV, POLARISED_SIGMA_Z, MapInterpolation
 from .analysis.bzmap import SplittingMap, bz_hexagon, signed_pair_splitting
 from .analysis.checks import path_segment
 from .bands import BandData
@@ -197,6 +198,21 @@ def _map_note(m: "MapInterpolation") -> str:
     return f"{drawn}; vs {m.errors.summary()}"
 
 
+def _unvalidated(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.ndarray, float, str]]:
+    """Per panel of an interpolated map: (field, level, what) -- hatched where field < level, the
+    complement of bzinterp.validated_regions (the same criteria, drawn as smooth boundaries)."""
+    if not isinstance(m, MapInterpolation):
+        return {}
+    out = {"uvb": (m.fine.uvb_energy_ev, -CONTOUR_WINDOW_EV,
+                   f"UVB > {CONTOUR_WINDOW_EV:g} eV below the VBM:\nΔ not validated to 1 meV"
+                   + ("" if m.errors is None or m.errors.max_delta_mev["uvb"] <= m.errors.max_delta_uvb_window_mev
+                      else f" (checks there: ≤ {m.errors.max_delta_mev['uvb']:.1f} meV)"))}
+    if m.fine.lcb_min_abs_sigma_z is not None:
+        out["lcb"] = (m.fine.lcb_min_abs_sigma_z, POLARISED_SIGMA_Z,
+                      f"spin-mixed, |⟨σz⟩| < {POLARISED_SIGMA_Z:g}:\nΔ is no spin splitting there")
+    return out
+
+
 def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo | str") -> list[Path]:
     """Fig. 3 from a map (tmdflow.analysis.bzinterp.map_for_figure): colours and iso-energy
     lines drawn from the interpolated fine grid, the CSV holds the directly computed points only."""
@@ -211,13 +227,21 @@ def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo 
     fig.suptitle("E(↑) − E(↓) of the band pairs (at K: UVB ±Δ$_\\mathrm{VB}$(K), LCB ∓Δ$_\\mathrm{CB}$(K), "
                  f"upper sign for ↑ at the top of the valence band)\n{_title(info, 'map')}{note}",
                  fontsize=8)
-    for ax, data, name in ((axes[0], drawn.delta_uvb_mev, "uppermost valence pair (UVB)"),
-                           (axes[1], drawn.delta_lcb_mev, "lowermost conduction pair (LCB)")):
+    hatched = _unvalidated(m)
+    for ax, data, name, key in ((axes[0], drawn.delta_uvb_mev, "uppermost valence pair (UVB)", "uvb"),
+                                (axes[1], drawn.delta_lcb_mev, "lowermost conduction pair (LCB)", "lcb")):
         lim = max(float(np.abs(data).max()), 1e-6)
         cs = ax.tricontourf(tri, data, levels=np.linspace(-lim, lim, 41), cmap="RdBu_r")
+        if key in hatched:
+            field, below, label = hatched[key]
+            with plt.rc_context({"hatch.color": "0.3", "hatch.linewidth": 0.6}):
+                ax.tricontourf(tri, field, levels=[float(np.min(field)) - 1.0, below], colors="none",
+                               hatches=["////"])
+            ax.tricontour(tri, field, levels=[below], colors="0.3", linewidths=0.6, linestyles="solid")
+            name = f"{name}\nhatched: {label}"
         ax.plot(hexagon[:, 0], hexagon[:, 1], color="k", lw=1.0)
         ax.set_aspect("equal")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=7)
         ax.set_xlabel("k$_x$ (1/Å)")
         fig.colorbar(cs, ax=ax, shrink=0.8, label="E(↑) − E(↓) (meV)", format="%.0f")
     axes[0].set_ylabel("k$_y$ (1/Å)")

@@ -216,13 +216,32 @@ def interpolate(bands: BandData) -> InterpolatedPairs:
     return InterpolatedPairs(n, {name: PAIR_METHODS[name](up[name], down[name], cell) for name in PAIRS}, cell, vbm)
 
 
-def splitting_map(pairs: SpinPairs, reciprocal_cell: np.ndarray) -> SplittingMap:
+def splitting_map(pairs: SpinPairs, reciprocal_cell: np.ndarray,
+                  lcb_min_abs_sigma_z: np.ndarray | None = None) -> SplittingMap:
     """The unfolded :class:`SplittingMap` from spin-resolved pairs on wedge points: the UVB is
-    the higher member of the valence pair (its spin the sign of <sigma_z>, +-1), Delta = up - down."""
+    the higher member of the valence pair (its spin the sign of <sigma_z>, +-1), Delta = up - down;
+    ``lcb_min_abs_sigma_z`` at the same points (:func:`conduction_polarisation`), if known."""
     uv, dv = pairs.up["uvb"], pairs.down["uvb"]
     return unfold_wedge(pairs.kpoints_crystal @ np.asarray(reciprocal_cell)[:2, :2], np.maximum(uv, dv),
                         np.where(uv >= dv, 1.0, -1.0), (uv - dv) * 1000.0,
-                        (pairs.up["lcb"] - pairs.down["lcb"]) * 1000.0, reciprocal_cell)
+                        (pairs.up["lcb"] - pairs.down["lcb"]) * 1000.0, reciprocal_cell, lcb_min_abs_sigma_z)
+
+
+def conduction_polarisation(grid: BandData, kpoints_crystal: np.ndarray) -> np.ndarray:
+    """The smaller |<sigma_z>| of the lowest conduction pair at wedge points ``kpoints_crystal``,
+    linear between the map's grid points (``grid``: a run on one wedge grid).  Not an
+    interpolation to 1 meV: it only tells where the pair is spin-polarised (>= POLARISED_SIGMA_Z),
+    i.e. where its Delta is a spin splitting, to the grid's resolution."""
+    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+
+    b = np.asarray(grid.reciprocal_cell)[:2, :2]
+    nocc = grid.n_occupied
+    points = np.asarray(grid.kpoints_crystal)[:, :2] @ b
+    values = np.abs(np.asarray(grid.sigma_z)[:, nocc:nocc + 2]).min(axis=1)
+    q = np.asarray(kpoints_crystal)[:, :2] @ b
+    linear = LinearNDInterpolator(points, values)(q)
+    # points on the wedge's edges can fall a rounding error outside its triangulation
+    return np.where(np.isnan(linear), NearestNDInterpolator(points, values)(q), linear)
 
 
 def interpolated_map(bands: BandData, points: int) -> SplittingMap:
@@ -292,10 +311,22 @@ class MapInterpolation:
     """Fig. 3's map: the direct points, the interpolated fine map and its measured error."""
 
     direct: SplittingMap  # the computed grid, unfolded
-    fine: SplittingMap  # the Fourier interpolation on a ``fine_points`` x ``fine_points`` grid
+    fine: SplittingMap  # the interpolation on a ``fine_points`` x ``fine_points`` grid
     points: int
     fine_points: int
     errors: InterpolationErrors | None  # at the run's check points; None: not validated (old map)
+
+
+def validated_regions(m: SplittingMap, window_ev: float = CONTOUR_WINDOW_EV) -> dict[str, np.ndarray]:
+    """Where each pair's interpolated Delta is the quantity the check points validate
+    (:class:`InterpolationErrors`), per map point: the valence pair's where the UVB lies within
+    ``window_ev`` of the VBM (below it the lower member anticrosses the next band near M, WSe2:
+    15.8 meV off at 1.06 eV, docs/performance.md), the conduction pair's where both of its states
+    are spin-polarised (elsewhere its "Delta" is no spin splitting: c1, c2 spin-mixed near Gamma
+    where they meet c3).  Fig. 3 hatches the rest."""
+    lcb = (np.ones(len(m.k_cartesian), bool) if m.lcb_min_abs_sigma_z is None
+           else np.asarray(m.lcb_min_abs_sigma_z) >= POLARISED_SIGMA_Z)
+    return {"uvb": np.asarray(m.uvb_energy_ev) > -window_ev, "lcb": lcb}
 
 
 #: the drawn map's grid: FINE_FACTOR x the computed one, at most FINE_MAX
@@ -307,6 +338,7 @@ def map_for_figure(bands: BandData, n: int) -> MapInterpolation:
     grid, checks = split_map(bands, n)
     fit = interpolate(grid)
     fine_n = min(FINE_FACTOR * n, max(FINE_MAX, n))
-    fine = splitting_map(fit.at(wedge_points(fine_n)), fit.reciprocal_cell)
+    fine_k = wedge_points(fine_n)
+    fine = splitting_map(fit.at(fine_k), fit.reciprocal_cell, conduction_polarisation(grid, fine_k))
     return MapInterpolation(unfold(grid), fine, n, fine_n,
                             interpolation_errors(fit, checks) if checks is not None else None)

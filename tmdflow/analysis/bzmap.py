@@ -94,7 +94,8 @@ def signed_pair_splitting(energies: np.ndarray, sigma_z: np.ndarray, lower: int)
 @dataclass(frozen=True)
 class SplittingMap:
     """The unfolded map: Cartesian k (1/Angstrom), UVB energy (eV, VBM = 0) and spin, Delta of
-    the uppermost valence and lowermost conduction pairs (meV)."""
+    the uppermost valence and lowermost conduction pairs (meV), and how spin-polarised the
+    conduction pair is (the smaller |<sigma_z>| of its two states; None where not known)."""
 
     k_cartesian: np.ndarray  # (m, 2)
     uvb_energy_ev: np.ndarray  # (m,)
@@ -102,6 +103,7 @@ class SplittingMap:
     delta_uvb_mev: np.ndarray  # (m,)
     delta_lcb_mev: np.ndarray  # (m,)
     reciprocal_cell: np.ndarray
+    lcb_min_abs_sigma_z: np.ndarray | None = None  # (m,): below ~0.8 the LCB's Delta is no spin splitting
 
 
 def unfold(bands: BandData) -> SplittingMap:
@@ -113,13 +115,14 @@ def unfold(bands: BandData) -> SplittingMap:
     vbm = float(e[:, nocc - 1].max())
     return unfold_wedge(bands.kpoints_cartesian[:, :2], e[:, nocc - 1] - vbm, sz[:, nocc - 1],
                         signed_pair_splitting(e, sz, nocc - 2), signed_pair_splitting(e, sz, nocc),
-                        bands.reciprocal_cell)
+                        bands.reciprocal_cell, np.abs(sz[:, nocc:nocc + 2]).min(axis=1))
 
 
 def unfold_wedge(k_cartesian: np.ndarray, uvb_energy_ev: np.ndarray, uvb_sigma_z: np.ndarray,
-                 delta_uvb_mev: np.ndarray, delta_lcb_mev: np.ndarray, reciprocal_cell: np.ndarray) -> SplittingMap:
+                 delta_uvb_mev: np.ndarray, delta_lcb_mev: np.ndarray, reciprocal_cell: np.ndarray,
+                 lcb_min_abs_sigma_z: np.ndarray | None = None) -> SplittingMap:
     """Wedge values -> the whole zone by the 12 operations (<sigma_z> and Delta change sign with
-    the operations that reverse spin); each point once."""
+    the operations that reverse spin, |<sigma_z>| is kept); each point once."""
     ops = k_operations(reciprocal_cell)
     k = np.vstack([k_cartesian @ op.matrix.T for op in ops])
     signs = np.concatenate([np.full(len(k_cartesian), op.sigma_sign) for op in ops])
@@ -129,7 +132,8 @@ def unfold_wedge(k_cartesian: np.ndarray, uvb_energy_ev: np.ndarray, uvb_sigma_z
     keep = np.sort(keep)
     return SplittingMap(k[keep], tile(uvb_energy_ev)[keep], (signs * tile(uvb_sigma_z))[keep],
                         (signs * tile(delta_uvb_mev))[keep], (signs * tile(delta_lcb_mev))[keep],
-                        np.asarray(reciprocal_cell))
+                        np.asarray(reciprocal_cell),
+                        None if lcb_min_abs_sigma_z is None else tile(lcb_min_abs_sigma_z)[keep])
 
 
 def on_gamma_m_edge(kpoints_crystal: np.ndarray) -> np.ndarray:
