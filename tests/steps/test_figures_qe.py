@@ -76,6 +76,8 @@ def test_figure_files_and_data_are_written(mos2_figures):
     interp = doc.checks["map_interpolation"]
     assert (interp["points"], interp["fine_points"], interp["n_points"]) == (6, 24, 3)
     assert 0 < interp["max_uvb_window_mev"] < 500 and interp["window_ev"] == 0.9  # 6x6: tens of meV
+    assert set(interp["hatched_fraction"]) == {"uvb", "lcb"}
+    assert all(0.0 <= f <= 1.0 for f in interp["hatched_fraction"].values())
     svg = (Path(doc.directory) / "fig3_contours.svg").read_text()
     assert "24×24 interpolation of the spin-resolved bands" in svg and "3 direct check points" in svg
     prof = doc.gamma_k_profile
