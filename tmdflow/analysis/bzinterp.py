@@ -51,16 +51,17 @@ class SpinPairs:
     down: dict[str, np.ndarray]
 
 
-def spin_pairs(bands: BandData, vbm_ev: float | None = None) -> SpinPairs:
+def spin_pairs(bands: BandData, vbm_ev: float | None = None, pairs: dict[str, int] = PAIRS) -> SpinPairs:
     """Split each pair of a spin-orbit run with <sigma_z> into its up and down member; energies
-    relative to ``vbm_ev`` (absolute eV; default: the run's own highest valence level)."""
+    relative to ``vbm_ev`` (absolute eV; default: the run's own highest valence level); ``pairs``:
+    name -> lower band of the pair relative to the number of occupied bands."""
     if bands.sigma_z is None or not bands.spinor:
         raise AnalysisError("the map needs a spin-orbit run with <sigma_z>", "run the soc_map step (bands.x)")
     nocc = bands.n_occupied
     e, sz = np.asarray(bands.eigenvalues), np.asarray(bands.sigma_z)
     vbm = float(e[:, nocc - 1].max()) if vbm_ev is None else float(vbm_ev)
     up, down = {}, {}
-    for name, offset in PAIRS.items():
+    for name, offset in pairs.items():
         lo = nocc + offset
         first_is_up = sz[:, lo] >= sz[:, lo + 1]
         up[name] = np.where(first_is_up, e[:, lo], e[:, lo + 1]) - vbm
@@ -89,17 +90,19 @@ def _crystal_operations(reciprocal_cell: np.ndarray) -> list[tuple[np.ndarray, i
     return ops
 
 
-def full_grid(bands: BandData) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """E_up, E_down of both pairs on the whole N x N grid, indexed [i, j] for k = (i/N, j/N)."""
+def full_grid(bands: BandData, pairs: dict[str, int] = PAIRS) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """E_up, E_down of the pairs (default: both of Fig. 3) on the whole N x N grid, indexed
+    [i, j] for k = (i/N, j/N)."""
     n = grid_size(bands.kpoints_crystal)
-    pairs = spin_pairs(bands)
-    idx = np.round(pairs.kpoints_crystal * n).astype(int)
-    up = {name: np.full((n, n), np.nan) for name in PAIRS}
-    down = {name: np.full((n, n), np.nan) for name in PAIRS}
+    members = spin_pairs(bands, pairs=pairs)
+    idx = np.round(members.kpoints_crystal * n).astype(int)
+    up = {name: np.full((n, n), np.nan) for name in pairs}
+    down = {name: np.full((n, n), np.nan) for name in pairs}
     for matrix, sign in _crystal_operations(bands.reciprocal_cell):
         ij = (idx @ matrix) % n
-        for name in PAIRS:
-            same, other = (pairs.up[name], pairs.down[name]) if sign > 0 else (pairs.down[name], pairs.up[name])
+        for name in pairs:
+            same, other = ((members.up[name], members.down[name]) if sign > 0
+                           else (members.down[name], members.up[name]))
             up[name][ij[:, 0], ij[:, 1]] = same
             down[name][ij[:, 0], ij[:, 1]] = other
     if any(np.isnan(a).any() for a in (*up.values(), *down.values())):

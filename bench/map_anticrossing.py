@@ -1,0 +1,91 @@
+"""Fig. 3's valence pair below the contour window: the lower member's anticrossing near M.
+
+    .venv/bin/python bench/map_anticrossing.py [RUN_DIR ...]
+
+Each RUN_DIR holds a soc_map run on a 36 x 36 wedge (``soc_map.xml`` + ``soc_map_sigma.dat``)
+with its check points in the same run or beside it (``checks.xml`` + ``checks_sigma.dat``);
+default: the two real fixtures, WS2 at ``test`` (40 checks) and WSe2 at ``paper`` (8), see
+tests/fixtures/README.md.  Printed per run and method: the largest error of Delta_UVB at the
+check points within the 0.9 eV contour window and outside it, in meV:
+
+* ``direct``: each member of the valence pair interpolated on the K triangle (TrianglePair, the
+  method Fig. 3 uses);
+* ``two-level``: per spin, the trace S = E_v + E_n and the squared difference P = (E_v - E_n)^2 of
+  the valence member and the next pair's member of the same spin, interpolated the same way, and
+  E_v = S/2 + sqrt(P)/2 -- smooth through an avoided crossing of two bands;
+* ``blend``: two-level where the gap E_v - E_n is below 0.3 eV, direct above 0.6 eV, smoothstep
+  between.
+
+Used for docs/performance.md ("Tried in session 19 and not adopted").  A second, no pw.x.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from tmdflow.analysis.bzinterp import CONTOUR_WINDOW_EV, TrianglePair, full_grid, spin_pairs, split_map
+from tmdflow.bands import BandData
+from tmdflow.calculators.espresso.parsers.bandsx import parse_bandsx_sigma_z
+from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "qe-6.7"
+DEFAULT_RUNS = (FIXTURES / "ws2_test_map36", FIXTURES / "wse2_paper_map36")
+VALENCE_AND_NEXT = {"uvb": -2, "nvb": -4}  # lower band of each pair relative to the occupied count
+BLEND_EV = (0.3, 0.6)
+
+
+def read_run(directory: Path, step: str) -> BandData:
+    parsed = parse_pw_xml(directory / f"{step}.xml").bands
+    bands = BandData(parsed.kpoints_crystal, parsed.eigenvalues, parsed.n_electrons, parsed.spinor,
+                     parsed.reciprocal_cell)
+    return bands.with_sigma_z(parse_bandsx_sigma_z(directory / f"{step}_sigma.dat", bands.eigenvalues))
+
+
+def grid_and_checks(directory: Path) -> tuple[BandData, BandData]:
+    if (directory / "checks.xml").exists():
+        return read_run(directory, "soc_map"), read_run(directory, "checks")
+    grid, checks = split_map(read_run(directory, "soc_map"), 36)
+    if checks is None:
+        raise SystemExit(f"{directory}: the map has no check points")
+    return grid, checks
+
+
+def valence_members(grid: BandData, checks: BandData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(E_up, E_down) of the valence pair at the check points, eV from the grid's VBM, per method."""
+    n, up, down = full_grid(grid, VALENCE_AND_NEXT)
+    cell = np.asarray(grid.reciprocal_cell)
+    k = np.asarray(checks.kpoints_crystal)
+    direct = TrianglePair(up["uvb"], down["uvb"], cell)(k)
+    trace = TrianglePair(up["uvb"] + up["nvb"], down["uvb"] + down["nvb"], cell)(k)
+    square = TrianglePair((up["uvb"] - up["nvb"]) ** 2, (down["uvb"] - down["nvb"]) ** 2, cell)(k)
+    gaps = [np.sqrt(np.maximum(p, 0.0)) for p in square]
+    two_level = tuple(s / 2 + g / 2 for s, g in zip(trace, gaps))
+    lo, hi = BLEND_EV
+    weights = [np.clip((hi - g) / (hi - lo), 0.0, 1.0) for g in gaps]
+    weights = [w * w * (3 - 2 * w) for w in weights]
+    blend = tuple(w * t + (1 - w) * d for w, t, d in zip(weights, two_level, direct))
+    return {"direct": direct, "two-level": two_level, "blend": blend}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="*", type=Path, default=list(DEFAULT_RUNS), help="soc_map run directories")
+    args = parser.parse_args(argv)
+    print(f"{'run':<20} {'method':<10} {'checks':>6} {'window meV':>10} {'outside meV':>11}")
+    for directory in args.runs:
+        grid, checks = grid_and_checks(directory)
+        vbm = float(np.asarray(grid.eigenvalues)[:, grid.n_occupied - 1].max())
+        ref = spin_pairs(checks, vbm)
+        top = np.maximum(ref.up["uvb"], ref.down["uvb"])
+        window = top > -CONTOUR_WINDOW_EV
+        for method, (up, down) in valence_members(grid, checks).items():
+            err = np.abs((up - down) - (ref.up["uvb"] - ref.down["uvb"])) * 1000.0
+            outside = f"{err[~window].max():11.2f}" if (~window).any() else f"{'-':>11}"
+            print(f"{directory.name:<20} {method:<10} {len(err):>6} {err[window].max():10.2f} {outside}")
+
+
+if __name__ == "__main__":
+    main()
