@@ -232,12 +232,13 @@ def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo 
                                 (axes[1], drawn.delta_lcb_mev, "lowermost conduction pair (LCB)", "lcb")):
         lim = max(float(np.abs(data).max()), 1e-6)
         cs = ax.tricontourf(tri, data, levels=np.linspace(-lim, lim, 41), cmap="RdBu_r")
-        if key in hatched:
+        if key in hatched and (hatched[key][0] < hatched[key][1]).any():
             field, below, label = hatched[key]
             with plt.rc_context({"hatch.color": "0.3", "hatch.linewidth": 0.6}):
                 ax.tricontourf(tri, field, levels=[float(np.min(field)) - 1.0, below], colors="none",
                                hatches=["////"])
-            ax.tricontour(tri, field, levels=[below], colors="0.3", linewidths=0.6, linestyles="solid")
+            if (field > below).any():
+                ax.tricontour(tri, field, levels=[below], colors="0.3", linewidths=0.6, linestyles="solid")
             name = f"{name}\nhatched: {label}"
         ax.plot(hexagon[:, 0], hexagon[:, 1], color="k", lw=1.0)
         ax.set_aspect("equal")
