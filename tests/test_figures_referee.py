@@ -119,3 +119,46 @@ def test_report_has_the_multi_panel_fig2(study, tmp_path):
         soc = np.array([[float(v) for v in row[3:]] for row in data[1:] if row[0] == material and row[2] == "soc"])
         assert np.max(soc[soc <= 1e-6]) == pytest.approx(0.0, abs=1e-4)
     assert base64.b64decode(re.search(r"data:image/png;base64,([^']+)'", page).group(1))[:4] == b"\x89PNG"
+
+
+def test_report_redraws_the_figures_from_the_store_when_the_run_directory_is_gone(study, tmp_path):
+    """Scratch purged, a backup restored elsewhere: the figures step's files are gone, the store
+    still holds the bands, the map (with its check points) and the Gamma-K profile -- the report
+    draws every figure again from those and says so."""
+    runs = study["root"] / "runs"
+    hidden = study["root"] / "runs-moved-away"
+    before = tmp_path / "before.html"
+    _tmdflow(study["env"], "report", "-o", str(before))
+    runs.rename(hidden)
+    try:
+        out = tmp_path / "after.html"
+        _tmdflow(study["env"], "report", "-o", str(out))
+        md = tmp_path / "after.md"
+        _tmdflow(study["env"], "report", "--format", "markdown", "-o", str(md))
+    finally:
+        hidden.rename(runs)
+    page = out.read_text()
+    # the multi-panel Fig. 2 + Fig. 2, 3 (map, contours), 4 of each monolayer, as with the files there
+    assert page.count("data:image/png;base64,") == before.read_text().count("data:image/png;base64,") == 9
+    assert page.count("Redrawn from the results store") == 8
+    for formula, fig in study["figures"].items():
+        again = tmp_path / "after_figures" / fig.material_id
+        assert sorted(p.name for p in again.glob("*.png")) == [
+            "fig2_bands.png", "fig3_contours.png", "fig3_splitting_map.png", "fig4_gamma_k.png"]
+        # the same data as the figures step wrote (the store keeps eigenvalues as float32: ~1 micro-eV)
+        for name in ("fig3_map.csv", "fig4_gamma_k.csv", "fig2_bands.csv"):
+            redrawn, written = (list(csv.reader(open(d / name))) for d in (again, Path(fig.directory)))
+            header = written[0]
+            assert redrawn[0] == header and len(redrawn) == len(written), name
+            for got, want in zip(redrawn[1:], written[1:]):
+                assert len(got) == len(want), name
+                for column, x, y in zip(header + [""] * len(want), got, want):
+                    if column == "run":
+                        assert x == y
+                    else:  # meV columns to 0.01; eV (float32 to 4 micro-eV at 34 eV, plus the CSV's rounding
+                        # of each side), 1/Angstrom, fractions and weights to 2e-5
+                        assert abs(float(x) - float(y)) <= (1e-2 if column.endswith("_mev") else 2e-5), (name, column)
+        svg = (again / "fig3_contours.svg").read_text()
+        assert "3 direct check points" in svg  # the interpolation validated again, as in the step
+    assert "Redrawn from the results store" in md.read_text()
+    assert len(list((tmp_path / "after_images").glob("*-fig3_splitting_map.png"))) == 2

@@ -1,6 +1,11 @@
 """`tmdflow report`: one self-contained HTML (images embedded) or Markdown (+ image files)
 report of a run, built from the results store: Table I, the Delta/dE table, the physics
-checks, the Fig. 2-4 analogues, the settings and the provenance of every number."""
+checks, the Fig. 2-4 analogues, the settings and the provenance of every number.
+
+The figures are the files the figures step wrote into the run directory.  When that directory is
+not on this machine (scratch purged, a restored backup, another host) the report redraws them
+from what the store holds -- the band documents (path, scalar-relativistic path, map with
+<sigma_z>) and the figures document's Gamma-K profile -- and says so under each one."""
 
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class MaterialSection:
     error_bars: dict[str, float] | None = None  # from a convergence study, meV
     phonons: PhononDoc | None = None
     panel: tuple | None = None  # (FigureInfo, SOC BandData, SR BandData | None): the multi-panel Fig. 2
+    map_bands: object | None = None  # the soc_map BandData, loaded only to redraw Fig. 3 (files not on disk)
 
 
 def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
@@ -50,9 +56,55 @@ def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> 
     for m in materials:
         # the material's own steps only: a legacy id is a prefix of newer ids with a hash
         tasks = store.tasks({"task_id": {"$regex": f"^{re.escape(m.material_id)}-[a-z_]+$"}})
-        sections.append(MaterialSection(m, store.figures(m.material_id), tasks, bars.get(m.material_id),
-                                        store.phonons(m.material_id), _panel(store, m)))
+        figures = store.figures(m.material_id)
+        sections.append(MaterialSection(m, figures, tasks, bars.get(m.material_id), store.phonons(m.material_id),
+                                        _panel(store, m),
+                                        None if figures_on_disk(figures) else _map_bands(store, m)))
     return sections
+
+
+def figures_on_disk(figures: FiguresDoc | None) -> bool:
+    """Whether every file the figures step listed is still where it wrote it (no figures: nothing
+    to redraw, True)."""
+    return figures is None or all(Path(f).is_file() for f in figures.files)
+
+
+def _map_bands(store: ResultsStore, m: MaterialDocument):
+    from .objects import band_data
+
+    doc = store.material_bandstructure(m, "soc_map") if m.dimensionality == "monolayer" else None
+    if doc is None or not doc.sigma_z:
+        return None
+    try:
+        return band_data(doc, store)
+    except TmdflowError:
+        return None
+
+
+def redraw_figures(s: MaterialSection, folder: Path) -> Path | None:
+    """A monolayer's Fig. 2-4 drawn again from the store into ``folder``/<material id> (the run
+    directory's files are gone): Fig. 2 from the band documents, Fig. 3 from the map's (with its
+    check points, so the interpolation is validated as in the figures step), Fig. 4 from the stored
+    Gamma-K profile.  None when the store does not hold the bands of a path."""
+    import numpy as np
+
+    from .analysis.bzinterp import map_for_figure
+    from .figures import fig2_bands, fig3_map, fig4_gamma_k
+
+    if s.figures is None or s.panel is None:
+        return None
+    info, soc, sr = s.panel
+    out = folder / s.material.material_id
+    out.mkdir(parents=True, exist_ok=True)
+    fig2_bands(soc, sr, out, info)
+    if s.map_bands is not None and info.map_points:
+        try:
+            fig3_map(map_for_figure(s.map_bands, info.map_points), out, info)
+        except TmdflowError:  # a map the stored preset does not describe: no Fig. 3 rather than a wrong one
+            pass
+    if s.figures.gamma_k_profile:
+        fig4_gamma_k({k: np.asarray(v) for k, v in s.figures.gamma_k_profile.items()}, out, info)
+    return out
 
 
 def _panel(store: ResultsStore, m: MaterialDocument):
@@ -203,6 +255,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
                      "## Table I and spin splittings\n")
     parts.append(table(t1_headers, t1_rows))
     images = out.parent / (out.stem + "_images")
+    redraw_root = out.parent / (out.stem + "_figures")  # figures redrawn from the store, with their CSV
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,21 +290,27 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
                                [[q, ", ".join(f"{f * THZ_TO_CM1:.1f}" for f in sorted(res["frequencies_thz"][q]))]
                                 for q in ("G", "M", "K")]))
             stems.append(DISPERSION_STEM)
+        folder = s.figures.directory if s.figures else (str(Path(s.phonons.files[0]).parent) if s.phonons else None)
+        redrawn = ""
+        if not figures_on_disk(s.figures):
+            again = redraw_figures(s, redraw_root)
+            if again is not None:
+                folder, redrawn = str(again), (f" Redrawn from the results store: the figures step's files "
+                                               f"({s.figures.directory}) are not on this machine.")
         for stem in stems:
-            folder = s.figures.directory if s.figures else (str(Path(s.phonons.files[0]).parent) if s.phonons else None)
             png = Path(folder) / f"{stem}.png" if folder else None
             if png is None or not png.is_file():
                 continue
             if fmt == "html":
                 data = base64.b64encode(png.read_bytes()).decode()
                 parts.append(f"<figure><img src='data:image/png;base64,{data}'/><figcaption>"
-                             f"{html.escape(CAPTIONS[stem])} Data: {html.escape(str(png.with_suffix('.csv')))}"
+                             f"{html.escape(CAPTIONS[stem] + redrawn)} Data: {html.escape(str(png.with_suffix('.csv')))}"
                              "</figcaption></figure>")
             else:
                 images.mkdir(parents=True, exist_ok=True)
                 target = images / f"{m.material_id}-{stem}.png"
                 shutil.copyfile(png, target)
-                parts.append(f"\n![{CAPTIONS[stem]}]({images.name}/{target.name})\n\n*{CAPTIONS[stem]}*\n")
+                parts.append(f"\n![{CAPTIONS[stem]}]({images.name}/{target.name})\n\n*{CAPTIONS[stem]}{redrawn}*\n")
         heading = heading_fmt(fmt)
         parts.append(heading.format("Settings"))
         parts.append(table(["parameter", "value"], _settings_rows(s)))
