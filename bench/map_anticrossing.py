@@ -15,9 +15,9 @@ check points within the 0.9 eV contour window and outside it, in meV:
   the valence member and the next pair's member of the same spin, interpolated the same way, and
   E_v = S/2 + sqrt(P)/2 -- smooth through an avoided crossing of two bands;
 * ``blend``: two-level where the gap E_v - E_n is below 0.3 eV, direct above 0.6 eV, smoothstep
-  between.
+  between (TrianglePair with ``below``, what Fig. 3 uses: TrianglePair.TWO_LEVEL_GAP_EV).
 
-Used for docs/performance.md ("Tried in session 19 and not adopted").  A second, no pw.x.
+Used for docs/performance.md ("Session 19: the anticrossing treated as a two-level one").  A second, no pw.x.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "qe-6.7"
 DEFAULT_RUNS = (FIXTURES / "ws2_test_map36", FIXTURES / "wse2_paper_map36")
 VALENCE_AND_NEXT = {"uvb": -2, "nvb": -4}  # lower band of each pair relative to the occupied count
-BLEND_EV = (0.3, 0.6)
 
 
 def read_run(directory: Path, step: str) -> BandData:
@@ -68,10 +67,7 @@ def valence_members(grid: BandData, checks: BandData) -> dict[str, tuple[np.ndar
     square = TrianglePair((up["uvb"] - up["nvb"]) ** 2, (down["uvb"] - down["nvb"]) ** 2, cell)(k)
     gaps = [np.sqrt(np.maximum(p, 0.0)) for p in square]
     two_level = tuple(s / 2 + g / 2 for s, g in zip(trace, gaps))
-    lo, hi = BLEND_EV
-    weights = [np.clip((hi - g) / (hi - lo), 0.0, 1.0) for g in gaps]
-    weights = [w * w * (3 - 2 * w) for w in weights]
-    blend = tuple(w * t + (1 - w) * d for w, t, d in zip(weights, two_level, direct))
+    blend = TrianglePair(up["uvb"], down["uvb"], cell, below=(up["nvb"], down["nvb"]))(k)  # what Fig. 3 uses
     return {"direct": direct, "two-level": two_level, "blend": blend}
 
 

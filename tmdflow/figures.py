@@ -206,7 +206,7 @@ def _unvalidated(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.nda
     out = {"uvb": (m.fine.uvb_energy_ev, -CONTOUR_WINDOW_EV,
                    f"UVB > {CONTOUR_WINDOW_EV:g} eV below the VBM:\nΔ not validated to 1 meV"
                    + ("" if m.errors is None or m.errors.max_delta_mev["uvb"] <= m.errors.max_delta_uvb_window_mev
-                      else f" (checks there: ≤ {m.errors.max_delta_mev['uvb']:.1f} meV)"))}
+                      else f" (up to {m.errors.max_delta_mev['uvb']:.1f} meV at the run's checks there)"))}
     if m.fine.lcb_min_abs_sigma_z is not None:
         out["lcb"] = (m.fine.lcb_min_abs_sigma_z, POLARISED_SIGMA_Z,
                       f"spin-mixed, |⟨σz⟩| < {POLARISED_SIGMA_Z:g}:\nΔ is no spin splitting there")

@@ -1,7 +1,8 @@
 """Fig. 3's interpolation of the spin-resolved map (tmdflow.analysis.bzinterp), on two real 36 x 36
 maps with points between their grid points computed directly by pw.x + bands.x
 (tests/fixtures/README.md): WS2 at the test preset with 40 such points (ws2_test_map36) and WSe2
-at the paper preset with the 8 its soc_map step ran (wse2_paper_map36).
+at the paper preset with the 8 its soc_map step ran and 32 independent ones, chosen before they
+were computed (wse2_paper_map36).
 
 Tolerances: the interpolation's errors are measured numbers (docs/performance.md): at the 36 grid
 the top valence band is off by <= 0.2 meV and its Delta by <= 0.3 (WS2) / 0.91 (WSe2) meV within
@@ -154,11 +155,17 @@ def test_wse2_at_the_paper_preset_is_within_1_mev():
 @pytest.mark.parametrize("which", ["ws2_test", "wse2_paper"])
 def test_what_fig3_leaves_unhatched_is_within_1_mev_and_what_it_hatches_is_not(which, map36, checks36):
     """validated_regions (Fig. 3 hatches the rest), evaluated at the check points the way the
-    figure evaluates it on its fine grid: every check point it calls validated is within 1 meV
-    of the direct pw.x value, and the hatching is not for show -- each material has check points
-    beyond 1 meV inside it (the valence pair's anticrossing near M below the window, the
-    conduction pair spin-mixed near Gamma)."""
-    grid, checks = (map36, checks36) if which == "ws2_test" else split_map(_read("soc_map", PAPER_WSE2), 36)
+    figure evaluates it on its fine grid.  The valence pair: every check point outside the
+    hatching is within 1 meV of the direct pw.x value, and the hatching is not for show (points
+    beyond 1 meV inside it: the anticrossing near M below the window).  The conduction pair: the
+    hatching marks where its Delta is no spin splitting (10.6 meV there for WS2); outside it the
+    WS2 checks are within 1 meV, but WSe2's independent points near Gamma-Q are not (7.9 meV: open,
+    docs/performance.md) -- which is why the figure states the check points' number, not 1 meV."""
+    if which == "ws2_test":
+        grid, checks = map36, checks36
+    else:
+        grid, own = split_map(_read("soc_map", PAPER_WSE2), 36)
+        checks = BandData.merge(own, _read("checks", PAPER_WSE2))
     fit = interpolate(grid)
     k = np.asarray(checks.kpoints_crystal)
     drawn = splitting_map(fit.at(k), fit.reciprocal_cell, conduction_polarisation(grid, k))
@@ -167,13 +174,37 @@ def test_what_fig3_leaves_unhatched_is_within_1_mev_and_what_it_hatches_is_not(w
     # the map unfolds its points over the zone: keep the identity image (the first len(k))
     ok = {name: v[:len(k)] for name, v in validated_regions(drawn).items()}
     assert np.allclose(drawn.k_cartesian[:len(k)], k[:, :2] @ fit.reciprocal_cell[:2, :2])
-    for name in ("uvb", "lcb"):
-        err = np.abs((got.up[name] - got.down[name]) - (ref.up[name] - ref.down[name])) * 1000.0
-        assert err[ok[name]].max() < 1.0, name
-        if which == "ws2_test" or name == "uvb":  # the 8 WSe2 checks miss the spin-mixed region near Gamma
-            assert err[~ok[name]].max() > 5.0, name  # measured: UVB 7.3 (WS2), 15.8 (WSe2); LCB 10.6 (WS2)
+    err = {name: np.abs((got.up[name] - got.down[name]) - (ref.up[name] - ref.down[name])) * 1000.0
+           for name in ("uvb", "lcb")}
+    assert err["uvb"][ok["uvb"]].max() < 1.0  # measured 0.28 (WS2), 0.91 (WSe2)
+    assert err["uvb"][~ok["uvb"]].max() > 3.0  # measured 3.2 (WS2), 4.4 (WSe2)
     top = np.maximum(got.up["uvb"], got.down["uvb"])
     assert np.array_equal(ok["uvb"], top > -0.9)
+    if which == "ws2_test":
+        assert err["lcb"][ok["lcb"]].max() < 1.0 and err["lcb"][~ok["lcb"]].max() > 5.0  # measured 0.55, 10.6
+    else:
+        assert err["lcb"][ok["lcb"]].max() > 5.0  # measured 7.9 near Gamma-Q, |<sigma_z>| 0.81-0.85
+
+
+def test_wse2_independent_points_validate_the_two_level_treatment_near_m():
+    """32 points chosen before they were computed (24 more than 0.9 eV below the VBM, 8 just
+    inside the window): the shipped valence interpolation, with the two-level form where the
+    lower member nears the next same-spin band, is within 1 meV in the window and 4x closer than
+    the member-by-member interpolant below it (4.4 against 18.4 meV)."""
+    grid, _ = split_map(_read("soc_map", PAPER_WSE2), 36)
+    checks = _read("checks", PAPER_WSE2)
+    assert len(checks.kpoints_crystal) == 32 and not on_wedge_grid(checks.kpoints_crystal, 36).any()
+    fit = interpolate(grid)
+    e = interpolation_errors(fit, checks)
+    assert e.max_uvb_window_mev < 1.0 and e.max_delta_uvb_window_mev < 1.0  # measured 0.05, 0.08
+    _, up, down = full_grid(grid)
+    plain = TrianglePair(up["uvb"], down["uvb"], fit.reciprocal_cell)(checks.kpoints_crystal)
+    ref = spin_pairs(checks, fit.vbm_ev)
+    below = np.maximum(ref.up["uvb"], ref.down["uvb"]) < -0.9
+    assert below.sum() == 24
+    plain_err = np.abs((plain[0] - plain[1]) - (ref.up["uvb"] - ref.down["uvb"]))[below].max() * 1000
+    assert plain_err > 3 * e.max_delta_mev["uvb"]  # measured 18.4 against 4.4
+    assert e.max_delta_mev["uvb"] > 1.0  # still beyond 1 meV below the window: the hatching stays
 
 
 def test_map_for_figure_splits_grid_and_checks(map36, checks36):
@@ -205,7 +236,7 @@ def test_fig3_states_the_interpolation_and_keeps_direct_points_in_the_csv(map36,
     assert "144×144 interpolation of the spin-resolved bands" in svg and "40 direct check points" in svg
     # the regions where the drawn Delta is not what the checks validate are hatched and say why
     svg = (tmp_path / "fig3_splitting_map.svg").read_text()
-    assert "UVB &gt; 0.9 eV below the VBM" in svg and "checks there: ≤ 7.3 meV" in svg
+    assert "UVB &gt; 0.9 eV below the VBM" in svg and "up to 3.2 meV at the run's checks there" in svg
     assert "spin-mixed, |⟨σz⟩| &lt; 0.8" in svg and svg.count("<pattern") >= 1  # the hatch
     with open(tmp_path / "fig3_map.csv") as fh:
         assert sum(1 for _ in csv.DictReader(fh)) == len(drawn.direct.k_cartesian)
