@@ -21,7 +21,7 @@ from .analysis.paper import paper_citation
 from .analysis.table1 import COLUMNS, cell_text, table1_rows
 from .errors import TmdflowError
 from .phonons import DISPERSION_STEM
-from .store.documents import FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
+from .store.documents import BAND_MAP_KIND, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
 from .store.results import SCALAR_PATH, MaterialQuery, ResultsStore
 
 FIGURE_ORDER = ("fig2_bands", "fig3_splitting_map", "fig3_contours", "fig4_gamma_k")
@@ -72,7 +72,7 @@ def figures_on_disk(figures: FiguresDoc | None) -> bool:
 def _map_bands(store: ResultsStore, m: MaterialDocument):
     from .objects import band_data
 
-    doc = store.material_bandstructure(m, "soc_map") if m.dimensionality == "monolayer" else None
+    doc = store.material_bandstructure(m, BAND_MAP_KIND) if m.dimensionality == "monolayer" else None
     if doc is None or not doc.sigma_z:
         return None
     try:

@@ -196,6 +196,10 @@ def decode_array(doc: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(raw, dtype=doc["dtype"]).reshape(doc["shape"])
 
 
+#: BandStructureDoc.kind of the splitting map's band document (what the report redraws Fig. 3 from)
+BAND_MAP_KIND = "soc_map"
+
+
 class BandStructureDoc(BaseModel):
     """Eigenvalues (eV), <sigma_z> and orbital weights on the k list of one bands run.
 
