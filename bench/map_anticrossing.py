@@ -5,7 +5,8 @@
 Each RUN_DIR holds a soc_map run on a 36 x 36 wedge (``soc_map.xml`` + ``soc_map_sigma.dat``)
 with its check points in the same run and/or beside it (``checks.xml`` + ``checks_sigma.dat``, a
 bands run from the same density);
-default: the two real fixtures, WS2 at ``test`` (40 checks) and WSe2 at ``paper`` (8), see
+default: the two real fixtures, WS2 at ``test`` (40 checks) and WSe2 at ``paper`` (its map's 8 and
+32 independent ones), see
 tests/fixtures/README.md.  Printed per run and method: the largest error of Delta_UVB at the
 check points within the 0.9 eV contour window and outside it, in meV:
 
@@ -17,7 +18,8 @@ check points within the 0.9 eV contour window and outside it, in meV:
 * ``blend``: two-level where the gap E_v - E_n is below 0.3 eV, direct above 0.6 eV, smoothstep
   between (TrianglePair with ``below``, what Fig. 3 uses: TrianglePair.TWO_LEVEL_GAP_EV).
 
-Used for docs/performance.md ("Session 19: the anticrossing treated as a two-level one").  A second, no pw.x.
+Used for docs/performance.md ("Session 19: the anticrossing treated as a two-level one").  Takes a
+second; runs no pw.x.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tmdflow.analysis.bzinterp import CONTOUR_WINDOW_EV, TrianglePair, full_grid, spin_pairs, split_map
+from tmdflow.analysis.bzinterp import (CONTOUR_WINDOW_EV, NEXT_VALENCE_PAIR, PAIRS, TrianglePair, full_grid,
+                                       interpolate, spin_pairs, split_map)
 from tmdflow.bands import BandData
 from tmdflow.calculators.espresso.parsers.bandsx import parse_bandsx_sigma_z
 from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "qe-6.7"
 DEFAULT_RUNS = (FIXTURES / "ws2_test_map36", FIXTURES / "wse2_paper_map36")
-VALENCE_AND_NEXT = {"uvb": -2, "nvb": -4}  # lower band of each pair relative to the occupied count
 
 
 def read_run(directory: Path, step: str) -> BandData:
@@ -59,7 +61,7 @@ def grid_and_checks(directory: Path) -> tuple[BandData, dict[str, BandData]]:
 
 def valence_members(grid: BandData, checks: BandData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(E_up, E_down) of the valence pair at the check points, eV from the grid's VBM, per method."""
-    n, up, down = full_grid(grid, VALENCE_AND_NEXT)
+    _, up, down = full_grid(grid, {**PAIRS, **NEXT_VALENCE_PAIR})
     cell = np.asarray(grid.reciprocal_cell)
     k = np.asarray(checks.kpoints_crystal)
     direct = TrianglePair(up["uvb"], down["uvb"], cell)(k)
@@ -67,7 +69,7 @@ def valence_members(grid: BandData, checks: BandData) -> dict[str, tuple[np.ndar
     square = TrianglePair((up["uvb"] - up["nvb"]) ** 2, (down["uvb"] - down["nvb"]) ** 2, cell)(k)
     gaps = [np.sqrt(np.maximum(p, 0.0)) for p in square]
     two_level = tuple(s / 2 + g / 2 for s, g in zip(trace, gaps))
-    blend = TrianglePair(up["uvb"], down["uvb"], cell, below=(up["nvb"], down["nvb"]))(k)  # what Fig. 3 uses
+    blend = interpolate(grid).pairs["uvb"](k)  # what Fig. 3 uses
     return {"direct": direct, "two-level": two_level, "blend": blend}
 
 
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                 inside = f"{err[window].max():10.2f}" if window.any() else f"{'-':>10}"
                 outside = f"{err[~window].max():11.2f}" if (~window).any() else f"{'-':>11}"
                 print(f"{directory.name:<20} {origin:<9} {method:<10} {len(err):>6} {inside} {outside}")
+
 
 if __name__ == "__main__":
     main()

@@ -4,8 +4,9 @@ Fig. 2 analogue: bands on Gamma-M-K-Gamma with (solid, optionally coloured by <s
 without (dotted) spin-orbit coupling; one material (figure step) or the four monolayers side by
 side in one energy window (:func:`fig2_panels`, the report).
 Fig. 3 analogue: the spin-resolved splitting E(up) - E(down) of the uppermost valence (UVB) and
-lowermost conduction (LCB) pairs over the zone (first BZ drawn; hatched where the interpolated
-Delta is not what the check points validate, tmdflow.analysis.bzinterp.validated_regions), and UVB
+lowermost conduction (LCB) pairs over the zone (first BZ drawn; hatched where the valence pair's
+interpolated Delta is not validated to 1 meV and where the conduction pair's is no spin splitting,
+tmdflow.analysis.bzinterp.unhatched_regions), and UVB
 iso-energy contours at binding energies 0.2 / 0.5 / 0.8 eV coloured by spin.
 Fig. 4 analogue: Delta_VB(k) and Delta_CB(k) along Gamma-K in Table I's sign convention
 (docs/physics.md: at K they are the table's numbers), and the orbital characters (M d_z2,
@@ -200,7 +201,7 @@ def _map_note(m: "MapInterpolation") -> str:
 
 def _unvalidated(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.ndarray, float, str]]:
     """Per panel of an interpolated map: (field, level, what) -- hatched where field < level, the
-    complement of bzinterp.validated_regions (the same criteria, drawn as smooth boundaries)."""
+    complement of bzinterp.unhatched_regions (the same criteria, drawn as smooth boundaries)."""
     if not isinstance(m, MapInterpolation):
         return {}
     out = {"uvb": (m.fine.uvb_energy_ev, -CONTOUR_WINDOW_EV,

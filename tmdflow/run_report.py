@@ -291,14 +291,21 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
                                 for q in ("G", "M", "K")]))
             stems.append(DISPERSION_STEM)
         folder = s.figures.directory if s.figures else (str(Path(s.phonons.files[0]).parent) if s.phonons else None)
+        phonon_folder = str(Path(s.phonons.files[0]).parent) if s.phonons and s.phonons.files else folder
         redrawn = ""
         if not figures_on_disk(s.figures):
             again = redraw_figures(s, redraw_root)
+            gone = f"the figures step's files ({s.figures.directory}) are not on this machine"
             if again is not None:
-                folder, redrawn = str(again), (f" Redrawn from the results store: the figures step's files "
-                                               f"({s.figures.directory}) are not on this machine.")
+                folder, redrawn = str(again), f" Redrawn from the results store: {gone}."
+            else:
+                parts.append(f"<p>Figures: {html.escape(gone)}, and the store does not hold what redraws them "
+                             "(bulk, or no band path).</p>" if fmt == "html" else
+                             f"\nFigures: {gone}, and the store does not hold what redraws them (bulk, or no band "
+                             "path).\n")
         for stem in stems:
-            png = Path(folder) / f"{stem}.png" if folder else None
+            where = phonon_folder if stem == DISPERSION_STEM else folder
+            png = Path(where) / f"{stem}.png" if where else None
             if png is None or not png.is_file():
                 continue
             if fmt == "html":

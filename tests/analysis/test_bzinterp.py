@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import QE67
 from tmdflow.analysis.bzinterp import (FourierBand, FourierPair, TrianglePair, conduction_polarisation, full_grid,
                                        interpolate, interpolation_errors, map_for_figure, split_map, spin_pairs,
-                                       splitting_map, validated_regions)
+                                       splitting_map, unhatched_regions)
 from tmdflow.analysis.bzmap import check_points, on_wedge_grid, wedge_points
 from tmdflow.bands import BandData
 from tmdflow.calculators.espresso.parsers.bandsx import parse_bandsx_sigma_z
@@ -154,7 +154,7 @@ def test_wse2_at_the_paper_preset_is_within_1_mev():
 
 @pytest.mark.parametrize("which", ["ws2_test", "wse2_paper"])
 def test_what_fig3_leaves_unhatched_is_within_1_mev_and_what_it_hatches_is_not(which, map36, checks36):
-    """validated_regions (Fig. 3 hatches the rest), evaluated at the check points the way the
+    """unhatched_regions (Fig. 3 hatches the rest), evaluated at the check points the way the
     figure evaluates it on its fine grid.  The valence pair: every check point outside the
     hatching is within 1 meV of the direct pw.x value, and the hatching is not for show (points
     beyond 1 meV inside it: the anticrossing near M below the window).  The conduction pair: the
@@ -172,7 +172,7 @@ def test_what_fig3_leaves_unhatched_is_within_1_mev_and_what_it_hatches_is_not(w
     ref = spin_pairs(checks, fit.vbm_ev)
     got = fit.at(k)
     # the map unfolds its points over the zone: keep the identity image (the first len(k))
-    ok = {name: v[:len(k)] for name, v in validated_regions(drawn).items()}
+    ok = {name: v[:len(k)] for name, v in unhatched_regions(drawn).items()}
     assert np.allclose(drawn.k_cartesian[:len(k)], k[:, :2] @ fit.reciprocal_cell[:2, :2])
     err = {name: np.abs((got.up[name] - got.down[name]) - (ref.up[name] - ref.down[name])) * 1000.0
            for name in ("uvb", "lcb")}
@@ -240,3 +240,13 @@ def test_fig3_states_the_interpolation_and_keeps_direct_points_in_the_csv(map36,
     assert "spin-mixed, |⟨σz⟩| &lt; 0.8" in svg and svg.count("<pattern") >= 1  # the hatch
     with open(tmp_path / "fig3_map.csv") as fh:
         assert sum(1 for _ in csv.DictReader(fh)) == len(drawn.direct.k_cartesian)
+
+
+def test_the_map_step_asks_for_a_quarter_of_its_wedge_as_check_points():
+    """8 check points missed the conduction pair's hard region at the paper preset's 36 grid; the
+    step now computes 32 there (and all 3 that lie between the points of the tests' 6 grid)."""
+    from tmdflow.steps.soc_map import map_kpoints
+
+    for n, wedge, checks in ((6, 7, 3), (12, 19, 8), (36, 127, 32)):
+        k = map_kpoints(n)
+        assert len(k) == wedge + checks and on_wedge_grid(k, n).sum() == wedge

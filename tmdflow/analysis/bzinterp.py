@@ -10,7 +10,7 @@ interpolates instead, and only quantities that are smooth functions of k:
   every Gamma-M line, where the pair crosses, and no series (or spline) follows a kink;
 * from the full periodic N x N grid, unfolded from the wedge by the layer's symmetry (time
   reversal and the Gamma-M mirrors swap up and down, C3 and the Gamma-K mirrors keep them);
-* by the method measured to be accurate for each pair (:data:`PAIR_METHODS`):
+* by the method measured to be accurate for each pair (:func:`interpolate`):
 
   - the valence pair locally, on the K-centred triangle bounded by Gamma-M lines
     (:class:`TrianglePair`): inside it each member is one band that no Gamma-M mirror image
@@ -218,18 +218,9 @@ class FourierPair:
         return self._members[0](kpoints_crystal), self._members[1](kpoints_crystal)
 
 
-#: how each pair is interpolated, chosen by measurement at the check points (docs/performance.md,
-#: "Fig. 3"): the valence pair locally on the K triangle, with the next pair as its two-level partner
-#: near the anticrossing (WSe2 paper preset, 36 grid: UVB 0.09 meV,
-#: its Delta 0.91 meV within 0.9 eV of the VBM, against 2.4 / 2.4 by Fourier), the conduction pair by
-#: Fourier (its Delta where spin-polarised: 0.55 / 0.60 meV against 1.2 / 7.2 locally; where c1, c2
-#: are spin-mixed and meet c3 near Gamma neither method is smooth)
-PAIR_METHODS = {"uvb": TrianglePair, "lcb": FourierPair}
-
-
 @dataclass(frozen=True)
 class InterpolatedPairs:
-    """The four spin-resolved bands interpolated from a map of N x N (:data:`PAIR_METHODS`)."""
+    """The four spin-resolved bands interpolated from a map of N x N (:func:`interpolate`)."""
 
     n: int
     pairs: dict[str, TrianglePair | FourierPair]
@@ -243,8 +234,14 @@ class InterpolatedPairs:
 
 
 def interpolate(bands: BandData) -> InterpolatedPairs:
-    """The four spin-resolved bands interpolated from a map on the points of one wedge grid
-    (:data:`PAIR_METHODS`; the valence pair with the next one as its two-level partner)."""
+    """The four spin-resolved bands interpolated from a map on the points of one wedge grid, each
+    pair by the method measured to be accurate for it (docs/performance.md, "Fig. 3"): the valence
+    pair locally on the K triangle with the next pair as its two-level partner near the
+    anticrossing (WSe2 paper preset, 36 grid: UVB 0.09 meV, its Delta 0.91 meV within 0.9 eV of the
+    VBM at the run's checks, 0.05 / 0.08 at 32 independent points; a Fourier series: 2.4 / 2.4),
+    the conduction pair by Fourier (its Delta where spin-polarised: 0.55 / 0.60 meV at the runs'
+    checks against 1.2 / 7.2 locally, but 7.9 near Gamma-Q at the independent points, where no
+    method tried is within 1 meV)."""
     n, up, down = full_grid(bands, {**PAIRS, **NEXT_VALENCE_PAIR})
     cell = np.asarray(bands.reciprocal_cell)
     vbm = float(np.asarray(bands.eigenvalues)[:, bands.n_occupied - 1].max())
@@ -353,14 +350,15 @@ class MapInterpolation:
     errors: InterpolationErrors | None  # at the run's check points; None: not validated (old map)
 
 
-def validated_regions(m: SplittingMap, window_ev: float = CONTOUR_WINDOW_EV) -> dict[str, np.ndarray]:
-    """Where each pair's interpolated Delta is the quantity the check points validate
-    (:class:`InterpolationErrors`), per map point: the valence pair's where the UVB lies within
-    ``window_ev`` of the VBM (below it the lower member anticrosses the next band near M, WSe2:
-    up to 4.4 meV off even with the two-level treatment, docs/performance.md), the conduction
-    pair's where both of its states
-    are spin-polarised (elsewhere its "Delta" is no spin splitting: c1, c2 spin-mixed near Gamma
-    where they meet c3).  Fig. 3 hatches the rest."""
+def unhatched_regions(m: SplittingMap, window_ev: float = CONTOUR_WINDOW_EV) -> dict[str, np.ndarray]:
+    """Where Fig. 3 leaves each panel unhatched, per map point; the criteria differ by pair.
+    The valence pair: where the UVB lies within ``window_ev`` of the VBM -- there its Delta is
+    validated to 1 meV at every check point measured; below it the lower member anticrosses the
+    next band near M and the error reaches 4.4 meV even with the two-level treatment
+    (docs/performance.md).  The conduction pair: where both of its states are spin-polarised,
+    i.e. where its Delta is a spin splitting at all (c1, c2 are spin-mixed near Gamma where they
+    meet c3, and a Kramers doublet at M) -- *not* a 1 meV guarantee: near Gamma-Q it is off by up
+    to 7.9 meV (WSe2, paper preset), so its panel states only what its run's check points measured."""
     lcb = (np.ones(len(m.k_cartesian), bool) if m.lcb_min_abs_sigma_z is None
            else np.asarray(m.lcb_min_abs_sigma_z) >= POLARISED_SIGMA_Z)
     return {"uvb": np.asarray(m.uvb_energy_ev) > -window_ev, "lcb": lcb}

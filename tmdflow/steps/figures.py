@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from ..analysis.bzinterp import map_for_figure, validated_regions
+from ..analysis.bzinterp import map_for_figure, unhatched_regions
 from ..analysis.checks import check_bulk, check_monolayer
 from ..figures import FigureInfo, fig2_bands, fig3_map, fig4_gamma_k, gamma_k_profile
 from ..identity import describe_overrides
@@ -52,7 +52,7 @@ def make_figures(req: StepRequest, calc, layout: RunLayout) -> FiguresDoc:
             stored_checks["map_interpolation"] = {
                 "points": drawn.points, "fine_points": drawn.fine_points,
                 # the share of the drawn map Fig. 3 hatches (its Delta not what the checks validate)
-                "hatched_fraction": {name: float(1.0 - ok.mean()) for name, ok in validated_regions(drawn.fine).items()},
+                "hatched_fraction": {name: float(1.0 - ok.mean()) for name, ok in unhatched_regions(drawn.fine).items()},
                 **({} if drawn.errors is None else dataclasses.asdict(drawn.errors))}
         profile = gamma_k_profile(soc, sr, weights)
         files += fig4_gamma_k(profile, out, info)

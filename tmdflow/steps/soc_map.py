@@ -26,15 +26,21 @@ def run(ctx: StepContext) -> StepOutcome:
     return ctx.outcome(task=task, bandstructure=doc)
 
 
-#: check points computed with every map (all of them when the grid has fewer between its points):
-#: 8 missed the conduction pair's hard region near Gamma-Q at the paper preset, which 32
-#: independent points found (docs/performance.md); at the paper preset 24 more cost ~2 min
-CHECK_POINTS = 32
+#: check points computed with every map: a quarter of the wedge's points, at least 8 and at most 32
+#: (all of them when the grid has fewer between its points).  8 missed the conduction pair's hard
+#: region near Gamma-Q at the paper preset, which 32 independent points found (docs/performance.md)
+CHECK_POINTS_MIN, CHECK_POINTS_MAX = 8, 32
+
+
+def check_point_count(n: int) -> int:
+    """How many check points the map of an n x n grid asks for (12: 8, 18: 10, 36: 32; at N = 6 only 3
+    lie between its points, and the map takes those)."""
+    return max(CHECK_POINTS_MIN, min(CHECK_POINTS_MAX, -(-len(wedge_points(n)) // 4)))
 
 
 def map_kpoints(n: int) -> np.ndarray:
     """The wedge of the n x n grid, then the check points between its points."""
-    return np.vstack([wedge_points(n), check_points(n, CHECK_POINTS)])
+    return np.vstack([wedge_points(n), check_points(n, check_point_count(n))])
 
 
 SPEC = StepSpec("soc_map", 6, run, "spin-orbit band map of the zone (Fig. 3)", requires=frozenset({"band_map"}),
