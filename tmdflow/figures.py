@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis.bzinterp import CONTOUR_WINDOW_EV, POLARISED_SIGMA_Z, MapInterpolation
+from .analysis.bzinterp import CONTOUR_WINDOW_EV, POLARISED_SIGMA_Z, MapInterpolation, hatch_fields
 from .analysis.bzmap import SplittingMap, bz_hexagon, signed_pair_splitting
 from .analysis.checks import path_segment
 from .bands import BandData
@@ -199,19 +199,16 @@ def _map_note(m: "MapInterpolation") -> str:
     return f"{drawn}; vs {m.errors.summary()}"
 
 
-def _unvalidated(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.ndarray, float, str]]:
-    """Per panel of an interpolated map: (field, level, what) -- hatched where field < level, the
-    complement of bzinterp.unhatched_regions (the same criteria, drawn as smooth boundaries)."""
+def _hatching(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.ndarray, float, str]]:
+    """Per panel of an interpolated map: (field, level, what) -- hatched where field < level
+    (bzinterp.hatch_fields, the criteria of bzinterp.unhatched_regions)."""
     if not isinstance(m, MapInterpolation):
         return {}
-    out = {"uvb": (m.fine.uvb_energy_ev, -CONTOUR_WINDOW_EV,
-                   f"UVB > {CONTOUR_WINDOW_EV:g} eV below the VBM:\nΔ not validated to 1 meV"
-                   + ("" if m.errors is None or m.errors.max_delta_mev["uvb"] <= m.errors.max_delta_uvb_window_mev
-                      else f" (up to {m.errors.max_delta_mev['uvb']:.1f} meV at the run's checks there)"))}
-    if m.fine.lcb_min_abs_sigma_z is not None:
-        out["lcb"] = (m.fine.lcb_min_abs_sigma_z, POLARISED_SIGMA_Z,
-                      f"spin-mixed, |⟨σz⟩| < {POLARISED_SIGMA_Z:g}:\nΔ is no spin splitting there")
-    return out
+    labels = {"uvb": f"UVB > {CONTOUR_WINDOW_EV:g} eV below the VBM:\nΔ not validated to 1 meV"
+                     + ("" if m.errors is None or m.errors.max_delta_mev["uvb"] <= m.errors.max_delta_uvb_window_mev
+                        else f" (up to {m.errors.max_delta_mev['uvb']:.1f} meV at the run's checks there)"),
+              "lcb": f"spin-mixed, |⟨σz⟩| < {POLARISED_SIGMA_Z:g}:\nΔ is no spin splitting there"}
+    return {name: (field, level, labels[name]) for name, (field, level) in hatch_fields(m.fine).items()}
 
 
 def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo | str") -> list[Path]:
@@ -228,7 +225,7 @@ def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo 
     fig.suptitle("E(↑) − E(↓) of the band pairs (at K: UVB ±Δ$_\\mathrm{VB}$(K), LCB ∓Δ$_\\mathrm{CB}$(K), "
                  f"upper sign for ↑ at the top of the valence band)\n{_title(info, 'map')}{note}",
                  fontsize=8)
-    hatched = _unvalidated(m)
+    hatched = _hatching(m)
     for ax, data, name, key in ((axes[0], drawn.delta_uvb_mev, "uppermost valence pair (UVB)", "uvb"),
                                 (axes[1], drawn.delta_lcb_mev, "lowermost conduction pair (LCB)", "lcb")):
         lim = max(float(np.abs(data).max()), 1e-6)

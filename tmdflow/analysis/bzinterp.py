@@ -359,9 +359,19 @@ def unhatched_regions(m: SplittingMap, window_ev: float = CONTOUR_WINDOW_EV) -> 
     i.e. where its Delta is a spin splitting at all (c1, c2 are spin-mixed near Gamma where they
     meet c3, and a Kramers doublet at M) -- *not* a 1 meV guarantee: near Gamma-Q it is off by up
     to 7.9 meV (WSe2, paper preset), so its panel states only what its run's check points measured."""
-    lcb = (np.ones(len(m.k_cartesian), bool) if m.lcb_min_abs_sigma_z is None
-           else np.asarray(m.lcb_min_abs_sigma_z) >= POLARISED_SIGMA_Z)
-    return {"uvb": np.asarray(m.uvb_energy_ev) > -window_ev, "lcb": lcb}
+    hatched = {name: np.asarray(field) < level for name, (field, level) in hatch_fields(m, window_ev).items()}
+    return {name: ~hatched[name] if name in hatched else np.ones(len(m.k_cartesian), bool) for name in PAIRS}
+
+
+def hatch_fields(m: SplittingMap, window_ev: float = CONTOUR_WINDOW_EV) -> dict[str, tuple[np.ndarray, float]]:
+    """The criteria of :func:`unhatched_regions` as (smooth field, level) per pair, hatched where
+    field < level -- the form Fig. 3 draws its hatching and outlines from: the UVB energy against
+    -``window_ev``; the conduction pair's smaller |<sigma_z>| against POLARISED_SIGMA_Z (left out
+    when the map does not carry it)."""
+    fields = {"uvb": (np.asarray(m.uvb_energy_ev), -window_ev)}
+    if m.lcb_min_abs_sigma_z is not None:
+        fields["lcb"] = (np.asarray(m.lcb_min_abs_sigma_z), POLARISED_SIGMA_Z)
+    return fields
 
 
 #: the drawn map's grid: FINE_FACTOR x the computed one, at most FINE_MAX
