@@ -206,7 +206,7 @@ def _hatching(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.ndarra
         return {}
     labels = {"uvb": f"UVB > {CONTOUR_WINDOW_EV:g} eV below the VBM:\nΔ not validated to 1 meV"
                      + ("" if m.errors is None or m.errors.max_delta_mev["uvb"] <= m.errors.max_delta_uvb_window_mev
-                        else f" (up to {m.errors.max_delta_mev['uvb']:.1f} meV at the run's checks there)"),
+                        else f"\n(up to {m.errors.max_delta_mev['uvb']:.1f} meV at the run's checks there)"),
               "lcb": f"spin-mixed, |⟨σz⟩| < {POLARISED_SIGMA_Z:g}:\nΔ is no spin splitting there"}
     return {name: (field, level, labels[name]) for name, (field, level) in hatch_fields(m.fine).items()}
 
