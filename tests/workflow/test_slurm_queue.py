@@ -1,8 +1,9 @@
 """Queue jobs through a real SLURM (the session's single-node cluster, tests/conftest.py), real
 pw.x (test preset, MoS2, one process), the embedded store, driven through the CLI as a user would:
 
-1. ``launch --queue`` with a 1-minute walltime and a 40 s margin: one job (one READY step), named
-   after it; its launcher gives pw.x the 20 s left, pw.x stops cleanly at max_seconds and the step
+1. ``launch --queue`` with a 1-minute walltime and a 48 s margin: one job (one READY step), named
+   after it; its launcher gives pw.x the 12 s left (the SCF needs ~19 s on an idle machine, its first
+   iteration ends at ~2 s), pw.x stops cleanly at max_seconds and the step
    waits as a READY detour; the job ends on its own, before SLURM's time limit.
 2. ``launch --queue --rapidfire`` with a 10-minute walltime: one job resumes the SCF from its
    checkpoint and runs the bands and the analysis after it (Fireworks one after another, not one
@@ -79,7 +80,7 @@ def batch(slurm_cluster, tmp_path_factory, pseudo_dir):
     out = {"dir": d, "env": env, "store": store, "tmdflow": tmdflow}
 
     start = time.monotonic()
-    short = tmdflow("launch", "--queue", "--qadapter", str(_qadapter(d / "short.yaml", "00:01:00", 40)), "--njobs", "3")
+    short = tmdflow("launch", "--queue", "--qadapter", str(_qadapter(d / "short.yaml", "00:01:00", 48)), "--njobs", "3")
     out["short"] = short
     out["queued_short"] = _squeue(env)
     deadline = time.monotonic() + 120
