@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TMDFLOW_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
-APT_PACKAGES=(quantum-espresso openmpi-bin libopenblas0 elk-lapw)
+APT_PACKAGES=(quantum-espresso openmpi-bin libopenblas0 elk-lapw wannier90)
 # for the test suite's single-node SLURM cluster only; without them (or not as root) those tests skip
 SLURM_PACKAGES=(slurm-wlm munge)
 # for the test that compiles `tmdflow table1 --format latex` with pdflatex (else it checks the LaTeX's balance only)
@@ -24,7 +24,8 @@ missing_packages() {
   echo "${missing[@]:-}"
 }
 
-# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x; OpenMPI; OpenBLAS; Elk 8.4 (elk-lapw);
+# 1. Debian packages (Quantum ESPRESSO 6.7: pw.x, ld1.x, bands.x, projwfc.x, pw2wannier90.x; OpenMPI; OpenBLAS;
+#    Elk 8.4 (elk-lapw); Wannier90 3.1 (wannier90.x, the wannier_map step);
 #    SLURM 22.05 + munge for the queue tests)
 missing="$(missing_packages "${APT_PACKAGES[@]}")"
 optional="$(missing_packages "${SLURM_PACKAGES[@]}" "${LATEX_PACKAGES[@]}")"
@@ -53,7 +54,7 @@ if [ -n "$missing" ]; then
     [ "${TMDFLOW_SKIP_APT:-0}" = "1" ] || exit 1
   fi
 fi
-for exe in pw.x ld1.x bands.x projwfc.x; do
+for exe in pw.x ld1.x bands.x projwfc.x pw2wannier90.x wannier90.x; do
   command -v "$exe" >/dev/null 2>&1 || { say "ERROR: $exe not on PATH after installation"; exit 1; }
 done
 

@@ -344,7 +344,7 @@ def run(ctx):
     raise AssertionError("planned, never run: the test checks what derives from the registry")
 
 
-SPEC = StepSpec("band_census", 9, run, "counts the bands (test only)", requires=frozenset({"band_map"}),
+SPEC = StepSpec("band_census", 10, run, "counts the bands (test only)", requires=frozenset({"band_map"}),
                 dimensionalities=("monolayer",), spin_orbit_modes=("scf",), needs=frozenset({"spin_orbit_bands"}))
 '''
 
@@ -382,7 +382,7 @@ def test_a_new_step_module_is_planned_without_editing_anything(new_step, tmp_pat
     from tmdflow.fireworks import RANK_STRIDE, build_workflows, step_priority
     from tmdflow.steps import registry
 
-    assert registry.names()[-1] == new_step and registry.index(new_step) == 9
+    assert registry.names()[-1] == new_step and registry.index(new_step) == 10
     # the calculators' support: exactly the codes whose capabilities cover what it requires
     assert new_step in registry.for_calculator("espresso")
     assert new_step not in registry.for_calculator("wien2k") and new_step not in registry.for_calculator("elk")
@@ -396,7 +396,7 @@ def test_a_new_step_module_is_planned_without_editing_anything(new_step, tmp_pat
     # a code that cannot run it leaves it out of the submitted chain (like any optional step)
     assert _workflow(tmp_path, f"scf_soc, bands_soc, analysis, {new_step}", "wien2k").skipped_steps() == [new_step]
     # FireWorks: its priority from its order; monolayer-only, so off the bulk chain
-    assert step_priority(new_step, 2) == 2 * RANK_STRIDE + 9 > step_priority("phonons", 2)
+    assert step_priority(new_step, 2) == 2 * RANK_STRIDE + 10 > step_priority("phonons", 2)
     chains = {wf.metadata["dimensionality"]: sorted(wf.fws, key=lambda fw: -fw.fw_id) for wf in build_workflows(spec)}
     assert [fw.name for fw in chains["monolayer"]][-1] == f"MoS2-monolayer-{new_step}"
     assert chains["monolayer"][-1].spec["_priority"] == step_priority(new_step)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis.bzinterp import CONTOUR_WINDOW_EV, POLARISED_SIGMA_Z, MapInterpolation, hatch_fields
+from .analysis.bzinterp import (CONTOUR_WINDOW_EV, POLARISED_SIGMA_Z, MapInterpolation, hatch_fields,
+                                valence_validated_everywhere)
 from .analysis.bzmap import SplittingMap, bz_hexagon, signed_pair_splitting
 from .analysis.checks import path_segment
 from .bands import BandData
@@ -193,7 +194,9 @@ def _title(info: "FigureInfo | str", what: str) -> str:
 
 def _map_note(m: "MapInterpolation") -> str:
     """What the drawn map is: computed grid, interpolated grid and the measured error."""
-    drawn = f"drawn on a {m.fine_points}×{m.fine_points} interpolation of the spin-resolved bands"
+    drawn = (f"drawn on a {m.fine_points}×{m.fine_points} grid: Wannier model + its residual on the "
+             f"{m.points}×{m.points} grid" if m.method == "wannier"
+             else f"drawn on a {m.fine_points}×{m.fine_points} interpolation of the spin-resolved bands")
     if m.errors is None:
         return f"{drawn} (not validated: the map has no check points)"
     return f"{drawn}; vs {m.errors.summary()}"
@@ -208,7 +211,8 @@ def _hatching(m: "MapInterpolation | SplittingMap") -> dict[str, tuple[np.ndarra
                      + ("" if m.errors is None or m.errors.max_delta_mev["uvb"] <= m.errors.max_delta_uvb_window_mev
                         else f"\n(up to {m.errors.max_delta_mev['uvb']:.1f} meV at the run's checks there)"),
               "lcb": f"spin-mixed, |⟨σz⟩| < {POLARISED_SIGMA_Z:g}:\nΔ is no spin splitting there"}
-    return {name: (field, level, labels[name]) for name, (field, level) in hatch_fields(m.fine).items()}
+    fields = hatch_fields(m.fine, valence_validated=valence_validated_everywhere(m))
+    return {name: (field, level, labels[name]) for name, (field, level) in fields.items()}
 
 
 def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo | str") -> list[Path]:
@@ -275,6 +279,18 @@ def fig3_map(m: "MapInterpolation | SplittingMap", out: Path, info: "FigureInfo 
                             ([f"{a:.6f}" for a in row] for row in np.column_stack(
                                 [direct.k_cartesian, direct.uvb_energy_ev, direct.uvb_sigma_z, direct.delta_uvb_mev,
                                  direct.delta_lcb_mev]))))
+    return files
+
+
+def draw_figures(out: Path, info: "FigureInfo", soc: BandData, sr: BandData | None,
+                 drawn: "MapInterpolation | None" = None, profile: dict | None = None) -> list[Path]:
+    """One material's Fig. 2 (always), Fig. 3 (a drawn map) and Fig. 4 (a Gamma-K profile) into
+    ``out``: the figures step and the report's redraw from the store draw through this."""
+    files = fig2_bands(soc, sr, out, info)
+    if drawn is not None:
+        files += fig3_map(drawn, out, info)
+    if profile:
+        files += fig4_gamma_k(profile, out, info)
     return files
 
 

@@ -514,7 +514,8 @@ def _descendants(lpad, fw_id: int) -> set[int]:
 
 #: settings of the FireWorker env (``worker``); the database is never among them (a FireWorker env
 #: is stored in every launch document and FW.json): a task reads it from its launcher or its own settings
-WORKER_SETTINGS = ("pw_command", "bands_command", "projwfc_command", "mpi_command", "nprocs", "pseudo_dir", "work_dir")
+WORKER_SETTINGS = ("pw_command", "bands_command", "projwfc_command", "pw2wannier90_command", "wannier90_command",
+                   "mpi_command", "nprocs", "pseudo_dir", "work_dir")
 _LAUNCHER_DB: dict[str, str] = {}  # db_uri/db_name of the launcher running in this process
 
 

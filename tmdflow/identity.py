@@ -66,6 +66,8 @@ def preset_values(preset: Any, calculator: str | None = None) -> dict[str, Any]:
         from .calculators.base import registered_calculators  # names only: imports no adapter
 
         others = tuple(f"{code}_" for code in registered_calculators() if code != calculator)
+    if not values.get("map_wannier_grid"):  # no Wannier model: its keys change nothing (and identities
+        values = {k: v for k, v in values.items() if not k.startswith("map_wannier_")}  # stay those of before them)
     return {k: v for k, v in values.items() if k not in _NOT_HASHED and not (others and k.startswith(others))}
 
 

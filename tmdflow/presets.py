@@ -186,6 +186,13 @@ class Preset:
     map_points: int = _bound(ge=3, le=60, multiple_of=3,
                              why="N x N grid of the soc_map step; a multiple of 3 so that K lies on the grid; 60 is "
                                  "331 wedge points (36: 127)", fix="use e.g. map_points: 36 (paper) or 6 (tests)")
+    # Wannier model of the map (wannier_map step): pw.x on the full n x n x 1 grid, Wannier90; 0: off
+    map_wannier_grid: int = _bound(ge=0, le=36, why="n x n x 1 grid of the wannier_map step's pw.x run and Wannier "
+                                                    "model (0: no model, Fig. 3 from soc_map's points alone); n^2 "
+                                                    "k-points without symmetry", fix="use 12 (paper) or 0")
+    map_wannier_frozen_ev: float = _bound(ge=0.0, le=5.0, unit="eV",
+                                          why="Wannier90's frozen window reaches this far above the conduction "
+                                              "band minimum (lowered where a k-point would hold more than 22 bands)")
     # WIEN2k (calculator: wien2k) -- the paper's LAPW settings; ignored by Quantum ESPRESSO
     wien2k_rmt: float = _bound(ge=1.0, le=3.5, unit="bohr", why="muffin-tin radius; M-X bonds (~4.5 bohr) allow "
                                                                 "at most ~2.3 each")

@@ -21,7 +21,7 @@ from .analysis.paper import paper_citation
 from .analysis.table1 import COLUMNS, cell_text, table1_rows
 from .errors import TmdflowError
 from .phonons import DISPERSION_STEM
-from .store.documents import BAND_MAP_KIND, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
+from .store.documents import BAND_MAP_KIND, BAND_MAP_WANNIER_KIND, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument
 from .store.results import SCALAR_PATH, MaterialQuery, ResultsStore
 
 FIGURE_ORDER = ("fig2_bands", "fig3_splitting_map", "fig3_contours", "fig4_gamma_k")
@@ -47,6 +47,8 @@ class MaterialSection:
     phonons: PhononDoc | None = None
     panel: tuple | None = None  # (FigureInfo, SOC BandData, SR BandData | None): the multi-panel Fig. 2
     map_bands: object | None = None  # the soc_map BandData, loaded only to redraw Fig. 3 (files not on disk)
+    model_bands: object | None = None  # the wannier_map step's BandData (Fig. 3 from the Wannier model), ditto
+    figures_gone: bool = False  # the figures step's files are not on this machine (figures_on_disk, looked at once)
 
 
 def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> list[MaterialSection]:
@@ -57,9 +59,10 @@ def collect(store: ResultsStore, preset: str | None, calculator: str | None) -> 
         # the material's own steps only: a legacy id is a prefix of newer ids with a hash
         tasks = store.tasks({"task_id": {"$regex": f"^{re.escape(m.material_id)}-[a-z_]+$"}})
         figures = store.figures(m.material_id)
+        redraw = not figures_on_disk(figures)
         sections.append(MaterialSection(m, figures, tasks, bars.get(m.material_id), store.phonons(m.material_id),
-                                        _panel(store, m),
-                                        None if figures_on_disk(figures) else _map_bands(store, m)))
+                                        _panel(store, m), _map_bands(store, m, BAND_MAP_KIND) if redraw else None,
+                                        _map_bands(store, m, BAND_MAP_WANNIER_KIND) if redraw else None, redraw))
     return sections
 
 
@@ -69,10 +72,10 @@ def figures_on_disk(figures: FiguresDoc | None) -> bool:
     return figures is None or all(Path(f).is_file() for f in figures.files)
 
 
-def _map_bands(store: ResultsStore, m: MaterialDocument):
+def _map_bands(store: ResultsStore, m: MaterialDocument, kind: str):
     from .objects import band_data
 
-    doc = store.material_bandstructure(m, BAND_MAP_KIND) if m.dimensionality == "monolayer" else None
+    doc = store.material_bandstructure(m, kind) if m.dimensionality == "monolayer" else None
     if doc is None or not doc.sigma_z:
         return None
     try:
@@ -89,21 +92,20 @@ def redraw_figures(s: MaterialSection, folder: Path) -> Path | None:
     import numpy as np
 
     from .analysis.bzinterp import map_for_figure
-    from .figures import fig2_bands, fig3_map, fig4_gamma_k
+    from .figures import draw_figures
 
     if s.figures is None or s.panel is None:
         return None
     info, soc, sr = s.panel
     out = folder / s.material.material_id
     out.mkdir(parents=True, exist_ok=True)
-    fig2_bands(soc, sr, out, info)
+    drawn = None
     if s.map_bands is not None and info.map_points:
         try:
-            fig3_map(map_for_figure(s.map_bands, info.map_points), out, info)
+            drawn = map_for_figure(s.map_bands, info.map_points, s.model_bands)
         except TmdflowError:  # a map the stored preset does not describe: no Fig. 3 rather than a wrong one
-            pass
-    if s.figures.gamma_k_profile:
-        fig4_gamma_k({k: np.asarray(v) for k, v in s.figures.gamma_k_profile.items()}, out, info)
+            drawn = None
+    draw_figures(out, info, soc, sr, drawn, {k: np.asarray(v) for k, v in s.figures.gamma_k_profile.items()})
     return out
 
 
@@ -293,7 +295,7 @@ def write_report(sections: list[MaterialSection], out: Path, fmt: str = "html", 
         folder = s.figures.directory if s.figures else (str(Path(s.phonons.files[0]).parent) if s.phonons else None)
         phonon_folder = str(Path(s.phonons.files[0]).parent) if s.phonons and s.phonons.files else folder
         redrawn = ""
-        if not figures_on_disk(s.figures):
+        if s.figures_gone:
             again = redraw_figures(s, redraw_root)
             gone = f"the figures step's files ({s.figures.directory}) are not on this machine"
             if again is not None:

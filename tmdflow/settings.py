@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     pw_command: str = _setting("pw.x", help="pw.x executable (name or path)")
     bands_command: str = _setting("bands.x", help="bands.x executable")
     projwfc_command: str = _setting("projwfc.x", help="projwfc.x executable")
+    pw2wannier90_command: str = _setting("pw2wannier90.x", help="pw2wannier90.x executable (Fig. 3's Wannier map)")
+    wannier90_command: str = _setting("wannier90.x", help="wannier90.x executable (Debian package wannier90)")
     ld1_command: str = _setting("ld1.x", help="ld1.x executable")
     mpi_command: str = _setting("mpirun", help="MPI launcher for pw.x ('' to run serially); e.g. mpirun, srun")
     nprocs: Count = _setting(factory=_all_cores, ge=1, le=MAX_NPROCS, expects="a positive integer", example="2",

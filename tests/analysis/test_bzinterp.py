@@ -250,3 +250,61 @@ def test_the_map_step_asks_for_a_quarter_of_its_wedge_as_check_points():
     for n, wedge, checks in ((6, 7, 3), (12, 19, 8), (36, 127, 32)):
         k = map_kpoints(n)
         assert len(k) == wedge + checks and on_wedge_grid(k, n).sum() == wedge
+
+
+
+def _wannier12() -> BandData:
+    """The Wannier model's bands (8 around the gap, with <sigma_z>) as the wannier_map step keeps
+    them: on Fig. 3's 144 x 144 wedge, then at the fixture's soc_map points and its 32 independent
+    points (wannier12_map.npz, tests/fixtures/README.md)."""
+    with np.load(PAPER_WSE2 / "wannier12_map.npz") as f:
+        k = np.column_stack([f["kpoints_crystal"], np.zeros(len(f["kpoints_crystal"]))])
+        return BandData(k, f["eigenvalues_ev"], float(f["n_electrons"]), True,
+                        _read("checks", PAPER_WSE2).reciprocal_cell).with_sigma_z(f["sigma_z"])
+
+
+def test_wannier_model_with_its_residual_is_within_1_mev_everywhere_at_the_independent_points():
+    """WSe2 at the paper preset: the 12 x 12 Wannier model corrected by its residual on the 36
+    grid (CorrectedPairs) against the 32 independent points -- the valence pair below the window
+    (where the pair interpolation is off by 4.4 meV) and the conduction pair near Gamma-Q (7.9
+    meV) included.  The model alone is not enough (1.1 / 2.1 meV): the residual is what the grid
+    adds."""
+    from tmdflow.analysis.bzinterp import TabulatedPairs, wannier_corrected
+
+    grid, _ = split_map(_read("soc_map", PAPER_WSE2), 36)
+    checks = _read("checks", PAPER_WSE2)
+    model = _wannier12()
+    fit = wannier_corrected(grid, model)
+    e = interpolation_errors(fit, checks)
+    assert e.max_delta_mev["uvb"] < 1.0 and e.max_uvb_mev < 1.0  # measured 0.31, 0.12
+    assert e.max_delta_lcb_polarised_mev < 1.0  # measured 0.21
+    alone = interpolation_errors(TabulatedPairs(model, fit.vbm_ev), checks)
+    assert alone.max_delta_mev["uvb"] > 1.0 and alone.max_delta_lcb_polarised_mev > 1.5  # measured 1.14, 2.14
+    # at the grid's own points the corrected map is the direct calculation -- except on the Gamma-M
+    # lines, where the pair is degenerate by symmetry but the model splits it by up to 0.44 meV and
+    # the unfolding's mirror swaps the members' residuals (measured 0.44 meV there)
+    at_grid = fit.at(grid.kpoints_crystal)
+    ref = spin_pairs(grid, fit.vbm_ev)
+    for n in ("uvb", "lcb"):
+        err = np.abs(at_grid.up[n] - ref.up[n]) * 1000
+        degenerate = np.abs(ref.up[n] - ref.down[n]) * 1000 < 1e-3
+        assert err[~degenerate].max() < 1e-6 and err[degenerate].max() < 0.5
+
+
+def test_fig3_from_the_wannier_model_hatches_only_where_the_conduction_pair_is_spin_mixed(tmp_path):
+    from tmdflow.analysis.bzinterp import valence_validated_everywhere
+    from tmdflow.figures import FigureInfo, fig3_map
+
+    direct, model = _read("soc_map", PAPER_WSE2), _wannier12()
+    drawn = map_for_figure(direct, 36, model)
+    assert drawn.method == "wannier" and drawn.fine_points == 144 and drawn.errors.n_points == 8
+    assert drawn.errors.max_delta_mev["uvb"] < 1.0 and drawn.errors.max_delta_lcb_polarised_mev < 1.0
+    assert valence_validated_everywhere(drawn)
+    ok = unhatched_regions(drawn.fine, valence_validated=True)
+    assert ok["uvb"].all() and 0.0 < (~ok["lcb"]).mean() < 0.1  # spin-mixed near Gamma only
+    files = fig3_map(drawn, tmp_path, FigureInfo("WSe2 monolayer", "paper", 16, 91, 36, "45/360 Ry"))
+    svg = (tmp_path / "fig3_splitting_map.svg").read_text()
+    assert "Wannier model" in svg and len(files) == 5
+    # a model without the fine wedge (or of another map) is refused, not drawn wrong
+    with pytest.raises(AnalysisError, match="not computed at the points"):
+        map_for_figure(direct, 36, model.take(np.arange(len(wedge_points(144)), len(model.kpoints_crystal))))

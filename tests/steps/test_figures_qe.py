@@ -195,3 +195,56 @@ def test_report_embeds_tables_checks_figures_and_provenance(mos2_figures, tmp_pa
                             env={"TMDFLOW_DB_URI": uri, "TMDFLOW_CONFIG": os.devnull})
     assert md.exit_code == 0 and (tmp_path / "r_images").is_dir()
     assert "![Fig. 2 analogue" in (tmp_path / "r.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def mos2_wannier(mos2_figures, tmp_path_factory):
+    """The same run copied, then wannier_map (a 3 x 3 Wannier model: real pw.x, pw2wannier90.x,
+    wannier90.x) and figures again on the copy -- the chain above stays as it was."""
+    import shutil
+
+    if not shutil.which("wannier90.x") or not shutil.which("pw2wannier90.x"):
+        pytest.skip("wannier90.x / pw2wannier90.x not installed (scripts/bootstrap.sh installs them)")
+    from tmdflow.steps import resolve_identity
+
+    root = tmp_path_factory.mktemp("wannier")
+    settings = mos2_figures["settings"].model_copy(update={"work_dir": root})
+    preset = load_preset("test", {"path_points": 12, "map_wannier_grid": 3})
+    # another preset value is another result: its run directory is the copy's new name
+    run = root / resolve_identity(StepRequest("t", "MoS2", "monolayer", preset, "wannier_map"), settings).material_id
+    shutil.copytree(mos2_figures["root"], run)
+    out = {step: run_step(StepRequest("t", "MoS2", "monolayer", preset, step), settings, root)
+           for step in ("wannier_map", "figures")}
+    return {"run": run, "out": out, "preset": preset}
+
+
+def test_wannier_model_reproduces_its_grid_and_draws_fig3(mos2_wannier):
+    from tmdflow.analysis.wannier import WannierModel
+    from tmdflow.calculators.espresso.parsers.wannier90 import parse_wout
+    from tmdflow.calculators.espresso.parsers.xml import parse_pw_xml
+    from tmdflow.calculators.espresso.wannier import MODEL_FILE, N_WANN, SEED, grid_kpoints
+
+    soc = mos2_wannier["run"] / "soc"
+    task = mos2_wannier["out"]["wannier_map"].task
+    outputs = task.outputs
+    assert parse_wout(soc / f"{SEED}.wout").completed and outputs.wannier_disentanglement_converged
+    # 22 localised functions: a few A^2 each (the slab at z = c/2 needs guiding centres, else ~250)
+    assert 0 < outputs.wannier_total_spread_angstrom2 < 10 * N_WANN
+    # on the grid it was built from, the model is the pw.x run below the frozen window (to ~10 ueV)
+    model = WannierModel.load(soc / MODEL_FILE)
+    grid = parse_pw_xml(soc / "wannier_map.xml").bands
+    assert np.allclose(np.asarray(grid.kpoints_crystal), grid_kpoints(3), atol=1e-8)
+    e, _ = model.eigen(grid_kpoints(3))
+    ref = np.asarray(grid.eigenvalues)[:, model.first_band:model.first_band + N_WANN]
+    frozen = ref < outputs.wannier_frozen_top_ev
+    assert frozen.sum() > 14 * 9 and np.abs(e - ref)[frozen].max() * 1000 < 0.1
+    # validated against every soc_map point, and the stored bands are what Fig. 3 draws from
+    errors = outputs.wannier_map_errors_mev
+    soc_map = mos2_wannier["out"]["wannier_map"].bandstructure
+    assert errors["points"] == len(parse_pw_xml(soc / "soc_map.xml").bands.kpoints_crystal)
+    assert soc_map.kind == "soc_map_wannier"
+    checks = mos2_wannier["out"]["figures"].figures.checks
+    assert checks["passed"] and checks["map_interpolation"]["method"] == "wannier"
+    assert (mos2_wannier["run"] / "figures" / "fig3_splitting_map.png").is_file()
+    # the chain's big Wannier90 inputs are gone, the model stays
+    assert not (soc / f"{SEED}.mmn").exists() and (soc / MODEL_FILE).is_file()

@@ -42,4 +42,4 @@ def test_elk_workflow_and_presets():
 def test_zhu2011_with_elk_relaxes_and_leaves_out_the_figure_steps():
     spec = load_workflow(ROOT / "workflows" / "zhu2011.yaml", "elk-paper", "elk", ["WSe2"])
     assert spec.calculator_steps() == ["relax", "scf_sr", "scf_soc", "bands_soc", "analysis"]
-    assert spec.skipped_steps() == ["bands_sr", "soc_map", "figures"]
+    assert spec.skipped_steps() == ["bands_sr", "soc_map", "wannier_map", "figures"]

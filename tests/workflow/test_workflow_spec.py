@@ -54,13 +54,13 @@ def test_workflows_are_chained_fireworks_with_typed_tasks():
     assert prefix == "zhu2011:MoS2-monolayer-paper" and len(digest) == 10
     names = [fw.name for fw in sorted(wf.fws, key=lambda fw: -fw.fw_id)]
     assert names == [f"MoS2-monolayer-{s}" for s in ("relax", "scf_sr", "scf_soc", "bands_soc", "analysis",
-                                                      "bands_sr", "soc_map", "figures")]
+                                                      "bands_sr", "soc_map", "wannier_map", "figures")]
     task = wf.fws[0].tasks[0]
     assert isinstance(task, TmdflowStepTask) and task["calculator"] == "espresso"
     # links: each step is the child of the previous one
-    assert sum(len(v) for v in wf.links.values()) == 7  # a chain of 8 steps
+    assert sum(len(v) for v in wf.links.values()) == 8  # a chain of 9 steps
     priorities = [fw.spec["_priority"] for fw in wf.fws]
-    assert priorities == sorted(priorities) and len(set(priorities)) == 8  # depth-first: a material at a time
+    assert priorities == sorted(priorities) and len(set(priorities)) == 9  # depth-first: a material at a time
 
 
 def test_queue_scripts_by_content(tmp_path):

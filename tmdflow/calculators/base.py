@@ -84,7 +84,7 @@ class BuiltinCalculator:
 BUILTIN_CALCULATORS: dict[str, BuiltinCalculator] = {
     "espresso": BuiltinCalculator("tmdflow.calculators.espresso.adapter:EspressoCalculator",
                                   frozenset({"relaxation", "scf", "bands", "orbital_projections", "band_map",
-                                             "phonon_forces"})),
+                                             "band_model", "phonon_forces"})),
     "wien2k": BuiltinCalculator("tmdflow.calculators.wien2k.adapter:Wien2kCalculator",
                                 frozenset({"relaxation", "scf", "bands"})),
     "elk": BuiltinCalculator("tmdflow.calculators.elk.adapter:ElkCalculator",

@@ -102,5 +102,5 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(req.structure or StructureDoc.from_atoms(atoms), req.relaxed, task=task, phonons=doc)
 
 
-SPEC = StepSpec("phonons", 8, run, "phonon dispersion and stability (phonopy)", requires=frozenset({"phonon_forces"}),
+SPEC = StepSpec("phonons", 9, run, "phonon dispersion and stability (phonopy)", requires=frozenset({"phonon_forces"}),
                 dimensionalities=("monolayer",), spin_orbit_modes=("scf",))

@@ -198,6 +198,8 @@ def decode_array(doc: dict[str, Any]) -> np.ndarray:
 
 #: BandStructureDoc.kind of the splitting map's band document (what the report redraws Fig. 3 from)
 BAND_MAP_KIND = "soc_map"
+#: ... and of the Wannier model's bands (the wannier_map step): Fig. 3's fine wedge, then the soc_map run's points
+BAND_MAP_WANNIER_KIND = "soc_map_wannier"
 
 
 class BandStructureDoc(BaseModel):
@@ -205,11 +207,13 @@ class BandStructureDoc(BaseModel):
 
     kind: ``soc_path`` (the spin-orbit bands step: special points + Gamma-M-K-Gamma),
     ``sr_path`` (scalar-relativistic, same k list, with projwfc.x orbital weights),
-    ``soc_map`` (spin-orbit run on the irreducible wedge of the splitting map)."""
+    ``soc_map`` (spin-orbit run on the irreducible wedge of the splitting map),
+    ``soc_map_wannier`` (the Wannier model's bands around the gap on Fig. 3's fine wedge, then at
+    the soc_map run's points: the wannier_map step)."""
 
     model_config = ConfigDict(extra="forbid")
     bandstructure_id: str
-    kind: Literal["soc_path", "sr_path", "soc_map"] = "soc_path"
+    kind: Literal["soc_path", "sr_path", "soc_map", "soc_map_wannier"] = "soc_path"
     kpoints_crystal: dict[str, Any]
     eigenvalues_ev: dict[str, Any]
     sigma_z: dict[str, Any] | None = None

@@ -116,6 +116,17 @@ class PwOutputs(StoredModel):
     postprocessing_cpu_seconds: float | None = Field(
         None, description="CPU time of bands.x (bands_soc, soc_map) or projwfc.x (bands_sr) after pw.x (s); None otherwise")
     bandsx_wall_seconds: float | None = Field(None, description="wall time of bands.x's spin texture (s)")
+    wannier_frozen_top_ev: float | None = Field(
+        None, description="wannier_map: top of Wannier90's frozen window (eV, pw.x's zero): bands below it are "
+                          "reproduced exactly on the grid")
+    wannier_total_spread_angstrom2: float | None = Field(
+        None, description="wannier_map: total spread of the 22 maximally localised Wannier functions (A^2)")
+    wannier_disentanglement_converged: bool | None = Field(
+        None, description="wannier_map: Wannier90's disentanglement reached dis_conv_tol")
+    wannier_map_errors_mev: dict[str, float] | None = Field(
+        None, description="wannier_map: largest |model - pw.x| at the soc_map step's direct points (meV): "
+                          "'uvb_delta', 'lcb_delta' (where both conduction states are spin-polarised), "
+                          "'uvb_energy', 'points'")
 
 
 class RelaxLadderOutputs(StoredModel):

@@ -115,6 +115,15 @@ class PwStepResult:
         return self.stdout.cpu_seconds + sum(s.cpu_seconds for s in self.interrupted if s.cpu_seconds is not None)
 
 
+@dataclass(frozen=True)
+class WannierRunResult:
+    """The wannier_map step's run: the pw.x grid run (its task document), the model, Wannier90's log."""
+
+    pw: PwStepResult
+    model: Any  # tmdflow.analysis.wannier.WannierModel
+    wout: Any  # parsers.wannier90.WannierRun
+
+
 def interrupted_outputs(directory: Path, step: str) -> list[Path]:
     """``<step>.out.1``, ``.2``, …: the outputs of the runs of a step that stopped at max_seconds."""
     found = []
@@ -386,6 +395,76 @@ class EspressoCalculator:
         extra["scratch_freed_bytes"] = self.cleanup(directory)
         return dataclasses.replace(result, pseudopotentials=self._refs(pseudos, files), extra=extra, bands=bands,
                                    postprocessing_cpu_seconds=post)
+
+    def wannier_bands(self, job: BandsJob, grid: int, frozen_above_cbm_ev: float) -> "WannierRunResult":
+        """The Wannier model of the spin-orbit bands (tmdflow.calculators.espresso.wannier): pw.x
+        ``bands`` on the full ``grid`` x ``grid`` x 1 mesh from the spin-orbit SCF density in the
+        run's directory, pw2wannier90.x, wannier90.x; the model parsed from its files.  The
+        wavefunction scratch is deleted at the end; the model's files stay (``wannier_*``)."""
+        from ...analysis.wannier import wannier_model
+        from . import wannier as w
+        from .parsers import wannier90 as w90
+
+        preset, atoms, step = job.preset, job.atoms, job.step
+        directory = self._directory(job, True)
+        if job.potential_from and not any((directory / f"{s}.xml").is_file() for s in job.potential_from):
+            raise InputError(f"{step}: no spin-orbit SCF in {directory}", "run the workflow's self-consistent "
+                             "spin-orbit step first")
+        for command in (self.profile.pw2wannier90_command, self.profile.wannier90_command):
+            self.profile.argv(command, parallel=False)  # missing programs fail before pw.x runs
+        pseudos, files = self._files(job, True)
+        nel = int(round(valence_electrons(atoms, files)))
+        excluded = w.excluded_bands(nel)
+        result = self.pw_bands(atoms, preset, directory, files, spin_orbit=True, kpoints=w.grid_kpoints(grid),
+                               nbnd=nel + w.WANNIER_EXTRA_BANDS, progress=job.progress, step=step)
+        eig = np.asarray(result.xml.bands.eigenvalues)
+        frozen = w.frozen_window_top(eig, nel, excluded, frozen_above_cbm_ev)
+        (directory / f"{w.SEED}.win").write_text(w.win_text(atoms, job.formula, grid, eig.shape[1], excluded, frozen))
+        (directory / "pw2wannier90.in").write_text(w.pw2wannier90_text())
+        for label, command, args, output, parallel in (
+                ("wannier90 -pp", self.profile.wannier90_command, ("-pp", w.SEED), "wannier90_pp.out", False),
+                ("pw2wannier90", self.profile.pw2wannier90_command, None, "pw2wannier90.out", True),
+                ("wannier90", self.profile.wannier90_command, (w.SEED,), "wannier90.out", False)):
+            record = self.profile.run(command, directory, "pw2wannier90.in", output, parallel=parallel,
+                                      progress=job.progress, label=label, deadline=deadline(), args=args)
+            _stopped_at_deadline(record, directory)
+            if record.returncode != 0:
+                wout = directory / f"{w.SEED}.wout"
+                raise CalculationFailed(f"{label} failed (exit {record.returncode}) in {directory}: "
+                                        f"{_tail(directory / output)}",
+                                        f"read {directory / output}" + (f" and {wout}" if wout.is_file() else ""))
+        run = w90.parse_wout(directory / f"{w.SEED}.wout")
+        if not run.completed:
+            raise CalculationFailed(f"wannier90.x did not finish in {directory}", f"read {directory / (w.SEED + '.wout')}")
+        hr = w90.parse_hr(directory / f"{w.SEED}_hr.dat")
+        kq, u = w90.parse_u_matrices(directory / f"{w.SEED}_u.mat")
+        u_dis_file = directory / f"{w.SEED}_u_dis.mat"
+        u_dis = w90.parse_u_matrices(u_dis_file)[1] if u_dis_file.is_file() else None
+        model = wannier_model(hr, w90.parse_wsvec(directory / f"{w.SEED}_wsvec.dat", hr.matrices.shape[1]),
+                              w90.parse_spn_formatted(directory / f"{w.SEED}.spn"), u, u_dis, kq, excluded, grid)
+        model.save(directory / w.MODEL_FILE)
+        freed = self.cleanup(directory)
+        for big in ("mmn", "amn", "spn", "eig"):  # inputs of wannier90.x, rebuilt by a rerun (GBs at dense grids)
+            f = directory / f"{w.SEED}.{big}"
+            if f.is_file() and not self.keep_scratch:
+                freed += f.stat().st_size
+                f.unlink()
+        result = dataclasses.replace(result, pseudopotentials=self._refs(pseudos, files),
+                                     extra={"scratch_freed_bytes": freed, "wannier_frozen_top_ev": frozen,
+                                            "wannier_total_spread_angstrom2": run.total_spread_angstrom2,
+                                            "wannier_disentanglement_converged": run.disentanglement_converged})
+        return WannierRunResult(result, model, run)
+
+    def wannier_model(self, layout, step: str):
+        """The Wannier model ``step`` left in the layout (tmdflow's ``wannier_model.npz``), None
+        when it did not run."""
+        from ...analysis.wannier import WannierModel
+        from . import wannier as w
+
+        path = layout.spin_orbit / w.MODEL_FILE
+        if not (path.is_file() and (layout.spin_orbit / f"{step}.xml").is_file()):
+            return None
+        return WannierModel.load(path)
 
     def orbital_weights(self, directory: Path, formula: str) -> dict | None:
         """The paper's orbital weights (M d_z2, M d_xy/d_x2-y2, X p_z, X p_x/p_y) of the bands run in

@@ -22,11 +22,13 @@ class EspressoProfile:
     mpi_command: str = "mpirun"
     nprocs: int = 1
     projwfc_command: str = "projwfc.x"
+    pw2wannier90_command: str = "pw2wannier90.x"
+    wannier90_command: str = "wannier90.x"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EspressoProfile":
         return cls(settings.pw_command, settings.bands_command, settings.mpi_command, settings.nprocs,
-                   settings.projwfc_command)
+                   settings.projwfc_command, settings.pw2wannier90_command, settings.wannier90_command)
 
     def _resolve(self, command: str) -> list[str]:
         parts = shlex.split(command)
@@ -72,6 +74,7 @@ class EspressoProfile:
         label: str = "",
         pools: int = 1,
         deadline: float | None = None,
+        args: tuple[str, ...] | None = None,
     ) -> RunRecord:
         """Run ``command [-nk pools] -in input_name`` in ``directory``; stdout to ``output_name``.
 
@@ -83,11 +86,14 @@ class EspressoProfile:
 
         ``deadline`` (``time.time()``): a program without max_seconds of its own (bands.x,
         projwfc.x) is stopped there; its record then has returncode -15 (SIGTERM).
+
+        ``args``: the program's own arguments instead of ``-in input_name`` (wannier90.x takes the
+        seed name: ``("-pp", "wannier")``).
         """
         argv = self.argv(command, parallel)
         if parallel and pools > 1 and len(argv) > 1 and self.nprocs % pools == 0:
             argv += ["-nk", str(pools)]
-        argv += ["-in", input_name]
+        argv += ["-in", input_name] if args is None else list(args)
         # own process group, parent-death signal, pid file; stopped when the launcher is interrupted
         returncode, wall = run_program(argv, directory, directory / output_name, env=self.environment(),
                                        progress=progress, label=label, deadline=deadline)
