@@ -43,7 +43,7 @@ from .steps import registry as step_registry
 from .store.connection import Connection, connect
 from .store.documents import StructureDoc, TaskDocument
 from .store.pinned_presets import load_pinned, pin_preset, preset_hash
-from .store.results import ResultsStore
+from .store.results import ResultsStore, TaskCheckpoints
 from .workflow_spec import WorkflowSpec
 
 HANDOFF = "tmdflow_handoff"
@@ -87,8 +87,8 @@ class TmdflowStepTask(FiretaskBase):
         request = self.step_request(fw_spec, db, max_seconds)  # a missing or changed pinned preset stops here
         request = resolve_identity(request, settings)  # its id names the failed task below too
         store = ResultsStore(db)
-        try:
-            outcome = run_step(request, settings, settings.work_dir)
+        try:  # finished parts of a long step (an Elk E(a) scan's points) are kept in the store
+            outcome = run_step(request, settings, settings.work_dir, checkpoints=TaskCheckpoints(store, request.task_id))
         except TmdflowError as exc:
             # the step handlers of tmdflow.restarts, as under 'tmdflow compute'; a resumption (pw.x
             # stopped cleanly at max_seconds) runs in a detour before the children: this launcher's
@@ -112,6 +112,7 @@ class TmdflowStepTask(FiretaskBase):
             raise
         if outcome.task is not None:
             store.upsert_task(outcome.task)
+            store.delete_checkpoints(request.task_id)  # the task holds the result now
         if outcome.bandstructure is not None:
             store.put_bandstructure(outcome.bandstructure)
         if outcome.material is not None:

@@ -25,6 +25,19 @@ ProgressFn = Callable[[str], None]
 KPoint = tuple[Fraction, Fraction, Fraction]  # crystal coordinates of the reciprocal cell, exact
 
 
+class Checkpoints(Protocol):
+    """Where an adapter keeps the finished parts of a long calculation (the points of an E(a)
+    scan) so that they outlive the run directory: a rerun of the step -- after a lost launcher,
+    or through a store backup on another machine -- reads them back instead of computing them
+    again.  ``key``: a hash of exactly the inputs the part ran on (the adapter computes it), so a
+    part is reused only for the same inputs.  :class:`tmdflow.store.results.TaskCheckpoints`
+    keeps them in the results store; ``None`` in a job: nothing is kept."""
+
+    def get(self, key: str) -> dict | None: ...
+
+    def put(self, key: str, label: str, data: dict) -> None: ...
+
+
 @dataclass(frozen=True)
 class Job:
     """What every calculation of a step needs."""
@@ -40,6 +53,7 @@ class Job:
     restart: bool = False  # resume an interrupted run (after max_seconds)
     max_seconds: float | None = None
     progress: ProgressFn | None = None
+    checkpoints: Checkpoints | None = None  # finished parts of a long step, kept beyond the run
     #: run here instead of where the adapter puts the step in ``layout`` (one phonon
     #: displacement; a test's case directory)
     directory: Path | None = None

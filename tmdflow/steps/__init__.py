@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..calculators import get_calculator
+from ..calculators.jobs import Checkpoints
 from ..errors import InputError
 from ..settings import Settings
 from . import registry
@@ -37,8 +38,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: ProgressFn | None = None) -> StepOutcome:
-    """Run one step of one material (the registry's function for ``req.step``)."""
+def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: ProgressFn | None = None,
+             checkpoints: Checkpoints | None = None) -> StepOutcome:
+    """Run one step of one material (the registry's function for ``req.step``); ``checkpoints``:
+    where its calculator may keep finished parts of a long calculation (tmdflow.calculators.jobs)."""
     spec = registry.spec(req.step)
     mode = req.preset.spin_orbit_mode
     if mode not in spec.spin_orbit_modes:
@@ -56,5 +59,5 @@ def run_step(req: StepRequest, settings: Settings, run_root: Path, progress: Pro
     atoms = (req.structure.to_atoms() if req.structure
              else initial_structure(req.formula, req.dimensionality, req.preset, req.geometry))
     say = (lambda m: progress(f"{req.formula} {req.dimensionality}: {m}")) if progress else None
-    ctx = StepContext(req, settings, RunLayout.of(run_root, req.material_id), calc, atoms, say)
+    ctx = StepContext(req, settings, RunLayout.of(run_root, req.material_id), calc, atoms, say, checkpoints)
     return spec.run(ctx)

@@ -19,7 +19,7 @@ from ase import Atoms
 
 from .. import identity
 from ..calculators import get_calculator
-from ..calculators.jobs import BandsJob, Job, RelaxJob, ScfJob, StepResult
+from ..calculators.jobs import BandsJob, Checkpoints, Job, RelaxJob, ScfJob, StepResult
 from ..errors import InputError
 from ..materials import Material, get_material
 from ..presets import Preset
@@ -185,6 +185,7 @@ class StepContext:
     calc: object  # a tmdflow.calculators.base.CalculatorAdapter
     atoms: Atoms
     progress: ProgressFn | None = None  # already prefixed with the material
+    checkpoints: Checkpoints | None = None  # where a long step keeps its finished parts (a Firework: the store)
 
     @property
     def preset(self) -> Preset:
@@ -218,7 +219,7 @@ class StepContext:
         common = dict(step=req.step, formula=req.formula, dimensionality=req.dimensionality, atoms=self.atoms,
                       preset=req.preset, layout=self.layout, kmesh=self.kmesh,
                       expected_spacegroup=self.expected_spacegroup, restart=req.restart, max_seconds=req.max_seconds,
-                      progress=self.progress)
+                      progress=self.progress, checkpoints=self.checkpoints)
         return kind(**{**common, **fields})
 
     def scf_job(self, spin_orbit: bool) -> ScfJob:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..analysis.bzinterp import fine_grid_size, wannier_errors
 from ..analysis.bzmap import wedge_points
+from ..errors import InputError
 from ..store.documents import BAND_MAP_WANNIER_KIND, BandStructureDoc
 from . import registry
 from .context import StepContext, StepOutcome, task_document
@@ -28,7 +29,6 @@ def run(ctx: StepContext) -> StepOutcome:
     made_by = registry.producers("band_map", before=SPEC.name)
     direct = calc.band_map(ctx.layout, made_by[0]) if made_by else None
     if direct is None:
-        from ..errors import InputError
         raise InputError("wannier_map is validated against the soc_map step's direct points, and none are in "
                          f"{ctx.layout.spin_orbit}", "put soc_map before wannier_map in the workflow's steps")
     job = ctx.bands_job(True, (), densities=("spin_orbit_density",))

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from ..errors import BackupInvalid, StoreWriteFailed
 from ..identity import content_hash
 from .documents import (
-    BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument,
+    BandStructureDoc, CheckpointDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument,
 )
 from .pinned_presets import PINNED_PRESETS
 
@@ -40,6 +40,7 @@ TMDFLOW_COLLECTIONS = {
     "tasks": (TaskDocument, "task_id"), "materials": (MaterialDocument, "material_id"),
     "bandstructures": (BandStructureDoc, "bandstructure_id"), "figures": (FiguresDoc, "material_id"),
     "convergence": (ConvergenceDoc, "convergence_id"), "phonons": (PhononDoc, "material_id"),
+    "checkpoints": (CheckpointDoc, "checkpoint_id"),
 }
 #: problems listed in one error at the most (the rest are counted)
 _MAX_LISTED = 12

@@ -303,3 +303,19 @@ class PhononDoc(BaseModel):
     result: dict[str, Any]  # tmdflow.phonons.PhononResult as a dict (THz)
     files: list[str] = Field(default_factory=list)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CheckpointDoc(BaseModel):
+    """A finished part of a long step that has not finished as a whole (one point of an Elk E(a)
+    scan): kept in the store so that a rerun -- on this machine or, through a backup, on another --
+    does not compute it again.  ``key`` is the hash of the inputs that part ran on, so a checkpoint
+    is used only for exactly those inputs; the step's checkpoints are deleted when its task is
+    stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    checkpoint_id: str  # "<task_id>:<key>"
+    task_id: str = Field(description="the task document id of the step the part belongs to")
+    key: str = Field(description="sha256 of the part's inputs (the adapter defines which)")
+    label: str = Field(description="what the part is, for people: e.g. 'scan2 a=3.3156 A'")
+    data: dict[str, Any] = Field(description="the part's result, as the adapter reads it back")
+    created_at: datetime = Field(default_factory=utcnow)

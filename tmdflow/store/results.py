@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from ..errors import DocumentTooLarge, InputError
 from .documents import (
-    BandStructureDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument, utcnow,
+    BandStructureDoc, CheckpointDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument, utcnow,
 )
 
-TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS = (
-    "tasks", "materials", "bandstructures", "figures", "convergence", "phonons")
+TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS, CHECKPOINTS = (
+    "tasks", "materials", "bandstructures", "figures", "convergence", "phonons", "checkpoints")
 #: band documents by what they hold (BandStructureDoc.kind): the spin-orbit path, the scalar-relativistic path
 SPIN_ORBIT_PATH, SCALAR_PATH = "soc_path", "sr_path"
 
@@ -43,6 +43,7 @@ INDEXES = {
     FIGURES: [("material_id", True)],
     CONVERGENCE: [("convergence_id", True), ("formula", False)],
     PHONONS: [("material_id", True)],
+    CHECKPOINTS: [("checkpoint_id", True), ("task_id", False)],
 }
 
 
@@ -168,6 +169,23 @@ class ResultsStore:
     def phonons(self, material_id: str) -> PhononDoc | None:
         return self._get_by_material(PHONONS, material_id, PhononDoc)
 
+    def put_checkpoint(self, doc: CheckpointDoc) -> None:
+        self._upsert(CHECKPOINTS, "checkpoint_id", doc)
+
+    def checkpoint(self, task_id: str, key: str) -> CheckpointDoc | None:
+        raw = self.db[CHECKPOINTS].find_one({"checkpoint_id": f"{task_id}:{key}"})
+        try:
+            return CheckpointDoc.model_validate(_clean(raw)) if raw else None
+        except ValidationError:  # damaged: computed again rather than trusted
+            return None
+
+    def checkpoints(self, task_id: str | None = None) -> list[CheckpointDoc]:
+        filt = {"task_id": task_id} if task_id else {}
+        return [CheckpointDoc.model_validate(_clean(d)) for d in self.db[CHECKPOINTS].find(filt)]
+
+    def delete_checkpoints(self, task_id: str) -> int:
+        return self.db[CHECKPOINTS].delete_many({"task_id": task_id}).deleted_count
+
     def put_convergence(self, doc: ConvergenceDoc) -> None:
         self._upsert(CONVERGENCE, "convergence_id", doc)
 
@@ -223,4 +241,21 @@ class ResultsStore:
         return out
 
     def counts(self) -> dict[str, int]:
-        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS)}
+        return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS,
+                                                          CHECKPOINTS)}
+
+
+class TaskCheckpoints:
+    """The checkpoints of one step's task in the store (tmdflow.calculators.jobs.Checkpoints):
+    what a Firework hands its step so finished parts of a long calculation outlive the run."""
+
+    def __init__(self, store: ResultsStore, task_id: str) -> None:
+        self.store, self.task_id = store, task_id
+
+    def get(self, key: str) -> dict | None:
+        doc = self.store.checkpoint(self.task_id, key)
+        return dict(doc.data) if doc else None
+
+    def put(self, key: str, label: str, data: dict) -> None:
+        self.store.put_checkpoint(CheckpointDoc(checkpoint_id=f"{self.task_id}:{key}", task_id=self.task_id,
+                                                key=key, label=label, data=data))

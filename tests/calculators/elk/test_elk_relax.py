@@ -5,6 +5,7 @@ scan and its Birch-Murnaghan fit on real E(a) numbers, the ideal structure rebui
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -200,11 +201,18 @@ def test_real_elk_relaxation_of_the_mos2_monolayer(tmp_path):
     from tmdflow.layout import RunLayout
     from tmdflow.presets import load_preset
 
+    from tmdflow.store.connection import connect
+    from tmdflow.store.results import ResultsStore, TaskCheckpoints
+
     preset = load_preset("elk-quick", TINY)
     calc = get_calculator("elk", load_settings(env={"TMDFLOW_CONFIG": "/dev/null", "TMDFLOW_ELK_THREADS": "1"}))
+    store = ResultsStore(connect(load_settings(env={}, config_file=tmp_path / "none.yaml",
+                                               db_uri=f"embedded:{tmp_path / 'store.json'}")).db)
+    kept = TaskCheckpoints(store, "MoS2-monolayer-relax")  # as a Firework hands it over
     job = RelaxJob(step="relax", formula="MoS2", dimensionality="monolayer",
                    atoms=build_monolayer("MoS2", 3.193, 1.567, preset.vacuum), preset=preset,
-                   layout=RunLayout(tmp_path), kmesh=(3, 3, 1), expected_spacegroup=187, variable_cell=True)
+                   layout=RunLayout(tmp_path / "first"), kmesh=(3, 3, 1), expected_spacegroup=187,
+                   variable_cell=True, checkpoints=kept)
     result = calc.relax(job)
     relaxed, out = result.relaxed_atoms, result.outputs()
     assert spacegroup_number(relaxed, symprec=1e-5) == 187 and out["n_crystal_symmetries"] == 12
@@ -226,4 +234,31 @@ def test_real_elk_relaxation_of_the_mos2_monolayer(tmp_path):
     assert abs(scan["a_fit_angstrom"] - 3.193) < 0.02
     assert 1.567 - 0.05 < out["d_relaxed_angstrom"] < 1.567
     assert out["optimisation_steps"][-1] <= 3  # the final run starts from the scan's interpolated d
-    assert (tmp_path / "relax" / "elk" / "final" / "GEOMETRY.OUT").is_file()
+    assert (tmp_path / "first" / "relax" / "elk" / "final" / "GEOMETRY.OUT").is_file()
+    # every scan point was kept in the store as it finished; a rerun of the step elsewhere (new
+    # run directory: another machine after a store backup) runs Elk only for the final point and
+    # fits the same a from the same stored energies
+    assert [c.label.split()[0] for c in sorted(store.checkpoints(), key=lambda c: c.label)] == \
+        ["scan0", "scan1", "scan2", "scan3"]
+    again = calc.relax(dataclasses.replace(job, layout=RunLayout(tmp_path / "second")))
+    out2 = again.outputs()
+    assert again.extra["scan_points_reused"] == ["scan0", "scan1", "scan2", "scan3"]
+    assert len(again.runs) == 1 and not (tmp_path / "second" / "relax" / "elk" / "scan0").exists()
+    assert out2["lattice_scan"]["a_fit_angstrom"] == scan["a_fit_angstrom"]  # exactly: the same numbers
+    assert out2["d_relaxed_angstrom"] == pytest.approx(out["d_relaxed_angstrom"], abs=1e-6)
+    # other inputs (here the force target) are other points: nothing is reused for them
+    other = dataclasses.replace(job, preset=load_preset("elk-quick", {**TINY, "elk_epsforce": 5e-4}))
+    assert all(kept.get(k) is None for k in _scan_keys(calc, other))
+
+
+def _scan_keys(calc, job) -> list[str]:
+    """The checkpoint key the first point of ``job``'s scan would look up (the later points'
+    inputs depend on the relaxed heights before them)."""
+    from tmdflow.calculators.elk.inputs import format_elk_in
+    from tmdflow.calculators.elk.relax import scan_point_key
+
+    a0, d0 = float(job.atoms.cell[0, 0]), monolayer_height(job.atoms)
+    a_values = scan_lattice_constants(a0, job.preset.elk_scan_points, job.preset.elk_scan_step)
+    params = calc._relax_parameters(job.preset, job.kmesh)
+    return [scan_point_key(format_elk_in(monolayer_in_cell("MoS2", a, d0, job.atoms.cell[2, 2]), params),
+                           calc._species_texts(job.atoms, job.preset)) for a in a_values[:1]]

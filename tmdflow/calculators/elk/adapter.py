@@ -46,15 +46,15 @@ from ..all_electron import AllElectronCalculator
 from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn, RunRecord
-from .inputs import ElkParameters, format_elk_in, write_species
+from .inputs import ElkParameters, format_elk_in, species_with_radius, write_species
 from .parsers import (
     ElkInfo, parse_eigval, parse_forces_opt, parse_geometry, parse_info, parse_kpoints, parse_lsj_kst,
     parse_output_errors,
 )
 from .profile import ElkProfile
 from .relax import (
-    fit_lattice_constant, interpolated_height, monolayer_in_cell, relaxed_bulk, relaxed_height, relaxed_monolayer,
-    scan_lattice_constants, starting_height,
+    ScanPoint, fit_lattice_constant, interpolated_height, monolayer_in_cell, relaxed_bulk, relaxed_height,
+    relaxed_monolayer, scan_lattice_constants, scan_point_key, starting_height,
 )
 
 #: order of the point group of the space group (Elk's "Number of crystal symmetries"):
@@ -247,9 +247,9 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
         d0 = monolayer_height(atoms)
         for i, a in enumerate(a_values):
             start = monolayer_in_cell(formula, a, starting_height(a_values[:i], heights, a, d0), atoms.cell[2, 2])
-            geometry, info = self._optimise_positions(start, preset, directory / f"scan{i}", kmesh, job, result)
-            energies.append(info.total_energy_ha * HARTREE_EV)
-            heights.append(relaxed_height(geometry, formula))
+            point = self._scan_point(start, preset, directory / f"scan{i}", kmesh, job, result)
+            energies.append(point.energy_ev)
+            heights.append(point.height_angstrom)
         fit = fit_lattice_constant(a_values, energies, float(atoms.cell[2, 2]))
         start = monolayer_in_cell(formula, fit.a_angstrom, interpolated_height(a_values, heights, fit.a_angstrom),
                                   atoms.cell[2, 2])
@@ -260,13 +260,44 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
                              "relax_kmesh": list(kmesh), "relax_cell_height_angstrom": float(atoms.cell[2, 2])})
         return result
 
+    def _scan_point(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
+                    job: RelaxJob, result: ElkStepResult) -> ScanPoint:
+        """One point of the E(a) scan: task 2 at ``atoms``' a, or -- when ``job.checkpoints`` holds
+        a point computed from exactly these inputs (elk.in and the species files, hashed) -- that
+        point without running Elk (listed in ``result.extra['scan_points_reused']``).  A point
+        computed here is kept in ``job.checkpoints`` before the next one starts."""
+        params = self._relax_parameters(preset, kmesh)
+        key = scan_point_key(format_elk_in(atoms, params), self._species_texts(atoms, preset))
+        a = float(np.linalg.norm(atoms.cell[0]))
+        point = ScanPoint.from_checkpoint(job.checkpoints.get(key)) if job.checkpoints else None
+        if point is not None:
+            result.extra.setdefault("scan_points_reused", []).append(directory.name)
+            if job.progress:
+                job.progress(f"{directory.name}: a = {a:.4f} A from the stored checkpoint (not run again)")
+            return point
+        geometry, info = self._optimise_positions(atoms, preset, directory, kmesh, job, result)
+        point = ScanPoint(a, info.total_energy_ha * HARTREE_EV, relaxed_height(geometry, job.formula),
+                          result.extra["optimisation_steps"][-1], info.version)
+        if job.checkpoints:
+            job.checkpoints.put(key, f"{directory.name} a={a:.4f} A", point.as_checkpoint())
+        return point
+
+    def _species_texts(self, atoms: Atoms, preset: Preset) -> list[str]:
+        """The species files a run of ``atoms`` would use (R_mt set), in element order."""
+        elements = list(dict.fromkeys(atoms.get_chemical_symbols()))
+        return [species_with_radius((Path(self.profile.species_dir) / f"{el}.in").read_text(), preset.elk_rmt)
+                for el in elements if (Path(self.profile.species_dir) / f"{el}.in").is_file()]
+
+    def _relax_parameters(self, preset: Preset, kmesh: tuple[int, int, int]) -> ElkParameters:
+        return self._parameters(preset, (2,), kmesh, False, extra=(("epsforce", f"{preset.elk_epsforce:g}"),))
+
     def _optimise_positions(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
                             job: RelaxJob, result: ElkStepResult):
         """Task 2 (from atomic densities, no spin-orbit) in ``directory``: the structure it ended
         with (GEOMETRY.OUT) and INFO.OUT of its last step, checked (symmetry, radii, SCF, forces)."""
         if directory.exists():
             shutil.rmtree(directory)  # a rerun must not read an old GEOMETRY.OUT
-        params = self._parameters(preset, (2,), kmesh, False, extra=(("epsforce", f"{preset.elk_epsforce:g}"),))
+        params = self._relax_parameters(preset, kmesh)
         info = self._run(atoms, preset, directory, params, result, job.step, job.progress)
         self._check_ground_state(info, preset, job.expected_spacegroup, directory, job.step)
         forces = parse_forces_opt(directory / "FORCES_OPT.OUT")

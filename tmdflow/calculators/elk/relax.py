@@ -15,6 +15,7 @@ inside the scan.  No file I/O, no running: tmdflow.calculators.elk.adapter drive
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -187,3 +188,41 @@ def relaxed_bulk(geometry: ElkGeometry, formula: str) -> tuple[Atoms, float]:
     a, c = lattice_constants(geometry)
     z = float(np.mean(_heights(geometry, formula)))
     return build_bulk_2h(formula, a, c, z), z
+
+
+@dataclass(frozen=True)
+class ScanPoint:
+    """One relaxed point of the E(a) scan: what the fit and the next points need of it."""
+
+    a_angstrom: float
+    energy_ev: float  # total energy of the relaxed end point
+    height_angstrom: float  # the relaxed M-X height d
+    optimisation_steps: int
+    elk_version: str
+
+    def as_checkpoint(self) -> dict:
+        return {"a_angstrom": self.a_angstrom, "energy_ev": self.energy_ev, "height_angstrom": self.height_angstrom,
+                "optimisation_steps": self.optimisation_steps, "elk_version": self.elk_version}
+
+    @classmethod
+    def from_checkpoint(cls, data: dict | None) -> "ScanPoint | None":
+        """The point a checkpoint holds; None when there is none or it is not a complete point
+        with finite numbers (then the point is computed again, never trusted half-read)."""
+        if not data:
+            return None
+        try:
+            point = cls(float(data["a_angstrom"]), float(data["energy_ev"]), float(data["height_angstrom"]),
+                        int(data["optimisation_steps"]), str(data["elk_version"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        finite = all(math.isfinite(x) for x in (point.a_angstrom, point.energy_ev, point.height_angstrom))
+        return point if finite and point.a_angstrom > 0 and point.height_angstrom > 0 else None
+
+
+def scan_point_key(elk_in: str, species: list[str]) -> str:
+    """The checkpoint key of a scan point: sha256 of its elk.in and species files, so a stored
+    point is reused only for exactly the inputs it was computed from."""
+    digest = hashlib.sha256(elk_in.encode())
+    for text in species:
+        digest.update(b"\0" + text.encode())
+    return digest.hexdigest()
