@@ -87,8 +87,9 @@ class TmdflowStepTask(FiretaskBase):
         request = self.step_request(fw_spec, db, max_seconds)  # a missing or changed pinned preset stops here
         request = resolve_identity(request, settings)  # its id names the failed task below too
         store = ResultsStore(db)
-        try:  # finished parts of a long step (an Elk E(a) scan's points) are kept in the store
-            outcome = run_step(request, settings, settings.work_dir, checkpoints=TaskCheckpoints(store, request.task_id))
+        kept = TaskCheckpoints(store, request.task_id)  # finished parts of a long step (an Elk E(a) scan's points)
+        try:
+            outcome = run_step(request, settings, settings.work_dir, checkpoints=kept)
         except TmdflowError as exc:
             # the step handlers of tmdflow.restarts, as under 'tmdflow compute'; a resumption (pw.x
             # stopped cleanly at max_seconds) runs in a detour before the children: this launcher's
