@@ -83,11 +83,13 @@ class TmdflowStepTask(FiretaskBase):
 
     def run_task(self, fw_spec):
         settings, max_seconds = task_settings(fw_spec)
-        db = connect(settings).db
+        conn = connect(settings)
+        db = conn.db
         request = self.step_request(fw_spec, db, max_seconds)  # a missing or changed pinned preset stops here
         request = resolve_identity(request, settings)  # its id names the failed task below too
         store = ResultsStore(db)
-        kept = TaskCheckpoints(store, request.task_id)  # finished parts of a long step (an Elk E(a) scan's points)
+        # finished parts of a long step (an Elk E(a) scan's points), saved to disk as each is kept
+        kept = TaskCheckpoints(store, request.task_id, durable=conn.checkpoint)
         try:
             outcome = run_step(request, settings, settings.work_dir, checkpoints=kept)
         except TmdflowError as exc:

@@ -6,6 +6,7 @@ tests/calculators/elk/test_elk_relax.py."""
 
 from __future__ import annotations
 
+import bson.json_util
 import pytest
 from fireworks.utilities.fw_serializers import load_object
 
@@ -45,6 +46,9 @@ def test_a_steps_checkpoints_outlive_its_failure_and_go_with_its_task(tmp_path, 
     def step_keeping_a_part(request, settings, run_root, checkpoints=None):
         checkpoints.put("k0", "part 0", {"energy_ev": -1.0})
         assert checkpoints.get("k0") == {"energy_ev": -1.0}
+        # on disk at once, not only when the Firework ends: a launcher killed now keeps the part
+        on_disk = bson.json_util.loads((tmp_path / "store.json").read_text())["tmdflow"]
+        assert [d["label"] for _, d in on_disk["checkpoints"]["documents"]] == ["part 0"]
         if fails:
             raise CalculationFailed("the second part failed", "(test)")
         return real_run_step(request, settings, run_root, checkpoints=checkpoints)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
@@ -249,8 +249,11 @@ class TaskCheckpoints:
     """The checkpoints of one step's task in the store (tmdflow.calculators.jobs.Checkpoints):
     what a Firework hands its step so finished parts of a long calculation outlive the run."""
 
-    def __init__(self, store: ResultsStore, task_id: str) -> None:
-        self.store, self.task_id = store, task_id
+    def __init__(self, store: ResultsStore, task_id: str, durable: Callable[[], None] | None = None) -> None:
+        """``durable``: makes the store's content durable (the embedded store's save,
+        Connection.checkpoint), called after each put, so a point survives a launcher that dies
+        before its Firework ends."""
+        self.store, self.task_id, self.durable = store, task_id, durable
 
     def get(self, key: str) -> dict | None:
         doc = self.store.checkpoint(self.task_id, key)
@@ -259,3 +262,5 @@ class TaskCheckpoints:
     def put(self, key: str, label: str, data: dict) -> None:
         self.store.put_checkpoint(CheckpointDoc(checkpoint_id=f"{self.task_id}:{key}", task_id=self.task_id,
                                                 key=key, label=label, data=data))
+        if self.durable is not None:
+            self.durable()
