@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
-from ..errors import DocumentTooLarge, InputError
+from ..errors import DocumentTooLarge, InputError, StoreWriteFailed
 from .documents import (
     BandStructureDoc, CheckpointDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument, utcnow,
 )
@@ -263,4 +263,9 @@ class TaskCheckpoints:
         self.store.put_checkpoint(CheckpointDoc(checkpoint_id=f"{self.task_id}:{key}", task_id=self.task_id,
                                                 key=key, label=label, data=data))
         if self.durable is not None:
-            self.durable()
+            try:
+                self.durable()
+            except (RuntimeError, OSError, StoreWriteFailed):
+                # a save that fails now (a concurrent FireWorks ping, a full disk) must not fail
+                # the step: the point stays in the store and is saved with the Firework's end
+                pass
