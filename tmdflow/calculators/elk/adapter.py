@@ -46,7 +46,7 @@ from ..all_electron import AllElectronCalculator
 from ..base import BUILTIN_CALCULATORS
 from ..jobs import BandsJob, RelaxJob, ScfJob
 from ..records import AllElectronStepResult, ProgressFn, RunRecord
-from .inputs import ElkParameters, format_elk_in, species_with_radius, write_species
+from .inputs import ElkParameters, format_elk_in, species_texts, write_species
 from .parsers import (
     ElkInfo, parse_eigval, parse_forces_opt, parse_geometry, parse_info, parse_kpoints, parse_lsj_kst,
     parse_output_errors,
@@ -285,8 +285,7 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
     def _species_texts(self, atoms: Atoms, preset: Preset) -> list[str]:
         """The species files a run of ``atoms`` would use (R_mt set), in element order."""
         elements = list(dict.fromkeys(atoms.get_chemical_symbols()))
-        return [species_with_radius((Path(self.profile.species_dir) / f"{el}.in").read_text(), preset.elk_rmt)
-                for el in elements if (Path(self.profile.species_dir) / f"{el}.in").is_file()]
+        return list(species_texts(elements, self.profile.species_dir, preset.elk_rmt).values())
 
     def _relax_parameters(self, preset: Preset, kmesh: tuple[int, int, int]) -> ElkParameters:
         return self._parameters(preset, (2,), kmesh, False, extra=(("epsforce", f"{preset.elk_epsforce:g}"),))

@@ -52,16 +52,23 @@ def species_radius(text: str) -> float:
     raise InputError("not an Elk species file (no rmt line)", "check the species directory")
 
 
-def write_species(elements: list[str], species_dir: Path, target: Path, rmt_bohr: float) -> dict[str, Path]:
-    """Copy ``<El>.in`` for each element from ``species_dir`` into ``target`` with radius ``rmt_bohr``."""
+def species_texts(elements: list[str], species_dir: Path, rmt_bohr: float) -> dict[str, str]:
+    """``<El>.in`` of each element from ``species_dir`` with radius ``rmt_bohr``, as text."""
     out = {}
     for el in elements:
         source = Path(species_dir) / f"{el}.in"
         if not source.is_file():
             raise InputError(f"no Elk species file {source}", "check elk_species_dir (Debian: /usr/share/elk-lapw/species)")
-        path = Path(target) / f"{el}.in"
-        path.write_text(species_with_radius(source.read_text(), rmt_bohr, str(source)))
-        out[el] = path
+        out[el] = species_with_radius(source.read_text(), rmt_bohr, str(source))
+    return out
+
+
+def write_species(elements: list[str], species_dir: Path, target: Path, rmt_bohr: float) -> dict[str, Path]:
+    """Copy ``<El>.in`` for each element from ``species_dir`` into ``target`` with radius ``rmt_bohr``."""
+    out = {}
+    for el, text in species_texts(elements, species_dir, rmt_bohr).items():
+        out[el] = Path(target) / f"{el}.in"
+        out[el].write_text(text)
     return out
 
 

@@ -15,6 +15,7 @@ inside the scan.  No file I/O, no running: tmdflow.calculators.elk.adapter drive
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import warnings
@@ -201,8 +202,7 @@ class ScanPoint:
     elk_version: str
 
     def as_checkpoint(self) -> dict:
-        return {"a_angstrom": self.a_angstrom, "energy_ev": self.energy_ev, "height_angstrom": self.height_angstrom,
-                "optimisation_steps": self.optimisation_steps, "elk_version": self.elk_version}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_checkpoint(cls, data: dict | None) -> "ScanPoint | None":
