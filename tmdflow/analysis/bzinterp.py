@@ -449,8 +449,7 @@ class CorrectedPairs:
 def wannier_corrected(grid: BandData, model: BandData) -> CorrectedPairs:
     """:class:`CorrectedPairs` from a map run's wedge grid and the model's bands (at least at the
     grid's points; wherever else ``at`` will be asked)."""
-    model_pairs = TabulatedPairs(model, 0.0)
-    at_grid = model_pairs.bands.take(_rows(model, grid.kpoints_crystal))
+    at_grid = model.take(_rows(model, grid.kpoints_crystal))
     vbm_model = float(np.asarray(at_grid.eigenvalues)[:, at_grid.n_occupied - 1].max())
     _, up_d, down_d = full_grid(grid)
     _, up_m, down_m = full_grid(at_grid)
@@ -462,14 +461,18 @@ def wannier_corrected(grid: BandData, model: BandData) -> CorrectedPairs:
 
 
 def _rows(bands: BandData, kpoints_crystal: np.ndarray) -> np.ndarray:
+    """The row of ``bands`` computed at each asked-for point (in-plane crystal coordinates, no
+    periodic folding: the model's bands are evaluated at the very points asked for).  A k-d tree
+    keeps this O((n + m) log m) for the fine map's tens of thousands of points."""
+    from scipy.spatial import cKDTree  # scipy is imported where it is used, as elsewhere in this module
+
     have = np.asarray(bands.kpoints_crystal)[:, :2]
     want = np.asarray(kpoints_crystal)[:, :2]
-    d = np.abs(want[:, None, :] - have[None, :, :]).sum(axis=2)
-    rows = d.argmin(axis=1)
-    if np.any(d[np.arange(len(want)), rows] > 1e-6):
+    distance, rows = cKDTree(have).query(want, p=1)
+    if np.any(distance > 1e-6):
         raise AnalysisError("the model's bands were not computed at the points asked for",
                             "run the wannier_map step again (it evaluates the model at soc_map's points)")
-    return rows
+    return np.asarray(rows, dtype=int)
 
 
 def map_for_figure(bands: BandData, n: int, model: BandData | None = None) -> MapInterpolation:

@@ -421,11 +421,12 @@ class EspressoCalculator:
         frozen = w.frozen_window_top(eig, nel, excluded, frozen_above_cbm_ev)
         (directory / f"{w.SEED}.win").write_text(w.win_text(atoms, job.formula, grid, eig.shape[1], excluded, frozen))
         (directory / "pw2wannier90.in").write_text(w.pw2wannier90_text())
-        for label, command, args, output, parallel in (
-                ("wannier90 -pp", self.profile.wannier90_command, ("-pp", w.SEED), "wannier90_pp.out", False),
-                ("pw2wannier90", self.profile.pw2wannier90_command, None, "pw2wannier90.out", True),
-                ("wannier90", self.profile.wannier90_command, (w.SEED,), "wannier90.out", False)):
-            record = self.profile.run(command, directory, "pw2wannier90.in", output, parallel=parallel,
+        # wannier90.x takes the seed name as its argument; pw2wannier90.x reads -in pw2wannier90.in
+        for label, command, input_name, args, output, parallel in (
+                ("wannier90 -pp", self.profile.wannier90_command, "", ("-pp", w.SEED), "wannier90_pp.out", False),
+                ("pw2wannier90", self.profile.pw2wannier90_command, "pw2wannier90.in", None, "pw2wannier90.out", True),
+                ("wannier90", self.profile.wannier90_command, "", (w.SEED,), "wannier90.out", False)):
+            record = self.profile.run(command, directory, input_name, output, parallel=parallel,
                                       progress=job.progress, label=label, deadline=deadline(), args=args)
             _stopped_at_deadline(record, directory)
             if record.returncode != 0:
