@@ -11,6 +11,7 @@ Results in the field's types (tmdflow.objects): ``doc.to_structure()`` / ``doc.t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from .store.connection import Connection, connect, embedded_path
 from .store.documents import BandStructureDoc, MaterialDocument, StructureDoc, TaskDocument
 from .errors import StoreCorrupted
 from .store.embedded import EmbeddedDatabase
-from .store.results import MaterialQuery, ResultsStore
+from .store.results import CHECKPOINTS, MaterialQuery, ResultsStore
 from .workflow_spec import load_workflow
 
 __all__ = [
@@ -85,6 +86,7 @@ class FireworkStatus:
     name: str
     state: str
     reason: str | None
+    kept: list[str] = dataclasses.field(default_factory=list)  # labels of the finished parts it will reuse
 
 
 @dataclass
@@ -105,17 +107,29 @@ def _reason(lpad, fw_id: int) -> str | None:
     return next((l.strip() for l in reversed(trace) if l.strip() and not l.startswith(" ")), None) if trace else None
 
 
+def _kept_labels(store: ResultsStore, fw: dict) -> list[str]:
+    """What a step that has not finished will reuse (checkpoints: an Elk scan's finished points)."""
+    if fw["state"] == "COMPLETED" or not store.db[CHECKPOINTS].count_documents({}):
+        return []
+    task = next((t for t in (fw.get("spec") or {}).get("_tasks") or [] if "step" in t and "formula" in t), None)
+    if task is None:
+        return []
+    return [doc.label for doc in store.kept_parts(task["formula"], task["dimensionality"], task["preset"],
+                                                  task["calculator"], task["step"], task.get("settings_hash"))]
+
+
 def status(settings: Settings | None = None) -> list[WorkflowStatus]:
     from .fireworks import INTERRUPTIONS, lost_runs
 
     _, conn = _conn(settings, readonly=True)
     lpad = conn.launchpad
     lost = lost_runs(conn)  # RUNNING, but their launcher on this host is gone
+    store = ResultsStore(conn.db)
     out = []
     for wf in lpad.workflows.find({}, sort=[("created_on", 1)]):
         fws = []
         for fw in lpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, {"fw_id": 1, "name": 1, "state": 1,
-                                      f"spec.{INTERRUPTIONS}": 1}, sort=[("fw_id", 1)]):
+                                      f"spec.{INTERRUPTIONS}": 1, "spec._tasks": 1}, sort=[("fw_id", 1)]):
             reason = _reason(lpad, fw["fw_id"]) if fw["state"] == "FIZZLED" else None
             if fw["fw_id"] in lost:
                 reason = f"suspected lost: {lost[fw['fw_id']]}; 'tmdflow launch --recover' runs it again"
@@ -123,7 +137,7 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
                 last = fw["spec"][INTERRUPTIONS][-1]
                 why = f"interrupted by {last['signal']}" if "signal" in last else f"lost ({last.get('lost')})"
                 reason = f"{why} at {last.get('at')}; runs again on the next launch"
-            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"], reason))
+            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"], reason, _kept_labels(store, fw)))
         meta = wf.get("metadata", {})
         out.append(WorkflowStatus(meta.get("tmdflow_key", wf["name"]), wf["state"], fws, meta.get("tmdflow_rank", 0),
                                   meta.get("overrides")))

@@ -439,6 +439,8 @@ def status(as_json):
         for fw in wf.fireworks:
             line = f"    {fw.fw_id:5d}  {fw.name:36s} {fw.state}"
             click.echo(line + (f"  -- {fw.reason}" if fw.reason else ""))
+            if fw.kept:
+                click.echo(f"           kept from earlier runs ({len(fw.kept)}): {', '.join(fw.kept)}")
 
 
 QUERY_DERIVED_FIELDS = {

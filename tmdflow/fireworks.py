@@ -89,7 +89,8 @@ class TmdflowStepTask(FiretaskBase):
         request = resolve_identity(request, settings)  # its id names the failed task below too
         store = ResultsStore(db)
         # finished parts of a long step (an Elk E(a) scan's points), saved to disk as each is kept
-        kept = TaskCheckpoints(store, request.task_id, durable=conn.checkpoint)
+        kept = TaskCheckpoints(store, request.task_id, durable=conn.checkpoint,
+                               settings_hash=request.settings_digest)
         try:
             outcome = run_step(request, settings, settings.work_dir, checkpoints=kept)
         except TmdflowError as exc:

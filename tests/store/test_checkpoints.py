@@ -85,3 +85,18 @@ def test_a_stored_task_deletes_its_own_checkpoints_only(tmp_path):
         TaskCheckpoints(store, task).put(key, key, POINT.as_checkpoint())
     assert store.delete_checkpoints("t-relax") == 2
     assert [c.task_id for c in store.checkpoints()] == ["u-relax"]
+
+
+def test_status_finds_the_parts_of_a_step_by_material_step_and_settings_hash(tmp_path):
+    store = ResultsStore(connect(_settings(tmp_path, "k.json")).db)
+    mine = "WSe2-monolayer-elk-paper-elk-1f4a33c4da-relax"
+    for task, settings_hash, label in ((mine, "s1", "scan0"), (mine, None, "legacy"),
+                                       (mine, "s2", "other settings"),
+                                       ("WSe2-monolayer-elk-paper-elk-1f4a33c4da-scf_sr", "s1", "other step"),
+                                       ("WSe2-bulk-elk-paper-elk-1f4a33c4da-relax", "s1", "other material"),
+                                       ("WSe2-monolayer-elk-paper-x-elk-1f4a33c4da-relax", "s1", "other preset")):
+        TaskCheckpoints(store, task, settings_hash=settings_hash).put(label, label, POINT.as_checkpoint())
+    found = store.kept_parts("WSe2", "monolayer", "elk-paper", "elk", "relax", "s1")
+    assert [doc.label for doc in found] == ["scan0", "legacy"]  # oldest first; unrecorded hashes match
+    assert [doc.label for doc in store.kept_parts("WSe2", "monolayer", "elk-paper", "elk", "relax", None)] \
+        == ["scan0", "legacy", "other settings"]

@@ -32,7 +32,7 @@ def _scf_task(tmp_path, monkeypatch):
 def _checkpoints(tmp_path):
     conn = connection.connect(load_settings(db_uri=f"embedded:{tmp_path / 'store.json'}", work_dir=tmp_path / "runs"))
     try:
-        return [(c.task_id, c.label) for c in ResultsStore(conn.db).checkpoints()]
+        return [(c.task_id, c.label, c.settings_hash) for c in ResultsStore(conn.db).checkpoints()]
     finally:
         conn.embedded.close()
         connection.reset_cache()
@@ -62,7 +62,14 @@ def test_a_steps_checkpoints_outlive_its_failure_and_go_with_its_task(tmp_path, 
     connection.reset_cache()
     kept = _checkpoints(tmp_path)
     if fails:  # kept under the step's task id (with the result's identity hash)
-        assert [label for _, label in kept] == ["part 0"]
+        assert [label for _, label, _ in kept] == ["part 0"]
         assert kept[0][0].startswith("MoS2-bulk-test-wien2k-") and kept[0][0].endswith("-scf_sr")
+        assert kept[0][2] == task["settings_hash"]  # the Firework's, so status finds the step that reuses it
+        # tmdflow status shows the part under the step that will reuse it, and only there
+        lines = run_tmdflow(cli_env(tmp_path), "status").stdout.splitlines()
+        at = next(i for i, line in enumerate(lines) if "MoS2-bulk-scf_sr" in line)
+        assert lines[at + 1].split() == ["kept", "from", "earlier", "runs", "(1):", "part", "0"]
+        assert sum("kept from earlier runs" in line for line in lines) == 1
     else:
         assert kept == []
+        assert "kept from earlier runs" not in run_tmdflow(cli_env(tmp_path), "status").stdout

@@ -319,3 +319,6 @@ class CheckpointDoc(BaseModel):
     label: str = Field(description="what the part is, for people: e.g. 'scan2 a=3.3156 A'")
     data: dict[str, Any] = Field(description="the part's result, as the adapter reads it back")
     created_at: datetime = Field(default_factory=utcnow)
+    settings_hash: str | None = Field(None, description="the settings hash of the step's workflow (its "
+                                      "Firework's), so 'tmdflow status' shows the parts kept under the step "
+                                      "that will reuse them; None in checkpoints written before it was recorded")

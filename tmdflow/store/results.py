@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 from pydantic import ValidationError
 
 from ..errors import DocumentTooLarge, InputError, StoreWriteFailed
+from ..identity import ID_HASH_LENGTH, readable_prefix
 from .documents import (
     BandStructureDoc, CheckpointDoc, ConvergenceDoc, FiguresDoc, MaterialDocument, PhononDoc, TaskDocument, utcnow,
 )
@@ -180,8 +181,28 @@ class ResultsStore:
             return None
 
     def checkpoints(self, task_id: str | None = None) -> list[CheckpointDoc]:
+        """The kept parts (of one task), oldest first; a damaged one is left out, as ``checkpoint``
+        leaves it unused."""
         filt = {"task_id": task_id} if task_id else {}
-        return [CheckpointDoc.model_validate(_clean(d)) for d in self.db[CHECKPOINTS].find(filt)]
+        out = []
+        for raw in self.db[CHECKPOINTS].find(filt):
+            try:
+                out.append(CheckpointDoc.model_validate(_clean(raw)))
+            except ValidationError:
+                continue
+        return sorted(out, key=lambda doc: doc.created_at.timestamp())
+
+    def kept_parts(self, formula: str, dimensionality: str, preset_name: str, calculator: str, step: str,
+                   settings_hash: str | None) -> list[CheckpointDoc]:
+        """The checkpoints a step of a workflow would reuse when it runs again (``tmdflow status``):
+        those of a task of this material, preset, calculator and step, under the same settings hash
+        when both sides record it.  (The task id itself also hashes the worker's pseudopotential
+        files, so it is only known where the step runs.)"""
+        prefix = readable_prefix(formula, dimensionality, preset_name, calculator) + "-"
+        return [doc for doc in self.checkpoints()
+                if doc.task_id.startswith(prefix) and doc.task_id.endswith(f"-{step}")
+                and len(doc.task_id) == len(prefix) + ID_HASH_LENGTH + len(step) + 1
+                and (doc.settings_hash is None or settings_hash is None or doc.settings_hash == settings_hash)]
 
     def delete_checkpoints(self, task_id: str) -> int:
         return self.db[CHECKPOINTS].delete_many({"task_id": task_id}).deleted_count
@@ -249,11 +270,13 @@ class TaskCheckpoints:
     """The checkpoints of one step's task in the store (tmdflow.calculators.jobs.Checkpoints):
     what a Firework hands its step so finished parts of a long calculation outlive the run."""
 
-    def __init__(self, store: ResultsStore, task_id: str, durable: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: ResultsStore, task_id: str, durable: Callable[[], None] | None = None,
+                 settings_hash: str | None = None) -> None:
         """``durable``: makes the store's content durable (the embedded store's save,
         Connection.checkpoint), called after each put, so a point survives a launcher that dies
-        before its Firework ends."""
-        self.store, self.task_id, self.durable = store, task_id, durable
+        before its Firework ends.  ``settings_hash``: the step's (recorded with each part, for
+        ``tmdflow status``)."""
+        self.store, self.task_id, self.durable, self.settings_hash = store, task_id, durable, settings_hash
 
     def get(self, key: str) -> dict | None:
         doc = self.store.checkpoint(self.task_id, key)
@@ -261,7 +284,8 @@ class TaskCheckpoints:
 
     def put(self, key: str, label: str, data: dict) -> None:
         self.store.put_checkpoint(CheckpointDoc(checkpoint_id=f"{self.task_id}:{key}", task_id=self.task_id,
-                                                key=key, label=label, data=data))
+                                                key=key, label=label, data=data,
+                                                settings_hash=self.settings_hash))
         if self.durable is not None:
             try:
                 self.durable()
