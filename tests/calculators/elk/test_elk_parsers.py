@@ -11,7 +11,7 @@ import pytest
 from tmdflow.analysis.splitting import analyze_bands
 from tmdflow.calculators.elk.adapter import ElkCalculator
 from tmdflow.calculators.elk.parsers import (
-    parse_eigval, parse_info, parse_kpoints, parse_lsj_kst, parse_output_errors,
+    parse_eigval, parse_info, parse_kpoints, parse_lsj_kst, parse_output_errors, parse_version_banner,
 )
 from tmdflow.calculators.elk.profile import ElkProfile
 from tmdflow.calculators.espresso.profile import RunRecord
@@ -140,3 +140,11 @@ def test_not_elk_files():
         parse_eigval("nothing here")
     with pytest.raises(OutputParseError):
         parse_lsj_kst("k-point : nothing")
+
+
+def test_the_version_banner_of_elks_standard_output():
+    """What ElkProfile.version reads: the banner Elk prints as it starts, also when it stops at
+    once (input_error's log: rejected elk.in)."""
+    for log in (SCF / "scf_soc.log", FIX / "input_error" / "elk.log"):
+        assert parse_version_banner(log.read_text()) == parse_info(SCF / "INFO.OUT").version == "8.4.30"
+    assert parse_version_banner("Program PWSCF v.6.7 starts") is None

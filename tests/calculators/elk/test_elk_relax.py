@@ -184,6 +184,66 @@ def test_elk_runs_the_relax_step_of_the_workflows():
     assert full.calculator_steps()[0] == "relax" and full.structures == ["monolayer", "bulk"]
 
 
+class _DictCheckpoints:
+    """tmdflow.calculators.jobs.Checkpoints in a dict (the store's is tested in tests/store)."""
+
+    def __init__(self):
+        self.data = {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def put(self, key, label, data):
+        self.data[key] = data
+
+
+@pytest.mark.skipif(shutil.which("elk-lapw") is None, reason="Elk (elk-lapw) is not installed")
+@pytest.mark.parametrize("stored_version", ["installed", "7.2.42"])
+def test_a_stored_point_of_another_elk_version_is_computed_again(tmp_path, stored_version):
+    """The point's key hashes its inputs; the binary is compared through the version Elk prints
+    as it starts (ElkProfile.version, probed for real here): a point another Elk computed is not
+    fitted together with this one's energies."""
+    from tmdflow.calculators.elk.adapter import ElkStepResult
+    from tmdflow.calculators.jobs import RelaxJob
+    from tmdflow.calculators.elk.inputs import format_elk_in
+    from tmdflow.calculators.elk.relax import ScanPoint, scan_point_key
+    from tmdflow.layout import RunLayout
+    from tmdflow.presets import load_preset
+
+    calc = get_calculator("elk", load_settings(env={"TMDFLOW_CONFIG": "/dev/null"}))
+    installed = calc.profile.version()
+    assert installed and installed[0].isdigit()  # "8.4.30" from Debian's elk-lapw
+    preset = load_preset("elk-quick", TINY)
+    atoms = build_monolayer("MoS2", 3.193, 1.567, preset.vacuum)
+    kept = _DictCheckpoints()
+    job = RelaxJob(step="relax", formula="MoS2", dimensionality="monolayer", atoms=atoms, preset=preset,
+                   layout=RunLayout(tmp_path), kmesh=(3, 3, 1), expected_spacegroup=187, variable_cell=True,
+                   checkpoints=kept)
+    key = scan_point_key(format_elk_in(atoms, calc._relax_parameters(preset, job.kmesh)),
+                         calc._species_texts(atoms, preset))
+    version = installed if stored_version == "installed" else stored_version
+    stored = ScanPoint(3.193, -131920.1, 1.55, 3, version)
+    kept.put(key, "scan0", stored.as_checkpoint())
+
+    class WouldRunElk(Exception):
+        pass
+
+    def optimise(*args, **kwargs):
+        raise WouldRunElk
+
+    calc._optimise_positions = optimise  # the instance's: what a point not reused would run
+    result = ElkStepResult("relax", tmp_path, "", "")
+    if stored_version == "installed":
+        assert calc._scan_point(atoms, preset, tmp_path / "scan0", job.kmesh, job, result) == stored
+        assert result.extra["scan_points_reused"] == ["scan0"]
+    else:
+        with pytest.raises(WouldRunElk):
+            calc._scan_point(atoms, preset, tmp_path / "scan0", job.kmesh, job, result)
+        assert result.extra["scan_points_recomputed"] == [
+            {"point": "scan0", "stored_elk_version": "7.2.42", "elk_version": installed}]
+        assert "scan_points_reused" not in result.extra
+
+
 # -- real Elk ---------------------------------------------------------------------------------
 
 #: the end-to-end relaxation's settings: the smallest that still relax (README, docs/elk.md)

@@ -263,13 +263,23 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
     def _scan_point(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
                     job: RelaxJob, result: ElkStepResult) -> ScanPoint:
         """One point of the E(a) scan: task 2 at ``atoms``' a, or -- when ``job.checkpoints`` holds
-        a point computed from exactly these inputs (elk.in and the species files, hashed) -- that
-        point without running Elk (listed in ``result.extra['scan_points_reused']``).  A point
-        computed here is kept in ``job.checkpoints`` before the next one starts."""
+        a point computed from exactly these inputs (elk.in and the species files, hashed) by the
+        Elk version installed here -- that point without running Elk (listed in
+        ``result.extra['scan_points_reused']``).  A point computed here is kept in
+        ``job.checkpoints`` before the next one starts."""
         params = self._relax_parameters(preset, kmesh)
         key = scan_point_key(format_elk_in(atoms, params), self._species_texts(atoms, preset))
         a = float(np.linalg.norm(atoms.cell[0]))
         point = ScanPoint.from_checkpoint(job.checkpoints.get(key)) if job.checkpoints else None
+        installed = self.profile.version() if point is not None else None
+        if point is not None and installed is not None and point.elk_version != installed:
+            # another binary: its energies are not to be fitted with this one's
+            result.extra.setdefault("scan_points_recomputed", []).append(
+                {"point": directory.name, "stored_elk_version": point.elk_version, "elk_version": installed})
+            if job.progress:
+                job.progress(f"{directory.name}: the stored point was computed by Elk {point.elk_version}, "
+                             f"this is Elk {installed}: computed again")
+            point = None
         if point is not None:
             result.extra.setdefault("scan_points_reused", []).append(directory.name)
             if job.progress:

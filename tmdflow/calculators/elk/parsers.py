@@ -133,6 +133,13 @@ def _message_blocks(text: str, kind: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_version_banner(text: str) -> str | None:
+    """The version in what Elk prints on standard output as it starts ("Elk code version 8.4.30
+    started"); None when the text has no such line."""
+    m = re.search(r"Elk code version\s+(\S+)\s+started", text)
+    return m.group(1) if m else None
+
+
 def parse_info(source: str | Path) -> ElkInfo:
     text, name = _text(source)
     m = re.search(r"Elk version\s+(\S+)\s+started", text)
