@@ -11,9 +11,8 @@ Results in the field's types (tmdflow.objects): ``doc.to_structure()`` / ``doc.t
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,7 @@ from .store.connection import Connection, connect, embedded_path
 from .store.documents import BandStructureDoc, MaterialDocument, StructureDoc, TaskDocument
 from .errors import StoreCorrupted
 from .store.embedded import EmbeddedDatabase
-from .store.results import CHECKPOINTS, MaterialQuery, ResultsStore
+from .store.results import MaterialQuery, ResultsStore, parts_of_step
 from .workflow_spec import load_workflow
 
 __all__ = [
@@ -86,7 +85,7 @@ class FireworkStatus:
     name: str
     state: str
     reason: str | None
-    kept: list[str] = dataclasses.field(default_factory=list)  # labels of the finished parts it will reuse
+    kept: list[str] = field(default_factory=list)  # labels of the finished parts it will reuse
 
 
 @dataclass
@@ -107,15 +106,15 @@ def _reason(lpad, fw_id: int) -> str | None:
     return next((l.strip() for l in reversed(trace) if l.strip() and not l.startswith(" ")), None) if trace else None
 
 
-def _kept_labels(store: ResultsStore, fw: dict) -> list[str]:
+def _kept_labels(parts: list, fw: dict) -> list[str]:
     """What a step that has not finished will reuse (checkpoints: an Elk scan's finished points)."""
-    if fw["state"] == "COMPLETED" or not store.db[CHECKPOINTS].count_documents({}):
+    if fw["state"] == "COMPLETED" or not parts:
         return []
     task = next((t for t in (fw.get("spec") or {}).get("_tasks") or [] if "step" in t and "formula" in t), None)
     if task is None:
         return []
-    return [doc.label for doc in store.kept_parts(task["formula"], task["dimensionality"], task["preset"],
-                                                  task["calculator"], task["step"], task.get("settings_hash"))]
+    return [doc.label for doc in parts_of_step(parts, task["formula"], task["dimensionality"], task["preset"],
+                                               task["calculator"], task["step"], task.get("settings_hash"))]
 
 
 def status(settings: Settings | None = None) -> list[WorkflowStatus]:
@@ -124,7 +123,7 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
     _, conn = _conn(settings, readonly=True)
     lpad = conn.launchpad
     lost = lost_runs(conn)  # RUNNING, but their launcher on this host is gone
-    store = ResultsStore(conn.db)
+    parts = ResultsStore(conn.db).checkpoints()  # read once for every step below
     out = []
     for wf in lpad.workflows.find({}, sort=[("created_on", 1)]):
         fws = []
@@ -137,7 +136,7 @@ def status(settings: Settings | None = None) -> list[WorkflowStatus]:
                 last = fw["spec"][INTERRUPTIONS][-1]
                 why = f"interrupted by {last['signal']}" if "signal" in last else f"lost ({last.get('lost')})"
                 reason = f"{why} at {last.get('at')}; runs again on the next launch"
-            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"], reason, _kept_labels(store, fw)))
+            fws.append(FireworkStatus(fw["fw_id"], fw["name"], fw["state"], reason, _kept_labels(parts, fw)))
         meta = wf.get("metadata", {})
         out.append(WorkflowStatus(meta.get("tmdflow_key", wf["name"]), wf["state"], fws, meta.get("tmdflow_rank", 0),
                                   meta.get("overrides")))

@@ -14,7 +14,7 @@ from tmdflow.calculators.elk.inputs import ElkParameters, format_elk_in
 from tmdflow.calculators.elk.relax import ScanPoint, scan_point_key
 from tmdflow.settings import load_settings
 from tmdflow.store.connection import connect, reset_cache
-from tmdflow.store.results import CHECKPOINTS, ResultsStore, TaskCheckpoints
+from tmdflow.store.results import CHECKPOINTS, ResultsStore, TaskCheckpoints, parts_of_step
 from tmdflow.structures import build_monolayer
 from tests.helpers import FIXTURES
 
@@ -96,7 +96,8 @@ def test_status_finds_the_parts_of_a_step_by_material_step_and_settings_hash(tmp
                                        ("WSe2-bulk-elk-paper-elk-1f4a33c4da-relax", "s1", "other material"),
                                        ("WSe2-monolayer-elk-paper-x-elk-1f4a33c4da-relax", "s1", "other preset")):
         TaskCheckpoints(store, task, settings_hash=settings_hash).put(label, label, POINT.as_checkpoint())
-    found = store.kept_parts("WSe2", "monolayer", "elk-paper", "elk", "relax", "s1")
+    found = parts_of_step(store.checkpoints(), "WSe2", "monolayer", "elk-paper", "elk", "relax", "s1")
     assert [doc.label for doc in found] == ["scan0", "legacy"]  # oldest first; unrecorded hashes match
-    assert [doc.label for doc in store.kept_parts("WSe2", "monolayer", "elk-paper", "elk", "relax", None)] \
+    assert [doc.label for doc in parts_of_step(store.checkpoints(), "WSe2", "monolayer", "elk-paper", "elk",
+                                               "relax", None)] \
         == ["scan0", "legacy", "other settings"]

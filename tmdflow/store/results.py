@@ -192,18 +192,6 @@ class ResultsStore:
                 continue
         return sorted(out, key=lambda doc: doc.created_at.timestamp())
 
-    def kept_parts(self, formula: str, dimensionality: str, preset_name: str, calculator: str, step: str,
-                   settings_hash: str | None) -> list[CheckpointDoc]:
-        """The checkpoints a step of a workflow would reuse when it runs again (``tmdflow status``):
-        those of a task of this material, preset, calculator and step, under the same settings hash
-        when both sides record it.  (The task id itself also hashes the worker's pseudopotential
-        files, so it is only known where the step runs.)"""
-        prefix = readable_prefix(formula, dimensionality, preset_name, calculator) + "-"
-        return [doc for doc in self.checkpoints()
-                if doc.task_id.startswith(prefix) and doc.task_id.endswith(f"-{step}")
-                and len(doc.task_id) == len(prefix) + ID_HASH_LENGTH + len(step) + 1
-                and (doc.settings_hash is None or settings_hash is None or doc.settings_hash == settings_hash)]
-
     def delete_checkpoints(self, task_id: str) -> int:
         return self.db[CHECKPOINTS].delete_many({"task_id": task_id}).deleted_count
 
@@ -264,6 +252,19 @@ class ResultsStore:
     def counts(self) -> dict[str, int]:
         return {c: self.db[c].count_documents({}) for c in (TASKS, MATERIALS, BANDS, FIGURES, CONVERGENCE, PHONONS,
                                                           CHECKPOINTS)}
+
+
+def parts_of_step(parts: Iterable[CheckpointDoc], formula: str, dimensionality: str, preset_name: str,
+                  calculator: str, step: str, settings_hash: str | None) -> list[CheckpointDoc]:
+    """Of ``parts`` (ResultsStore.checkpoints(), read once), those a step of a workflow would reuse
+    when it runs again (``tmdflow status``): of a task of this material, preset, calculator and
+    step, under the same settings hash when both sides record it.  (The task id itself also hashes
+    the worker's pseudopotential files, so it is only known where the step runs.)"""
+    prefix = readable_prefix(formula, dimensionality, preset_name, calculator) + "-"
+    return [doc for doc in parts
+            if doc.task_id.startswith(prefix) and doc.task_id.endswith(f"-{step}")
+            and len(doc.task_id) == len(prefix) + ID_HASH_LENGTH + len(step) + 1
+            and (doc.settings_hash is None or settings_hash is None or doc.settings_hash == settings_hash)]
 
 
 class TaskCheckpoints:
