@@ -4,6 +4,11 @@ separate processes as a user would:
 submit -> launch (killed with SIGKILL after the first completed step; a second launcher meanwhile
 is refused) -> launch --recover -> status / query / table1 -> backup -> damage -> restore.
 
+The first launcher's pw.x is a wrapper that holds the bands run (the second step) until the test
+opens a gate, so "a second launcher while the first runs" and "killed mid-workflow" hold on a
+fast machine too: without it the test preset's bands step and the analysis could finish before
+the second launcher started (seen once in a clean-clone CI run: rc 0, "launched 0").
+
 The workflow's SCF is made to fail (electron_maxstep 5 at mixing_beta 0.4) and must be corrected
 automatically (mixing_beta 0.2, more steps), with the correction recorded in the task document.
 """
@@ -49,6 +54,32 @@ def _fw_states(store: Path) -> dict[str, str]:
     return {doc["name"]: doc["state"] for _, doc in fws}
 
 
+def _gated_pw(d: Path, held: Path) -> Path:
+    """pw.x, except that a bands run waits (at most 10 min) in the wrapper, its pid in ``held``."""
+    script = d / "gated-pw.sh"
+    script.write_text(f"""#!/bin/sh
+prev=""
+for arg in "$@"; do [ "$prev" = "-in" ] && input="$arg"; prev="$arg"; done
+if [ -n "$input" ] && grep -Eqi "calculation *= *.bands" "$input"; then
+  echo $$ > "{held}/$$"
+  n=0
+  while [ $n -lt 600 ]; do sleep 1; n=$((n + 1)); done
+  exit 1
+fi
+exec pw.x "$@"
+""")
+    script.chmod(0o755)
+    return script
+
+
+def _stop_held(held: Path) -> None:
+    for pid_file in held.iterdir():
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, pseudo_dir):
     d = tmp_path_factory.mktemp("e2e")
@@ -62,17 +93,22 @@ def e2e(tmp_path_factory, pseudo_dir):
     again = _tmdflow(["submit", str(d / "wf.yaml")], env)
     assert "already submitted" in again.stdout  # duplicates refused without --force
 
-    launcher = subprocess.Popen([sys.executable, "-m", "tmdflow.cli", "launch"], env=env,
+    held = d / "held"
+    held.mkdir()
+    gated = _gated_pw(d, held)
+    launcher = subprocess.Popen([sys.executable, "-m", "tmdflow.cli", "launch"],
+                                env={**env, "TMDFLOW_PW_COMMAND": str(gated)},
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 400
-    while _fw_states(store).get("MoS2-monolayer-scf_soc") != "COMPLETED":
+    while _fw_states(store).get("MoS2-monolayer-scf_soc") != "COMPLETED" or not any(held.iterdir()):
         assert launcher.poll() is None, launcher.stdout.read().decode()
-        assert time.monotonic() < deadline, "scf_soc did not complete in time"
+        assert time.monotonic() < deadline, "scf_soc did not complete (or bands_soc did not start) in time"
         time.sleep(1)
     busy = _tmdflow(["launch"], {**env, "TMDFLOW_DB_LOCK_TIMEOUT": "1"}, check=False)
-    launcher.send_signal(signal.SIGKILL)  # mid-workflow: bands_soc is running or about to
+    launcher.send_signal(signal.SIGKILL)  # mid-workflow: bands_soc is held in its pw.x
     launcher.wait()
     states_after_kill = _fw_states(store)
+    _stop_held(held)  # mpirun has its parent-death signal; a held rank that outlived it is stopped here
     recovered = _tmdflow(["launch", "--recover"], env)
     return {"dir": d, "env": env, "store": store, "busy": busy, "after_kill": states_after_kill,
             "recovered": recovered}

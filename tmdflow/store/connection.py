@@ -142,8 +142,9 @@ def _timeout(settings: Settings) -> float:
 
 def connect(settings: Settings, readonly: bool = False) -> Connection:
     """The database of ``settings``.  ``readonly``: for commands that only read (see module doc)."""
-    from fireworks import LaunchPad
     from pymongo.errors import PyMongoError
+
+    from .launchpad import SerializedLaunchPad as LaunchPad  # FireWorks' ping-thread race closed
 
     uri = settings.db_uri
     path = embedded_path(uri)

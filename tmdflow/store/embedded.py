@@ -212,8 +212,12 @@ class EmbeddedDatabase:
         """Write the whole store atomically (temp file in the same directory, fsync, rename)."""
         if self._lock_fh is None:
             return
+        from .launchpad import LAUNCH_WRITES  # a FireWorks ping thread may be writing a launch
+
         try:
-            self._atomic_write(self._dumps(self.client._store.to_dict()))
+            with LAUNCH_WRITES:
+                text = self._dumps(self.client._store.to_dict())
+            self._atomic_write(text)
         except StoreWriteFailed:
             self._save_failed = True  # reported by the caller; close() will not repeat it
             raise
