@@ -3,9 +3,10 @@
 A rocket stops its ping thread and records the launch's end at the same moment; the thread's
 last ping then races the record.  On mongomock (not thread-safe) the ping's lookup fails with
 ``No Launch exists`` or ``OrderedDict mutated during iteration``, a traceback on the launcher's
-terminal (seen once in a clean-clone CI run).  Measured with the same loop as below on an
-unserialized LaunchPad: 23 of 200 launches raised in the ping thread; with
-:class:`SerializedLaunchPad`: 0 of 200.
+terminal (seen once in a clean-clone CI run).  Measured: 200 launches, each completed beside a
+busy ping loop, raised in the ping thread 23 times on an unserialized LaunchPad and 0 times with
+:class:`SerializedLaunchPad`; the 3-s loop below, with the lock replaced by a no-op, failed 8 of 8
+runs.
 """
 
 import threading

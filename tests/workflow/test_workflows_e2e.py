@@ -5,7 +5,7 @@ submit -> launch (killed with SIGKILL after the first completed step; a second l
 is refused) -> launch --recover -> status / query / table1 -> backup -> damage -> restore.
 
 The first launcher's pw.x is a wrapper that holds the bands run (the second step) until the test
-opens a gate, so "a second launcher while the first runs" and "killed mid-workflow" hold on a
+has killed that launcher, so "a second launcher while the first runs" and "killed mid-workflow" hold on a
 fast machine too: without it the test preset's bands step and the analysis could finish before
 the second launcher started (seen once in a clean-clone CI run: rc 0, "launched 0").
 

@@ -32,6 +32,7 @@ import fcntl
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -169,6 +170,11 @@ class Snapshot:
         return None
 
 
+# mongomock is not thread-safe: FireWorks' ping thread and the rocket's complete_launch
+# (store/launchpad.py) and the checkpoint's serialisation hold this lock
+LAUNCH_WRITES = threading.RLock()
+
+
 class EmbeddedDatabase:
     readonly = False
 
@@ -212,10 +218,8 @@ class EmbeddedDatabase:
         """Write the whole store atomically (temp file in the same directory, fsync, rename)."""
         if self._lock_fh is None:
             return
-        from .launchpad import LAUNCH_WRITES  # a FireWorks ping thread may be writing a launch
-
         try:
-            with LAUNCH_WRITES:
+            with LAUNCH_WRITES:  # a FireWorks ping thread may be writing a launch
                 text = self._dumps(self.client._store.to_dict())
             self._atomic_write(text)
         except StoreWriteFailed:

@@ -14,14 +14,11 @@ out).  Nothing else changes: the ping still records liveness while a step runs.
 
 from __future__ import annotations
 
-import threading
-
 from fireworks import LaunchPad
 
-# held by the ping thread, the rocket's end-of-launch write and the embedded checkpoint
-LAUNCH_WRITES = threading.RLock()
+from .embedded import LAUNCH_WRITES  # also held by the embedded store's checkpoint
 
-__all__ = ["LAUNCH_WRITES", "SerializedLaunchPad"]
+__all__ = ["SerializedLaunchPad"]
 
 
 class SerializedLaunchPad(LaunchPad):
