@@ -38,6 +38,8 @@ ID_HASH_LENGTH = 10
 _NOT_HASHED = ("name", "description")
 #: geometry keys that define a structure (lengths in Angstrom, z in units of c)
 _GEOMETRY_KEYS = ("a", "d", "c", "z")
+#: the Elk relaxation's E(d) keys: hashed only when it runs (elk_relax_height: energy)
+_ELK_HEIGHT_KEYS = ("elk_relax_height", "elk_height_step", "elk_height_epsengy")
 
 
 def canonical_json(value: Any) -> str:
@@ -68,6 +70,8 @@ def preset_values(preset: Any, calculator: str | None = None) -> dict[str, Any]:
         others = tuple(f"{code}_" for code in registered_calculators() if code != calculator)
     if not values.get("map_wannier_grid"):  # no Wannier model: its keys change nothing (and identities
         values = {k: v for k, v in values.items() if not k.startswith("map_wannier_")}  # stay those of before them)
+    if values.get("elk_relax_height", "forces") == "forces":  # no E(d) refinement: its keys change nothing
+        values = {k: v for k, v in values.items() if k not in _ELK_HEIGHT_KEYS}  # (identities as before them)
     return {k: v for k, v in values.items() if k not in _NOT_HASHED and not (others and k.startswith(others))}
 
 

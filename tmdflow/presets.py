@@ -31,6 +31,8 @@ from .pseudo.recipes import available_families, load_family
 from .structures import MAX_VACUUM, MIN_VACUUM
 
 SPIN_ORBIT_MODES = ("scf", "second_variational")
+#: how the Elk relaxation sets a monolayer's height d (docs/elk.md, "Relaxation")
+ELK_RELAX_HEIGHTS = ("forces", "energy")
 # QE 6.7 INPUT_PW, &SYSTEM smearing (the aliases pw.x accepts, lower case as documented)
 SMEARINGS = ("gaussian", "gauss", "methfessel-paxton", "m-p", "mp", "marzari-vanderbilt", "cold", "m-v", "mv",
              "fermi-dirac", "f-d", "fd")
@@ -228,6 +230,14 @@ class Preset:
                                                    "needs >= 4)")
     elk_relax_kmesh: int | None = _bound(ge=1, le=64, why="relax: n of its n x n x 1 mesh (bulk: n x n x kmesh_bulk_kz; "
                                                          "null: kmesh)")
+    elk_relax_height: Literal[ELK_RELAX_HEIGHTS] = _about(
+        "relax (monolayer d): forces keeps the d of Elk's geometry optimisation (task 2); energy then fits a "
+        "parabola through task-0 total energies E(d) around it at the fitted a (Elk's forces at rgkmax 7 put "
+        "d ~0.03 A below the energy minimum: docs/physics.md)", "use forces or energy")
+    elk_height_step: float = _bound(gt=0.0, le=0.1, unit="A", why="relax, elk_relax_height energy: spacing of "
+                                                                 "the E(d) points")
+    elk_height_epsengy: float = _bound(gt=0.0, le=1e-3, unit="Ha", why="relax, elk_relax_height energy: SCF "
+                                       "total-energy target of each E(d) point (their differences are ~1 mHa)")
 
     @model_validator(mode="wrap")
     @classmethod

@@ -14,11 +14,12 @@ import pytest
 from tmdflow.calculators import get_calculator
 from tmdflow.calculators.elk.parsers import parse_forces_opt, parse_geometry, parse_info
 from tmdflow.calculators.elk.relax import (
-    fit_lattice_constant, interpolated_height, relaxed_bulk, relaxed_height, relaxed_monolayer,
-    monolayer_in_cell, scan_lattice_constants, starting_height,
+    first_heights, fit_height, fit_lattice_constant, interpolated_height, next_height, relaxed_bulk, relaxed_height,
+    relaxed_monolayer, monolayer_in_cell, scan_lattice_constants, starting_height,
 )
 from tmdflow.units import HARTREE_EV
 from tmdflow.errors import CalculationFailed, InputError, OutputParseError
+from tmdflow.presets import load_preset
 from tmdflow.settings import load_settings
 from tmdflow.steps.registry import for_calculator as supported_steps
 from tmdflow.structures import build_monolayer, monolayer_height, spacegroup_number
@@ -176,6 +177,80 @@ def test_the_next_scan_point_starts_near_its_relaxed_height():
     assert guess == pytest.approx(1.51638, abs=1e-4) and abs(guess - TINY_SCAN_D[2]) < 0.004
 
 
+#: E(d) of the MoS2 monolayer by task 0 at the TINY settings below, in the cell of the real
+#: relaxation test (a = 3.19695 A, its fitted a; cell height 13.134 A, fixed; 3x3x1, epsengy
+#: 1e-5 Ha, trimvg off; tmdflow's _scan_point(energy_only=True), 14-20 s each on 2 threads):
+#: d (A) -> E (eV).  Not harmonic: the curvature falls ~3x at 1.55 A.
+TINY_E_OF_D = {1.50: -131923.604317, 1.51: -131923.635166, 1.52: -131923.657975, 1.53: -131923.674808,
+               1.54: -131923.684890, 1.55: -131923.688872, 1.56: -131923.690826, 1.57: -131923.690860,
+               1.58: -131923.688795, 1.59: -131923.684944, 1.60: -131923.680262}
+#: its minimum: the parabola through 1.56, 1.57, 1.58 A
+TINY_E_OF_D_MINIMUM = 1.5652
+#: the same at a = 3.1970 A in the cell of 10 A vacuum at d = 1.53 A (13.06 A): the minimum moves
+#: to 1.534 A, and 1.54-1.57 A lie within 1.6 meV with 1.55 A above its neighbours -- at this basis
+#: E(d) carries Elk's basis-step noise, which a 0.07 A change of the cell height moves by 0.03 A
+TINY_E_OF_D_OTHER_CELL = {1.52: -131923.766683, 1.53: -131923.770576, 1.54: -131923.770275, 1.55: -131923.768953,
+                          1.56: -131923.769211, 1.57: -131923.769070}
+
+
+def _e_of_d(*heights, table=TINY_E_OF_D):
+    return list(heights), [table[d] for d in heights]
+
+
+def test_the_energy_minimum_of_d_from_three_real_points():
+    assert first_heights(1.5302, 0.03) == pytest.approx((1.5002, 1.5302, 1.5602))
+    d, e = _e_of_d(1.50, 1.53, 1.56)  # what the route computes around task 2's d (1.5302 A)
+    assert next_height(d, e, 0.03) is None  # the lowest at the edge, but the vertex among the points
+    fit = fit_height(d, e)
+    assert 1.53 < fit.d_angstrom < 1.56 and fit.curvature_ev_a2 > 0 and fit.energy_ev <= min(e)
+    # 0.011 A below the dense minimum: over +-0.03 A the parabola averages the steep side in
+    assert fit.d_angstrom == pytest.approx(1.5538, abs=2e-4)
+    assert fit.d_angstrom == pytest.approx(TINY_E_OF_D_MINIMUM, abs=0.015)
+    assert fit_height(d[::-1], e[::-1]) == fit  # the order of the points does not matter
+    out = fit.as_output()
+    assert out["d_fit_angstrom"] == fit.d_angstrom and out["d_angstrom"] == d
+    # the lowest three of more points: their parabola
+    assert fit_height(*_e_of_d(1.50, 1.53, 1.56, 1.57, 1.58)).d_angstrom == pytest.approx(TINY_E_OF_D_MINIMUM,
+                                                                                         abs=1e-4)
+
+
+def test_an_energy_still_falling_beyond_the_points_asks_for_another():
+    d, e = _e_of_d(1.50, 1.51, 1.52)  # far below the minimum: the vertex (1.543) beyond 1.52
+    assert next_height(d, e, 0.01) == pytest.approx(1.53)
+    with pytest.raises(CalculationFailed, match="lies outside the points 1.5000-1.5200"):
+        fit_height(d, e)
+    assert next_height(*_e_of_d(1.58, 1.59, 1.60), 0.01) == pytest.approx(1.57)  # above it: downwards
+    assert next_height(*_e_of_d(1.50, 1.51, 1.52, 1.53, 1.54, 1.55), 0.01) == pytest.approx(1.56)
+    assert next_height(*_e_of_d(1.50, 1.52, 1.54, 1.56, 1.58), 0.02) is None  # then bracketed
+    # the noisy cell: 1.55 A above its neighbours (concave), the lowest at 1.54 -> scan below it
+    d, e = _e_of_d(1.54, 1.55, 1.56, table=TINY_E_OF_D_OTHER_CELL)
+    with pytest.raises(CalculationFailed, match="not convex"):
+        fit_height(d, e)
+    assert next_height(d, e, 0.01) == pytest.approx(1.53)
+    assert fit_height(*_e_of_d(1.52, 1.53, 1.54, 1.55, 1.56, table=TINY_E_OF_D_OTHER_CELL)).d_angstrom == \
+        pytest.approx(1.5343, abs=1e-4)
+    with pytest.raises(InputError, match="at least 3"):
+        fit_height(*_e_of_d(1.53, 1.54))
+    with pytest.raises(InputError, match="elk_height_step"):
+        first_heights(1.53, 0.0)
+
+
+def test_the_e_of_d_keys_enter_the_identity_only_when_they_are_used():
+    from tmdflow.identity import preset_values
+
+    forces = preset_values(load_preset("elk-quick"), "elk")
+    assert not {"elk_relax_height", "elk_height_step", "elk_height_epsengy"} & forces.keys()
+    # an Elk result computed before the keys existed keeps its identity ...
+    assert preset_values(load_preset("elk-quick", {"elk_height_step": 0.05}), "elk") == forces
+    # ... and the E(d) route is another result, whose step is part of it
+    energy = preset_values(load_preset("elk-quick", {"elk_relax_height": "energy"}), "elk")
+    assert energy["elk_relax_height"] == "energy" and energy["elk_height_step"] == 0.03
+    assert preset_values(load_preset("elk-quick", {"elk_relax_height": "energy", "elk_height_step": 0.05}),
+                         "elk") != energy
+    with pytest.raises(InputError, match="elk_relax_height"):
+        load_preset("elk-quick", {"elk_relax_height": "gradient"})
+
+
 def test_elk_runs_the_relax_step_of_the_workflows():
     assert "relax" in supported_steps("elk")
     spec = load_workflow(ROOT / "workflows" / "elk-relaxed.yaml", None, None, ["MoS2"])
@@ -309,6 +384,26 @@ def test_real_elk_relaxation_of_the_mos2_monolayer(tmp_path):
     # other inputs (here the force target) are other points: nothing is reused for them
     other = dataclasses.replace(job, preset=load_preset("elk-quick", {**TINY, "elk_epsforce": 5e-4}))
     assert all(kept.get(k) is None for k in _scan_keys(calc, other))
+    # d by energy (elk_relax_height: energy): the same task-2 scan (reused: E(d) keys are not in
+    # its inputs), the final task 2, then task 0 at its d and 0.03 A to either side
+    by_energy = calc.relax(dataclasses.replace(job, layout=RunLayout(tmp_path / "third"),
+                                               preset=load_preset("elk-quick", {**TINY, "elk_relax_height": "energy"})))
+    out3, heights = by_energy.outputs(), by_energy.extra["height_scan"]
+    assert by_energy.extra["scan_points_reused"] == ["scan0", "scan1", "scan2", "scan3"]
+    d_forces = heights["d_forces_angstrom"]
+    assert d_forces == pytest.approx(out["d_relaxed_angstrom"], abs=1e-6) and out3["relax_height"] == "energy"
+    assert all(min(abs(h - x) for h in heights["d_angstrom"]) < 1e-9 for x in first_heights(d_forces, 0.03))
+    assert len(by_energy.runs) == 1 + len(heights["d_angstrom"])
+    d_energy = out3["d_relaxed_angstrom"]
+    assert d_energy == heights["d_fit_angstrom"] and d_energy == pytest.approx(monolayer_height(by_energy.relaxed_atoms))
+    assert spacegroup_number(by_energy.relaxed_atoms, symprec=1e-5) == 187
+    assert by_energy.relaxed_atoms.cell[0, 0] == pytest.approx(scan["a_fit_angstrom"], abs=1e-6)
+    # the dense E(d) by hand at this a and cell (TINY_E_OF_D) has its minimum at 1.5652 A; the
+    # three-point parabola over +-0.03 A lands 0.011 A below it (1.5547 A measured; the pure test
+    # above: 1.5538 from the dense points nearest the route's), above task 2's d, as at the
+    # paper's settings (docs/physics.md)
+    assert d_energy == pytest.approx(TINY_E_OF_D_MINIMUM, abs=0.015) and d_energy > d_forces + 0.01
+    assert {c.label.split()[0] for c in store.checkpoints()} >= {"height0", "height1", "height2"}
 
 
 def _scan_keys(calc, job) -> list[str]:

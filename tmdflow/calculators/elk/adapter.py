@@ -15,6 +15,8 @@ Directories (every name below ``<formula>/`` is the requesting job's step, ``job
                                    task 16 (LSJ_KST.OUT, <S_z> per state) at K and K'
   <relax step>/elk/scan<i>/, final/  the relax step of a monolayer: task 2 at each a of the scan,
                                    then at the fitted a (bulk: positions/); GEOMETRY.OUT, FORCES_OPT.OUT
+  <relax step>/elk/height<i>/      with elk_relax_height: energy, task 0 at the fitted a and the
+                                   heights of the E(d) parabola (INFO.OUT: the total energy)
 A 16 x 16 SCF mesh does not contain K, and Elk's band-structure task (20) writes path distances
 (BAND.OUT), not k-points: hence the one-shot grid run, whose K levels agree with those of a 6 x 6
 SCF to 3e-4 meV (docs/elk.md).
@@ -53,8 +55,9 @@ from .parsers import (
 )
 from .profile import ElkProfile
 from .relax import (
-    ScanPoint, fit_lattice_constant, interpolated_height, monolayer_in_cell, relaxed_bulk, relaxed_height,
-    relaxed_monolayer, scan_lattice_constants, scan_point_key, starting_height,
+    MAX_HEIGHT_POINTS, HeightFit, ScanPoint, first_heights, fit_height, fit_lattice_constant, interpolated_height,
+    lattice_constants, monolayer_in_cell, next_height, relaxed_bulk, relaxed_height, relaxed_monolayer,
+    scan_lattice_constants, scan_point_key, starting_height,
 )
 
 #: order of the point group of the space group (Elk's "Number of crystal symmetries"):
@@ -223,7 +226,10 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
         ``elk_epsforce``) at the given cell.  Monolayer (``job.variable_cell``): task 2 at each a
         of an E(a) scan (``elk_scan_points`` x ``elk_scan_step``, the cell height fixed), E(a)
         from the relaxed end points, a Birch-Murnaghan fit (minimum inside the scan or
-        CalculationFailed), then task 2 at the fitted a.  It runs in ``relax_vacuum`` when set
+        CalculationFailed), then task 2 at the fitted a; with ``elk_relax_height: energy`` d is
+        then the minimum of a parabola through task-0 energies E(d) around task 2's d at that a
+        (:meth:`_height_scan`; Elk's forces at rgkmax 7 are not the gradient of its energy,
+        docs/physics.md).  It runs in ``relax_vacuum`` when set
         and at the ``elk_relax_kmesh`` mesh (else ``kmesh``); the relaxed a and d (bulk: z) are
         rebuilt as the ideal structure (in the preset's ``vacuum``) in ``result.relaxed_atoms``."""
         preset, formula, step = job.preset, job.formula, job.step
@@ -257,17 +263,51 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
         result.relaxed_atoms, d = relaxed_monolayer(geometry, formula, preset.vacuum)
         result.info, result.code_version = info, f"Elk {info.version}"
         result.extra.update({"lattice_scan": {**fit.as_output(), "d_angstrom": heights}, "d_relaxed_angstrom": d,
-                             "relax_kmesh": list(kmesh), "relax_cell_height_angstrom": float(atoms.cell[2, 2])})
+                             "relax_kmesh": list(kmesh), "relax_cell_height_angstrom": float(atoms.cell[2, 2]),
+                             "relax_height": preset.elk_relax_height})
+        if preset.elk_relax_height == "energy":
+            a_final = lattice_constants(geometry)[0]
+            by_energy = self._height_scan(formula, a_final, d, float(atoms.cell[2, 2]), preset, directory, kmesh,
+                                          job, result)
+            result.relaxed_atoms = build_monolayer(formula, a_final, by_energy.d_angstrom, preset.vacuum)
+            result.extra.update({"height_scan": {**by_energy.as_output(), "d_forces_angstrom": d},
+                                 "d_relaxed_angstrom": by_energy.d_angstrom})
         return result
 
+    def _height_scan(self, formula: str, a: float, d_forces: float, cell_height: float, preset: Preset,
+                     directory: Path, kmesh: tuple[int, int, int], job: RelaxJob, result: ElkStepResult) -> HeightFit:
+        """d by energy at the fixed a: task 0 (no trimmed potential, SCF to ``elk_height_epsengy``)
+        at d_forces and one ``elk_height_step`` to either side, then further steps on the falling
+        side until the vertex of the parabola through the lowest three lies among them (at most
+        MAX_HEIGHT_POINTS), that vertex.  Each point is checkpointed like a scan point."""
+        heights: list[float] = []
+        energies: list[float] = []
+        todo = list(first_heights(d_forces, preset.elk_height_step))
+        while todo:
+            d = todo.pop(0)
+            point = self._scan_point(monolayer_in_cell(formula, a, d, cell_height), preset,
+                                     directory / f"height{len(heights)}", kmesh, job, result, energy_only=True)
+            heights.append(d)
+            energies.append(point.energy_ev)
+            if not todo and (beyond := next_height(heights, energies, preset.elk_height_step)) is not None:
+                if len(heights) >= MAX_HEIGHT_POINTS:
+                    raise CalculationFailed(
+                        f"relax: the E(d) minimum is still beyond d = {min(heights):.4f}-{max(heights):.4f} A after "
+                        f"{len(heights)} points (task 2's d: {d_forces:.4f} A)",
+                        "read the height*/INFO.OUT energies of the relax step; a larger elk_height_step, or "
+                        "elk_relax_height: forces")
+                todo.append(beyond)
+        return fit_height(heights, energies)
+
     def _scan_point(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
-                    job: RelaxJob, result: ElkStepResult) -> ScanPoint:
-        """One point of the E(a) scan: task 2 at ``atoms``' a, or -- when ``job.checkpoints`` holds
+                    job: RelaxJob, result: ElkStepResult, energy_only: bool = False) -> ScanPoint:
+        """One point of the E(a) scan: task 2 at ``atoms``' a (``energy_only``: one of E(d), task 0
+        at ``atoms`` as they are), or -- when ``job.checkpoints`` holds
         a point computed from exactly these inputs (elk.in and the species files, hashed) by the
         Elk version installed here -- that point without running Elk (listed in
         ``result.extra['scan_points_reused']``).  A point computed here is kept in
         ``job.checkpoints`` before the next one starts."""
-        params = self._relax_parameters(preset, kmesh)
+        params = self._height_parameters(preset, kmesh) if energy_only else self._relax_parameters(preset, kmesh)
         key = scan_point_key(format_elk_in(atoms, params), self._species_texts(atoms, preset))
         a = float(np.linalg.norm(atoms.cell[0]))
         point = ScanPoint.from_checkpoint(job.checkpoints.get(key)) if job.checkpoints else None
@@ -285,11 +325,16 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
             if job.progress:
                 job.progress(f"{directory.name}: a = {a:.4f} A from the stored checkpoint (not run again)")
             return point
-        geometry, info = self._optimise_positions(atoms, preset, directory, kmesh, job, result)
-        point = ScanPoint(a, info.total_energy_ha * HARTREE_EV, relaxed_height(geometry, job.formula),
-                          result.extra["optimisation_steps"][-1], info.version)
+        if energy_only:
+            info = self._ground_state(atoms, preset, directory, params, job, result)
+            point = ScanPoint(a, info.total_energy_ha * HARTREE_EV, monolayer_height(atoms), 0, info.version)
+        else:
+            geometry, info = self._optimise_positions(atoms, preset, directory, kmesh, job, result)
+            point = ScanPoint(a, info.total_energy_ha * HARTREE_EV, relaxed_height(geometry, job.formula),
+                              result.extra["optimisation_steps"][-1], info.version)
         if job.checkpoints:
-            job.checkpoints.put(key, f"{directory.name} a={a:.4f} A", point.as_checkpoint())
+            label = f"{directory.name} a={a:.4f} A" + (f" d={point.height_angstrom:.4f} A" if energy_only else "")
+            job.checkpoints.put(key, label, point.as_checkpoint())
         return point
 
     def _species_texts(self, atoms: Atoms, preset: Preset) -> list[str]:
@@ -299,6 +344,20 @@ class ElkCalculator(AllElectronCalculator[ElkProfile]):
 
     def _relax_parameters(self, preset: Preset, kmesh: tuple[int, int, int]) -> ElkParameters:
         return self._parameters(preset, (2,), kmesh, False, extra=(("epsforce", f"{preset.elk_epsforce:g}"),))
+
+    def _height_parameters(self, preset: Preset, kmesh: tuple[int, int, int]) -> ElkParameters:
+        """An E(d) point: a plain SCF (task 0; ``trimvg`` off, as Elk's default outside task 2)."""
+        params = self._parameters(preset, (0,), kmesh, False, extra=(("trimvg", ".false."),))
+        return dataclasses.replace(params, epsengy=preset.elk_height_epsengy)
+
+    def _ground_state(self, atoms: Atoms, preset: Preset, directory: Path, params: ElkParameters, job: RelaxJob,
+                      result: ElkStepResult) -> ElkInfo:
+        """Task 0 from atomic densities in ``directory`` (emptied first), checked (symmetry, radii, SCF)."""
+        if directory.exists():
+            shutil.rmtree(directory)
+        info = self._run(atoms, preset, directory, params, result, job.step, job.progress)
+        self._check_ground_state(info, preset, job.expected_spacegroup, directory, job.step)
+        return info
 
     def _optimise_positions(self, atoms: Atoms, preset: Preset, directory: Path, kmesh: tuple[int, int, int],
                             job: RelaxJob, result: ElkStepResult):

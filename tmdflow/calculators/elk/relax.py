@@ -226,3 +226,80 @@ def scan_point_key(elk_in: str, species: list[str]) -> str:
     for text in species:
         digest.update(b"\0" + text.encode())
     return digest.hexdigest()
+
+
+# -- a monolayer's height by energy (elk_relax_height: energy) --------------------------------
+#: E(d): at most this many task-0 points (three around task 2's d, then steps outwards until the
+#: parabola's vertex lies among the points it goes through)
+MAX_HEIGHT_POINTS = 6
+
+
+def first_heights(d_forces: float, step: float) -> tuple[float, float, float]:
+    """The first three E(d) heights: task 2's d and one ``step`` (A) to either side."""
+    if not 0 < step < 0.1:
+        raise InputError(f"elk_height_step = {step} A is not in (0, 0.1)", "use e.g. 0.03 (A)")
+    return d_forces - step, d_forces, d_forces + step
+
+
+def _three_around_lowest(heights, energies_ev) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All heights and energies sorted by d, and the slice of the three consecutive points the
+    parabola goes through: the lowest and its neighbours, or the three at the edge it lies on."""
+    order = np.argsort(heights)
+    d, e = np.asarray(heights, float)[order], np.asarray(energies_ev, float)[order]
+    low = min(max(int(np.argmin(e)), 1), len(d) - 2)
+    return d, e, np.arange(low - 1, low + 2)
+
+
+def _parabola(d: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
+    c2, c1, c0 = np.polyfit(d, e, 2)
+    return float(c2), float(c1), float(c0)
+
+
+def next_height(heights: list[float] | tuple[float, ...], energies_ev: list[float] | tuple[float, ...],
+                step: float) -> float | None:
+    """None when the parabola through the lowest E(d) and its neighbours (the three at the edge
+    when the lowest is there) is convex with its vertex among those three; else the height one
+    ``step`` beyond the scan on the side where the energy falls."""
+    d, e, three = _three_around_lowest(heights, energies_ev)
+    c2, c1, _ = _parabola(d[three], e[three])
+    if c2 > 0 and d[three[0]] <= -c1 / (2 * c2) <= d[three[-1]]:
+        return None
+    return float(d[0] - step) if e[0] < e[-1] else float(d[-1] + step)
+
+
+@dataclass(frozen=True)
+class HeightFit:
+    """The parabola through the lowest E(d) point and its two neighbours, at fixed a and cell."""
+
+    d_angstrom: float  # the vertex
+    energy_ev: float  # E at the vertex
+    curvature_ev_a2: float  # d2E/dd2 of the parabola (both chalcogens move: the breathing mode)
+    d_scan_angstrom: tuple[float, ...]
+    energies_ev: tuple[float, ...]
+
+    def as_output(self) -> dict:
+        return {"d_angstrom": list(self.d_scan_angstrom), "energy_ev": list(self.energies_ev),
+                "d_fit_angstrom": self.d_angstrom, "energy_fit_ev": self.energy_ev,
+                "curvature_ev_per_a2": self.curvature_ev_a2}
+
+
+def fit_height(heights: list[float] | tuple[float, ...], energies_ev: list[float] | tuple[float, ...]) -> HeightFit:
+    """The minimum of E(d): the vertex of the parabola through the lowest point and its
+    neighbours (the three at the edge when the lowest is there).  Refuses a non-positive
+    curvature and a vertex outside those three points (extrapolated: scan further first,
+    :func:`next_height`)."""
+    if len(heights) != len(energies_ev) or len(heights) < 3:
+        raise InputError(f"E(d) fit with {len(heights)} heights and {len(energies_ev)} energies",
+                         "give the same number of each, at least 3")
+    d, e, three = _three_around_lowest(heights, energies_ev)
+    c2, c1, c0 = _parabola(d[three], e[three])
+    lo, hi = d[three[0]], d[three[-1]]
+    fix = "read the E(d) points' INFO.OUT (relax step, elk/height*/); or elk_relax_height: forces"
+    if c2 <= 0:
+        raise CalculationFailed(f"relax: E(d) through d = {lo:.4f}-{hi:.4f} A is not convex", fix)
+    vertex = -c1 / (2 * c2)
+    if not lo <= vertex <= hi:
+        raise CalculationFailed(f"relax: the E(d) minimum {vertex:.4f} A lies outside the points "
+                                f"{lo:.4f}-{hi:.4f} A", fix)
+    return HeightFit(vertex, c0 + c1 * vertex + c2 * vertex ** 2, 2 * c2,
+                     tuple(float(x) for x in d), tuple(float(x) for x in e))
