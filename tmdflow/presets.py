@@ -233,7 +233,7 @@ class Preset:
     elk_relax_height: Literal[ELK_RELAX_HEIGHTS] = _about(
         "relax (monolayer d): forces keeps the d of Elk's geometry optimisation (task 2); energy then fits a "
         "parabola through task-0 total energies E(d) around it at the fitted a (Elk's forces at rgkmax 7 put "
-        "d ~0.03 A below the energy minimum: docs/physics.md)", "use forces or energy")
+        "WSe2's d 0.05 A below the energy minimum: docs/physics.md)", "use forces or energy")
     elk_height_step: float = _bound(gt=0.0, le=0.1, unit="A", why="relax, elk_relax_height energy: spacing of "
                                                                  "the E(d) points")
     elk_height_epsengy: float = _bound(gt=0.0, le=1e-3, unit="Ha", why="relax, elk_relax_height energy: SCF "
